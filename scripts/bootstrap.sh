@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Set up everything `make test` and `make demo` need on a Debian 12 machine:
+# Debian packages (only the missing ones) and the project virtualenvs from the
+# pinned requirement files (rebuilt only when those files change).
+# Elsewhere, or when not root, it stops and says exactly what to install.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${CERNIQ_VENV:-.venv}
+VENV_BULLMQ5=${CERNIQ_VENV_BULLMQ5:-.venv-bullmq5}
+PYTHON=${PYTHON:-python3}
+
+# Debian packages: servers the tests start themselves (never the default
+# instances), Prometheus tooling, and podman for the Molecule/demo containers.
+DEB_PACKAGES=(
+  postgresql postgresql-contrib
+  redis-server redis-tools
+  prometheus prometheus-alertmanager
+  podman runc debootstrap uidmap slirp4netns fuse-overlayfs
+  logrotate iproute2 git make
+)
+
+say() { printf '[bootstrap] %s\n' "$*"; }
+
+missing_packages() {
+  local p
+  for p in "${DEB_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || printf '%s ' "$p"
+  done
+}
+
+install_debian_packages() {
+  if [ ! -r /etc/debian_version ] || ! command -v dpkg-query >/dev/null; then
+    say "This is not a Debian system. Install these (or your distribution's equivalents) and rerun:"
+    say "  ${DEB_PACKAGES[*]}"
+    say "  and Python 3.11 with venv and pip."
+    exit 1
+  fi
+  local missing
+  missing=$(missing_packages)
+  [ -z "$missing" ] && { say "Debian packages: all present"; return; }
+  if [ "$(id -u)" != 0 ]; then
+    say "Missing Debian packages and not root. Run as root, then rerun:"
+    say "  apt-get install -y $missing"
+    exit 1
+  fi
+  say "installing Debian packages: $missing"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # shellcheck disable=SC2086
+  apt-get install -y -qq --no-install-recommends $missing >/dev/null
+}
+
+requirements_stamp() { cat requirements.txt requirements-dev.txt constraints.txt | sha256sum | cut -d' ' -f1; }
+
+make_venv() {
+  local venv=$1 stamp=$2; shift 2
+  if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.stamp" 2>/dev/null)" = "$stamp" ]; then
+    say "virtualenv $venv: up to date"
+    return
+  fi
+  "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
+    say "Python 3.11 or newer is needed for $PYTHON"; exit 1; }
+  say "building virtualenv $venv"
+  "$PYTHON" -m venv --clear "$venv"
+  "$venv/bin/python" -m pip install -q --upgrade pip
+  "$venv/bin/python" -m pip install -q "$@"
+  echo "$stamp" > "$venv/.stamp"
+}
+
+install_debian_packages
+make_venv "$VENV" "$(requirements_stamp)" -r requirements-dev.txt -c constraints.txt
+make_venv "$VENV_BULLMQ5" "$(sha256sum requirements-bullmq-v5.txt | cut -d' ' -f1)" -r requirements-bullmq-v5.txt
+say "ready: $VENV"
