@@ -97,7 +97,7 @@ def connection_kwargs(params):
     if params.get('login_port'):
         kwargs['port'] = int(params['login_port'])
     for option, keyword in _CONNECT_KEYWORDS.items():
-        value = params.get(option)
+        value = params.get(option, POSTGRES_COMMON_ARGS[option].get('default'))
         if value is not None and value != '':
             kwargs[keyword] = value
     return kwargs

@@ -57,7 +57,7 @@ def run_module(name, args, check_mode=False, diff=False, env=None, timeout=600):
     try:
         proc = subprocess.run(
             [sys.executable, '-m', 'ansible_collections.cerniq.ops.plugins.modules.%s' % name, args_file],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=run_env, timeout=timeout)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=run_env, timeout=timeout, check=False)
     finally:
         os.unlink(args_file)
     stdout = proc.stdout.decode('utf-8', 'replace')
@@ -102,4 +102,4 @@ def run_playbook(playbook, extra_vars=None, inventory=None, check=False, diff=Fa
     })
     run_env.update(env or {})
     return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=run_env,
-                          timeout=timeout, text=True, cwd=REPO)
+                          timeout=timeout, text=True, cwd=REPO, check=False)

@@ -133,7 +133,8 @@ class PostgresServer:
         deadline = time.monotonic() + 30
         while True:
             result = subprocess.run([os.path.join(self.bindir, 'pg_isready'), '-h', self.socket_dir,
-                                     '-p', str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     '-p', str(self.port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                    check=False)
             if result.returncode == 0:
                 return
             if time.monotonic() > deadline:
@@ -258,7 +259,7 @@ class RedisCluster:
     """A local 3-master Redis Cluster (no replicas) on free loopback ports."""
 
     def __init__(self, nodes=3):
-        self.nodes = [RedisServer(cluster=True) for _ in range(nodes)]
+        self.nodes = [RedisServer(cluster=True) for _index in range(nodes)]
 
     def start(self):
         for node in self.nodes:
