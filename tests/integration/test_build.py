@@ -1,0 +1,60 @@
+"""The built collection: only what users need, and every module documented by ansible-doc."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+import tarfile
+
+import pytest
+
+from tests.support.ansible_run import REPO
+
+BIN = os.path.dirname(sys.executable)
+FORBIDDEN_TOP = ('tests/', 'molecule/', 'benchmarks/', '.venv', 'scripts/', '.ci/', '.git/')
+
+
+@pytest.fixture(scope='module')
+def installed(tmp_path_factory):
+    out = tmp_path_factory.mktemp('build')
+    subprocess.run([os.path.join(BIN, 'ansible-galaxy'), 'collection', 'build', '--output-path', str(out), REPO],
+                   check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    tarball = glob.glob(str(out / 'cerniq-ops-*.tar.gz'))[0]
+    with tarfile.open(tarball) as tar:
+        names = tar.getnames()
+    dest = tmp_path_factory.mktemp('collections')
+    subprocess.run([os.path.join(BIN, 'ansible-galaxy'), 'collection', 'install', '--offline', '-p', str(dest), tarball],
+                   check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return names, dest
+
+
+def test_tarball_leaves_out_tests_molecule_benchmarks_and_venvs(installed):
+    names, _dest = installed
+    offending = [name for name in names if name.startswith(FORBIDDEN_TOP) or '__pycache__' in name]
+    assert offending == []
+    assert 'MANIFEST.json' in names
+    assert any(name.startswith('plugins/modules/') for name in names)
+
+
+def _modules():
+    return sorted(os.path.splitext(os.path.basename(path))[0]
+                  for path in glob.glob(os.path.join(REPO, 'plugins', 'modules', '*.py'))
+                  if not os.path.basename(path).startswith('_'))
+
+
+def test_every_module_renders_in_ansible_doc_from_the_installed_tarball(installed):
+    _names, dest = installed
+    modules = _modules()
+    assert modules, 'the collection ships no module'
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(dest), ANSIBLE_NOCOLOR='1')
+    for module in modules:
+        fqcn = 'cerniq.ops.%s' % module
+        text = subprocess.run([os.path.join(BIN, 'ansible-doc', ), fqcn], env=env, check=False,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert text.returncode == 0, text.stdout
+        assert 'EXAMPLES' in text.stdout and 'RETURN VALUES' in text.stdout, fqcn
+        data = subprocess.run([os.path.join(BIN, 'ansible-doc'), '--json', fqcn], env=env, check=True,
+                              stdout=subprocess.PIPE, text=True).stdout
+        doc = json.loads(data)[fqcn]['doc']
+        assert doc['short_description'] and doc['options'], fqcn

@@ -1,0 +1,138 @@
+"""Backup verification with real dumps: a good one restores, corrupted and stale ones are caught."""
+
+import os
+import subprocess
+import time
+
+import psycopg2
+import pytest
+
+from tests.support.ansible_run import run_module
+
+
+def _dump(pg_server, database, path, fmt):
+    env = dict(os.environ, PGPASSWORD='postgres-test-secret')
+    subprocess.run([os.path.join(pg_server.bindir, 'pg_dump'), '-h', '127.0.0.1', '-p', str(pg_server.port),
+                    '-U', 'postgres', '-F', fmt, '-f', str(path), database], check=True, env=env)
+
+
+@pytest.fixture
+def source(pg_server, pg_db, pg_conn):
+    with pg_conn.cursor() as cur:
+        cur.execute('CREATE TABLE bronze_contacts (id bigint primary key, name text)')
+        cur.execute("INSERT INTO bronze_contacts SELECT g, 'c' || g FROM generate_series(1, 500) g")
+        cur.execute('CREATE TABLE approval_tasks (id bigint primary key)')
+        cur.execute('INSERT INTO approval_tasks SELECT generate_series(1, 40)')
+    return pg_server.params(database=pg_db['login_db'], superuser=True)
+
+
+def _databases(pg_server):
+    return pg_server.psql('SELECT datname FROM pg_database', 'postgres')
+
+
+def test_good_custom_dump_restores_and_counts_match(pg_server, pg_db, source, tmp_path):
+    _dump(pg_server, pg_db['login_db'], tmp_path / 'cerniq-1.dump', 'c')
+    prom = tmp_path / 'backup.prom'
+    result = run_module('pg_backup_verify', dict(source, path=str(tmp_path), pattern='*.dump', max_age=1, restore=True,
+                                                 tables=['bronze_contacts', 'public.approval_tasks'],
+                                                 textfile_path=str(prom), scratch_db='restore_check_good'))
+    assert not result.failed, result
+    assert result['verified'] and result['restored'] and result['format'] == 'custom'
+    assert result['entries'] > 0
+    assert result['row_counts']['bronze_contacts'] == {'backup': 500, 'source': 500}
+    assert result['row_counts']['public.approval_tasks'] == {'backup': 40, 'source': 40}
+    assert 'restore_check_good' not in _databases(pg_server)
+    text = prom.read_text()
+    assert 'cerniq_backup_verify_success{job="backup"} 1' in text
+    assert 'cerniq_backup_last_success_timestamp_seconds' in text
+    assert 'postgres-test-secret' not in str(result)
+
+
+def test_corrupted_dump_fails_and_metric_keeps_last_success(pg_server, pg_db, source, tmp_path):
+    dump = tmp_path / 'cerniq.dump'
+    _dump(pg_server, pg_db['login_db'], dump, 'c')
+    prom = tmp_path / 'backup.prom'
+    assert not run_module('pg_backup_verify', dict(path=str(dump), textfile_path=str(prom))).failed
+    good_success = [line for line in prom.read_text().splitlines()
+                    if line.startswith('cerniq_backup_last_success_timestamp_seconds')]
+    data = dump.read_bytes()
+    dump.write_bytes(data[:len(data) // 3])
+    result = run_module('pg_backup_verify', dict(source, path=str(dump), restore=True, textfile_path=str(prom),
+                                                 scratch_db='restore_check_bad'))
+    assert result.failed
+    assert 'backup verification failed' in result['msg']
+    assert result['verified'] is False
+    text = prom.read_text()
+    assert 'cerniq_backup_verify_success{job="backup"} 0' in text
+    assert [line for line in text.splitlines()
+            if line.startswith('cerniq_backup_last_success_timestamp_seconds')] == good_success
+    assert 'restore_check_bad' not in _databases(pg_server)
+
+
+def test_truncated_plain_sql_is_caught_and_complete_one_passes(pg_server, pg_db, source, tmp_path):
+    dump = tmp_path / 'cerniq.sql'
+    _dump(pg_server, pg_db['login_db'], dump, 'p')
+    result = run_module('pg_backup_verify', dict(source, path=str(dump), restore=True, tables=['bronze_contacts'],
+                                                 scratch_db='restore_check_plain'))
+    assert result['verified'] and result['format'] == 'plain', result
+    assert result['row_counts']['bronze_contacts']['backup'] == 500
+    dump.write_bytes(dump.read_bytes()[:-200])
+    result = run_module('pg_backup_verify', dict(path=str(dump), fail_on_problem=False))
+    assert not result.failed and result['verified'] is False
+    assert 'truncated' in result['problems'][0]
+
+
+def test_stale_backup_and_rows_missing_from_backup(pg_server, pg_db, source, tmp_path, pg_conn):
+    dump = tmp_path / 'old.dump'
+    _dump(pg_server, pg_db['login_db'], dump, 'c')
+    old = time.time() - 3 * 86400
+    os.utime(dump, (old, old))
+    with pg_conn.cursor() as cur:
+        cur.execute("INSERT INTO bronze_contacts SELECT g, 'n' FROM generate_series(501, 1000) g")
+    result = run_module('pg_backup_verify', dict(source, path=str(dump), max_age=26, restore=True,
+                                                 tables=['bronze_contacts', 'no_such_table'],
+                                                 fail_on_problem=False, scratch_db='restore_check_stale'))
+    problems = ' | '.join(result['problems'])
+    assert 'old (more than 93600 s)' in problems
+    assert 'bronze_contacts: 500 rows in the backup, 1000 in the source' in problems
+    assert 'no_such_table is missing from the restored backup' in problems
+
+
+def test_check_mode_reads_but_writes_nothing(pg_server, pg_db, source, tmp_path):
+    _dump(pg_server, pg_db['login_db'], tmp_path / 'a.dump', 'd')
+    prom = tmp_path / 'm.prom'
+    result = run_module('pg_backup_verify', dict(source, path=str(tmp_path / 'a.dump'), restore=True,
+                                                 textfile_path=str(prom), scratch_db='restore_check_cm'),
+                        check_mode=True)
+    assert result['verified'] and result['format'] == 'directory' and result['restored'] is False
+    assert not prom.exists()
+
+
+def test_listing_command_picks_newest(pg_server, pg_db, source, tmp_path):
+    older, newer = tmp_path / 'one.dump', tmp_path / 'two.dump'
+    _dump(pg_server, pg_db['login_db'], older, 'c')
+    _dump(pg_server, pg_db['login_db'], newer, 't')
+    os.utime(older, (time.time() - 100, time.time() - 100))
+    lister = tmp_path / 'list.sh'
+    lister.write_text('#!/bin/sh\necho %s\necho %s\necho /nonexistent\n' % (older, newer))
+    lister.chmod(0o755)
+    result = run_module('pg_backup_verify', dict(list_command=str(lister)))
+    assert result['backup'] == str(newer) and result['format'] == 'tar' and result['verified']
+
+
+def test_bad_input_is_a_clear_error(tmp_path):
+    result = run_module('pg_backup_verify', dict(path=str(tmp_path / 'missing')))
+    assert result.failed and 'does not exist' in result['msg']
+    (tmp_path / 'empty').mkdir()
+    result = run_module('pg_backup_verify', dict(path=str(tmp_path / 'empty')))
+    assert result.failed and 'no backup found' in result['msg']
+    result = run_module('pg_backup_verify', dict())
+    assert result.failed and 'one of the following is required' in result['msg']
+
+
+def test_wrong_password_is_one_line(pg_server, pg_db, source, tmp_path):
+    _dump(pg_server, pg_db['login_db'], tmp_path / 'a.dump', 'c')
+    params = dict(source, login_password='not-the-password')
+    result = run_module('pg_backup_verify', dict(params, path=str(tmp_path / 'a.dump'), restore=True))
+    assert result.failed and 'authentication failed' in result['msg']
+    assert 'Traceback' not in result['msg'] and 'not-the-password' not in result['msg']
