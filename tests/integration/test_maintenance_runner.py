@@ -1,0 +1,161 @@
+"""The scheduled maintenance runner (roles/maintenance/files/cerniq-maintenance) against real servers.
+
+The runner is run as the role installs it, a separate process importing the
+collection's engines; here the engines come from the repository itself. The
+Molecule scenario runs the same runner installed by the role on a systemd host.
+"""
+
+import fcntl
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from ansible_collections.cerniq.ops.plugins.module_utils import cerniq_schema
+from tests.support.ansible_run import REPO, collections_root
+
+RUNNER = os.path.join(REPO, 'roles', 'maintenance', 'files', 'cerniq-maintenance')
+
+
+@pytest.fixture
+def cerniq_db(pg_conn):
+    cerniq_schema.apply(pg_conn, cerniq_schema.load_migrations_dir(cerniq_schema.default_migrations_dir()))
+    with pg_conn.cursor() as cur:
+        cur.execute("""
+            INSERT INTO bronze_contacts (tenant_id, processing_status, created_at)
+            SELECT '00000000-0000-0000-0000-000000000001',
+                   CASE WHEN g % 2 = 0 THEN 'promoted' ELSE 'pending' END,
+                   now() - (g || ' days')::interval + interval '12 hours'
+            FROM generate_series(1, 60) g""")
+        cur.execute("""
+            INSERT INTO silver_enrichment_log (company_id, source, status, duration_ms, created_at)
+            SELECT gen_random_uuid(), 'anaf', 'success', 10, now() - (g || ' days')::interval + interval '12 hours'
+            FROM generate_series(1, 120) g""")
+    return pg_conn
+
+
+def _config(tmp_path, pg_db, redis_params, steps, timeout=600, job='daily'):
+    config = dict(
+        job=job, log_file=str(tmp_path / ('maintenance-%s.log' % job)), lock_file=str(tmp_path / 'job.lock'),
+        textfile_dir=str(tmp_path), credentials_file=str(tmp_path / 'credentials'), timeout=timeout,
+        postgres={k: v for k, v in pg_db.items() if k != 'login_password'},
+        redis={k: v for k, v in redis_params.items() if k != 'redis_password'}, steps=steps)
+    (tmp_path / 'credentials').write_text('PGPASSWORD=%s\n' % pg_db['login_password'])
+    (tmp_path / 'credentials').chmod(0o600)
+    path = tmp_path / ('%s.json' % job)
+    path.write_text(json.dumps(config))
+    return path
+
+
+def _run(config_path, *extra):
+    return subprocess.run([sys.executable, RUNNER, '--config', str(config_path), '--lib', collections_root()]
+                          + list(extra), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          timeout=300, check=False)
+
+
+DAILY = [
+    {'name': 'vacuum_analyze', 'type': 'maintenance',
+     'options': {'tasks': [{'action': 'vacuum', 'table': t, 'analyze': True}
+                           for t in ('bronze_contacts', 'silver_companies', 'gold_companies', 'approval_tasks')]}},
+    {'name': 'purge_bronze', 'type': 'archive',
+     'options': {'source_table': 'bronze_contacts', 'older_than': '30 days',
+                 'where': "processing_status = 'promoted'"}},
+    {'name': 'archive_enrichment_log', 'type': 'archive',
+     'options': {'source_table': 'silver_enrichment_log', 'archive_table': 'silver_enrichment_log_archive',
+                 'older_than': '90 days'}},
+    {'name': 'redis_cleanup', 'type': 'redis_keys', 'options': {'patterns': ['cache:*', 'session:expired:*'],
+                                                                'max_keys': 1000}},
+]
+
+
+def _count(conn, sql):
+    with conn.cursor() as cur:
+        cur.execute(sql)
+        return cur.fetchone()[0]
+
+
+def test_daily_run_archives_purges_cleans_and_reports(tmp_path, pg_db, cerniq_db, redis_params, redis_client):
+    for i in range(50):
+        redis_client.set('cache:company:%d' % i, 'x')
+    redis_client.set('session:expired:a b "c"', 'x')
+    redis_client.set('session:live:1', 'keep')
+    config = _run_config = _config(tmp_path, pg_db, redis_params, DAILY)
+    result = _run(_run_config)
+    assert result.returncode == 0, result.stdout
+    # 60 bronze rows: promoted (even g) and older than 30 days (g > 30) = 15 purged.
+    assert _count(cerniq_db, 'SELECT count(*) FROM bronze_contacts') == 45
+    assert _count(cerniq_db, "SELECT count(*) FROM bronze_contacts WHERE processing_status = 'promoted' "
+                             "AND created_at < now() - interval '30 days'") == 0
+    # 120 log rows, days 91..120 archived = 30; none lost.
+    assert _count(cerniq_db, 'SELECT count(*) FROM silver_enrichment_log_archive') == 30
+    assert _count(cerniq_db, 'SELECT count(*) FROM silver_enrichment_log') == 90
+    assert sorted(redis_client.keys('*')) == [b'session:live:1']
+    metrics = (tmp_path / 'cerniq_maintenance_daily.prom').read_text()
+    assert 'cerniq_maintenance_exit_status{job="daily"} 0' in metrics
+    assert 'cerniq_maintenance_rows_purged{job="daily"} 15' in metrics
+    assert 'cerniq_maintenance_rows_archived{job="daily"} 30' in metrics
+    assert 'cerniq_maintenance_keys_deleted{job="daily"} 51' in metrics
+    assert 'cerniq_maintenance_last_success_timestamp_seconds{job="daily"}' in metrics
+    log = (tmp_path / 'maintenance-daily.log').read_text()
+    assert 'step purge_bronze: ok' in log and 'end: success' in log
+    assert pg_db['login_password'] not in log + result.stdout
+    # Second run: nothing left to do, still a success.
+    again = _run(config)
+    assert again.returncode == 0
+    assert 'cerniq_maintenance_rows_archived{job="daily"} 0' in (tmp_path / 'cerniq_maintenance_daily.prom').read_text()
+
+
+def test_a_second_run_during_the_first_exits_without_doing_anything(tmp_path, pg_db, cerniq_db, redis_params):
+    config = _config(tmp_path, pg_db, redis_params, DAILY)
+    with open(tmp_path / 'job.lock', 'a') as held:
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = _run(config)
+    assert result.returncode == 0
+    assert 'holds the lock' in result.stdout and 'exiting without doing anything' in result.stdout
+    assert _count(cerniq_db, 'SELECT count(*) FROM bronze_contacts') == 60
+    assert not (tmp_path / 'cerniq_maintenance_daily.prom').exists()
+
+
+def test_timeout_cancels_the_running_statement_and_fails_the_run(tmp_path, pg_db, cerniq_db, redis_params):
+    steps = [{'name': 'slow_check', 'type': 'health',
+              'options': {'sections': ['orphans'],
+                          'orphan_checks': [{'name': 'slow', 'query': 'SELECT count(*) FROM pg_sleep(30)'}]}},
+             DAILY[1]]
+    result = _run(_config(tmp_path, pg_db, redis_params, steps, timeout=2))
+    assert result.returncode == 124, result.stdout
+    assert 'run timeout of 2 s reached' in result.stdout
+    assert 'step purge_bronze: not started' in result.stdout
+    metrics = (tmp_path / 'cerniq_maintenance_daily.prom').read_text()
+    assert 'cerniq_maintenance_exit_status{job="daily"} 124' in metrics
+    assert 'cerniq_maintenance_last_success_timestamp_seconds' not in metrics
+    assert 'cerniq_maintenance_step_success{job="daily",step="slow_check"} 0' in metrics
+
+
+def test_failed_step_keeps_last_success_and_other_steps_run(tmp_path, pg_db, cerniq_db, redis_params):
+    config = _config(tmp_path, pg_db, redis_params, DAILY[1:2])
+    assert _run(config).returncode == 0
+    prom = tmp_path / 'cerniq_maintenance_daily.prom'
+    success_line = [line for line in prom.read_text().splitlines()
+                    if line.startswith('cerniq_maintenance_last_success_timestamp_seconds')]
+    steps = [{'name': 'broken', 'type': 'archive', 'options': {'source_table': 'no_such_table',
+                                                                'older_than': '1 day'}},
+             DAILY[2]]
+    result = _run(_config(tmp_path, pg_db, redis_params, steps))
+    assert result.returncode == 1
+    assert 'step broken: FAILED' in result.stdout and 'step archive_enrichment_log: ok' in result.stdout
+    text = prom.read_text()
+    assert [line for line in text.splitlines()
+            if line.startswith('cerniq_maintenance_last_success_timestamp_seconds')] == success_line
+    assert 'cerniq_maintenance_exit_status{job="daily"} 1' in text
+
+
+def test_disabled_step_and_dry_run_change_nothing(tmp_path, pg_db, cerniq_db, redis_params):
+    steps = [dict(DAILY[1], enabled=False), DAILY[2]]
+    result = _run(_config(tmp_path, pg_db, redis_params, steps), '--dry-run')
+    assert result.returncode == 0, result.stdout
+    assert 'step purge_bronze: disabled' in result.stdout
+    assert 'would move' in result.stdout
+    assert _count(cerniq_db, 'SELECT count(*) FROM silver_enrichment_log') == 120
+    assert not (tmp_path / 'cerniq_maintenance_daily.prom').exists()
