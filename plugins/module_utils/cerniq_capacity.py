@@ -1,0 +1,222 @@
+# -*- coding: utf-8 -*-
+# Copyright: cerniq.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Capacity planning (runbook 6.1, 6.2): daily series, current load, thresholds, scale actions.
+
+Plain Python engine of the ``capacity_info`` module and ``playbooks/capacity_report.yml``.
+The three queries of 6.1 run server-side and return one row per day (bounded by
+the window, never by table size). Current measurements (queue depth, processing
+latency, connections, memory, disk) are judged against the 6.2 thresholds.
+Rendering to Markdown and to a self-contained HTML page (inline SVG charts, no
+scripts, no external assets) is done here so it can be tested.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import html
+
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import quote_ident, split_qualified_name
+
+# Runbook 6.2. Values are the thresholds as written there; latency in seconds.
+DEFAULT_THRESHOLDS = {
+    'queue_depth': dict(label='Queue depth (waiting)', unit='jobs', warning=1000, critical=5000,
+                        action='Add workers'),
+    'processing_latency': dict(label='Processing latency', unit='s', warning=300, critical=900,
+                               action='Add workers'),
+    'db_connections': dict(label='Database connections', unit='%', warning=60, critical=80,
+                           action='Connection pooling'),
+    'memory': dict(label='Memory usage', unit='%', warning=70, critical=85, action='Add RAM'),
+    'disk': dict(label='Disk usage', unit='%', warning=70, critical=85, action='Archive data'),
+}
+
+DEFAULT_TABLES = dict(bronze_contacts='bronze_contacts', enrichment_log='silver_enrichment_log',
+                      approval_tasks='approval_tasks')
+
+
+class CapacityError(Exception):
+    pass
+
+
+def _table(name):
+    try:
+        schema, table = split_qualified_name(name)
+    except ValueError as error:
+        raise CapacityError(str(error))
+    return quote_ident([part for part in (schema, table) if part])
+
+
+def _rows(conn, sql, args):
+    with conn.cursor() as cur:
+        cur.execute(sql, args)
+        names = [column[0] for column in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def _plain(value):
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    if value is None or isinstance(value, (int, str, bool)):
+        return value
+    return round(float(value), 3)
+
+
+def daily_series(conn, days=30, tables=None):
+    """The three capacity queries of runbook 6.1 over the last ``days`` days, oldest day first."""
+    tables = dict(DEFAULT_TABLES, **(tables or {}))
+    interval = '%d days' % int(days)
+    ingestion = _rows(conn, (
+        'SELECT created_at::date AS date, count(*) AS contacts_ingested, '
+        'avg(extract(epoch FROM (processed_at - created_at))) AS avg_processing_seconds '
+        'FROM %s WHERE created_at > now() - %%s::interval GROUP BY 1 ORDER BY 1') % _table(tables['bronze_contacts']),
+        (interval,))
+    enrichment = _rows(conn, (
+        'SELECT source, created_at::date AS date, count(*) AS enrichments, avg(duration_ms) AS avg_duration_ms '
+        'FROM %s WHERE created_at > now() - %%s::interval GROUP BY 1, 2 ORDER BY 2, 1')
+        % _table(tables['enrichment_log']), (interval,))
+    hitl = _rows(conn, (
+        'SELECT created_at::date AS date, count(*) AS tasks_created, '
+        'count(*) FILTER (WHERE decided_at IS NOT NULL) AS tasks_resolved, '
+        'avg(extract(epoch FROM (decided_at - created_at)) / 3600) FILTER (WHERE decided_at IS NOT NULL) '
+        'AS avg_resolution_hours FROM %s WHERE created_at > now() - %%s::interval GROUP BY 1 ORDER BY 1')
+        % _table(tables['approval_tasks']), (interval,))
+    clean = lambda rows: [{key: _plain(value) for key, value in row.items()} for row in rows]  # noqa: E731
+    return dict(ingestion=clean(ingestion), enrichment=clean(enrichment), hitl=clean(hitl))
+
+
+def connection_usage(conn):
+    """Connections in use (every backend of client type) against max_connections, in percent."""
+    rows = _rows(conn, (
+        "SELECT (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend') AS used, "
+        "current_setting('max_connections')::int AS max, "
+        "current_setting('superuser_reserved_connections')::int AS reserved"), ())
+    row = rows[0]
+    usable = max(row['max'] - row['reserved'], 1)
+    return dict(used=row['used'], max=row['max'], reserved=row['reserved'],
+                percent=round(100.0 * row['used'] / usable, 1))
+
+
+def normalize_thresholds(overrides=None):
+    thresholds = {key: dict(value) for key, value in DEFAULT_THRESHOLDS.items()}
+    for key, value in (overrides or {}).items():
+        if key not in thresholds:
+            raise CapacityError('unknown threshold %r (known: %s)' % (key, ', '.join(sorted(thresholds))))
+        if not isinstance(value, dict):
+            raise CapacityError('threshold %s must be a mapping with warning/critical/action' % key)
+        thresholds[key].update(value)
+        if float(thresholds[key]['warning']) > float(thresholds[key]['critical']):
+            raise CapacityError('threshold %s: warning is above critical' % key)
+    return thresholds
+
+
+def judge(measurements, thresholds=None):
+    """One verdict per measured metric: ok, warning or critical, with the 6.2 scale action."""
+    thresholds = normalize_thresholds(thresholds)
+    verdicts = []
+    for key, limit in thresholds.items():
+        value = measurements.get(key)
+        if value is None:
+            verdicts.append(dict(metric=key, label=limit['label'], value=None, unit=limit['unit'],
+                                 status='unknown', warning=limit['warning'], critical=limit['critical'],
+                                 action=None))
+            continue
+        value = float(value)
+        if value > float(limit['critical']):
+            status = 'critical'
+        elif value > float(limit['warning']):
+            status = 'warning'
+        else:
+            status = 'ok'
+        verdicts.append(dict(metric=key, label=limit['label'], value=round(value, 1), unit=limit['unit'],
+                             status=status, warning=limit['warning'], critical=limit['critical'],
+                             action=limit['action'] if status != 'ok' else None))
+    return verdicts
+
+
+def _fmt(value, unit=''):
+    if value is None:
+        return 'n/a'
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if unit == 's' and isinstance(value, (int, float)):
+        return '%s s (%.1f min)' % (value, value / 60.0)
+    return '%s%s' % (value, ('' if unit in ('', 'jobs') else (' ' + unit if unit != '%' else ' %')))
+
+
+def render_markdown(series, verdicts, title='CERNIQ capacity report', generated=None):
+    generated = generated or datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
+    out = ['# %s' % title, '', 'Generated %s. Thresholds: runbook 6.2.' % generated, '',
+           '## Current load', '', '| metric | value | warning | critical | status | scale action |',
+           '|---|---|---|---|---|---|']
+    for v in verdicts:
+        out.append('| %s | %s | > %s | > %s | %s | %s |' % (
+            v['label'], _fmt(v['value'], v['unit']), v['warning'], v['critical'],
+            v['status'].upper() if v['status'] in ('warning', 'critical') else v['status'], v['action'] or '-'))
+    exceeded = [v for v in verdicts if v['status'] in ('warning', 'critical')]
+    out += ['', '**Actions:** ' + ('; '.join('%s (%s): %s' % (v['label'], v['status'], v['action'])
+                                             for v in exceeded) if exceeded else 'none needed') + '.', '']
+    out += ['## Daily ingestion (last %d days)' % len(series['ingestion']), '',
+            '| date | contacts ingested | avg processing (s) |', '|---|---:|---:|']
+    for row in series['ingestion']:
+        out.append('| %s | %s | %s |' % (row['date'], row['contacts_ingested'], _fmt(row['avg_processing_seconds'])))
+    out += ['', '## Enrichment throughput', '', '| date | source | enrichments | avg duration (ms) |',
+            '|---|---|---:|---:|']
+    for row in series['enrichment']:
+        out.append('| %s | %s | %s | %s |' % (row['date'], row['source'], row['enrichments'],
+                                              _fmt(row['avg_duration_ms'])))
+    out += ['', '## HITL capacity', '', '| date | created | resolved | avg resolution (h) |', '|---|---:|---:|---:|']
+    for row in series['hitl']:
+        out.append('| %s | %s | %s | %s |' % (row['date'], row['tasks_created'], row['tasks_resolved'],
+                                              _fmt(row['avg_resolution_hours'])))
+    return '\n'.join(out) + '\n'
+
+
+def _svg_bars(points, width=640, height=160, color='#3b6ea5'):
+    """A bar chart of (label, value) as inline SVG."""
+    if not points:
+        return '<p class="empty">no data in the window</p>'
+    top = max(value or 0 for _label, value in points) or 1
+    bar = float(width - 40) / len(points)
+    parts = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" role="img">' % (width, height + 30)]
+    for i, (label, value) in enumerate(points):
+        h = (float(value or 0) / top) * height
+        x = 30 + i * bar
+        parts.append('<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s: %s</title></rect>' % (
+            x, height - h + 5, max(bar - 2, 1), h, color, html.escape(str(label)), html.escape(str(value))))
+    parts.append('<text x="0" y="15" font-size="11">%s</text>' % html.escape(str(round(top, 1))))
+    parts.append('<text x="30" y="%d" font-size="11">%s</text>' % (height + 25, html.escape(str(points[0][0]))))
+    parts.append('<text x="%d" y="%d" font-size="11" text-anchor="end">%s</text>' % (
+        width - 10, height + 25, html.escape(str(points[-1][0]))))
+    parts.append('</svg>')
+    return ''.join(parts)
+
+
+def render_html(series, verdicts, title='CERNIQ capacity report', generated=None):
+    generated = generated or datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
+    colors = dict(ok='#2e7d32', warning='#ef6c00', critical='#c62828', unknown='#757575')
+    rows = ''.join(
+        '<tr><td>%s</td><td>%s</td><td>&gt; %s</td><td>&gt; %s</td>'
+        '<td style="color:%s;font-weight:bold">%s</td><td>%s</td></tr>' % (
+            html.escape(v['label']), html.escape(_fmt(v['value'], v['unit'])), v['warning'], v['critical'],
+            colors[v['status']], v['status'], html.escape(v['action'] or '-')) for v in verdicts)
+    enrichment_by_day = {}
+    for row in series['enrichment']:
+        enrichment_by_day[row['date']] = enrichment_by_day.get(row['date'], 0) + (row['enrichments'] or 0)
+    charts = [
+        ('Contacts ingested per day', [(r['date'], r['contacts_ingested']) for r in series['ingestion']]),
+        ('Average processing time per day (s)', [(r['date'], r['avg_processing_seconds'])
+                                                 for r in series['ingestion']]),
+        ('Enrichments per day (all sources)', sorted(enrichment_by_day.items())),
+        ('HITL tasks created per day', [(r['date'], r['tasks_created']) for r in series['hitl']]),
+        ('HITL average resolution per day (h)', [(r['date'], r['avg_resolution_hours']) for r in series['hitl']]),
+    ]
+    body = ''.join('<h2>%s</h2>%s' % (html.escape(name), _svg_bars(points)) for name, points in charts)
+    return ('<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>%s</title>'
+            '<style>body{font-family:sans-serif;margin:2em;max-width:60em}table{border-collapse:collapse}'
+            'td,th{border:1px solid #ccc;padding:4px 8px}.empty{color:#777}</style></head><body>'
+            '<h1>%s</h1><p>Generated %s. Thresholds: runbook 6.2.</p><h2>Current load</h2>'
+            '<table><tr><th>metric</th><th>value</th><th>warning</th><th>critical</th><th>status</th>'
+            '<th>scale action</th></tr>%s</table>%s</body></html>\n') % (
+        html.escape(title), html.escape(title), html.escape(generated), rows, body)

@@ -1,0 +1,81 @@
+"""Capacity report (runbook 6.1, 6.2) computed from known data in a real PostgreSQL."""
+
+import re
+
+import pytest
+
+from ansible_collections.cerniq.ops.plugins.module_utils import cerniq_capacity, cerniq_schema
+from tests.support.ansible_run import run_module
+
+
+@pytest.fixture
+def known_data(pg_conn):
+    cerniq_schema.apply(pg_conn, cerniq_schema.load_migrations_dir(cerniq_schema.default_migrations_dir()))
+    with pg_conn.cursor() as cur:
+        # Day -2: 10 contacts processed in 60 s; day -1: 30 contacts processed in 120 s; day -40: outside the window.
+        cur.execute("""
+            INSERT INTO bronze_contacts (tenant_id, created_at, processed_at)
+            SELECT '00000000-0000-0000-0000-000000000001', d, d + make_interval(secs => s)
+            FROM (SELECT date_trunc('day', now()) - interval '2 days' + interval '1 hour' AS d, 60 AS s
+                  FROM generate_series(1, 10)
+                  UNION ALL SELECT date_trunc('day', now()) - interval '1 day' + interval '1 hour', 120
+                  FROM generate_series(1, 30)
+                  UNION ALL SELECT now() - interval '40 days', 5 FROM generate_series(1, 7)) x""")
+        cur.execute("""
+            INSERT INTO silver_enrichment_log (company_id, source, status, duration_ms, created_at)
+            SELECT gen_random_uuid(), src, 'success', ms, date_trunc('day', now()) - interval '1 day' + interval '2 hours'
+            FROM (VALUES ('anaf', 100), ('anaf', 300), ('termene', 50)) v(src, ms)""")
+        cur.execute("""
+            INSERT INTO approval_tasks (approval_type, due_at, created_at, decided_at, status)
+            VALUES ('dedup_review', now(), date_trunc('day', now()) - interval '1 day' + interval '1 hour',
+                    date_trunc('day', now()) - interval '1 day' + interval '3 hours', 'approved'),
+                   ('dedup_review', now(), date_trunc('day', now()) - interval '1 day' + interval '1 hour', NULL,
+                    'pending')""")
+    return pg_conn
+
+
+def test_series_match_the_data(known_data, pg_db):
+    result = run_module('capacity_info', dict(pg_db, days=30))
+    assert not result.failed, result
+    ingestion = result['series']['ingestion']
+    assert [(row['contacts_ingested'], row['avg_processing_seconds']) for row in ingestion] == [(10, 60.0), (30, 120.0)]
+    enrichment = {row['source']: row for row in result['series']['enrichment']}
+    assert enrichment['anaf']['enrichments'] == 2 and enrichment['anaf']['avg_duration_ms'] == 200.0
+    assert enrichment['termene']['enrichments'] == 1
+    hitl = result['series']['hitl']
+    assert len(hitl) == 1 and hitl[0]['tasks_created'] == 2 and hitl[0]['tasks_resolved'] == 1
+    assert hitl[0]['avg_resolution_hours'] == 2.0
+    assert result['changed'] is False
+
+
+def test_thresholds_judged_with_scale_actions(known_data, pg_db):
+    result = run_module('capacity_info', dict(pg_db, measurements=dict(
+        queue_depth=1200, processing_latency=1000, memory=50, disk='86.5')))
+    verdicts = {v['metric']: v for v in result['verdicts']}
+    assert verdicts['queue_depth']['status'] == 'warning' and verdicts['queue_depth']['action'] == 'Add workers'
+    assert verdicts['processing_latency']['status'] == 'critical'
+    assert verdicts['memory']['status'] == 'ok' and verdicts['memory']['action'] is None
+    assert verdicts['disk']['status'] == 'critical' and verdicts['disk']['action'] == 'Archive data'
+    assert verdicts['db_connections']['status'] == 'ok'
+    assert 0 < result['connections']['used'] <= result['connections']['max']
+    assert {v['metric'] for v in result['exceeded']} == {'queue_depth', 'processing_latency', 'disk'}
+    markdown = result['markdown']
+    assert '| Disk usage | 86.5 % | > 70 | > 85 | CRITICAL | Archive data |' in markdown
+    assert re.search(r'\| \d{4}-\d\d-\d\d \| 30 \| 120 \|', markdown)
+    page = result['html']
+    assert page.startswith('<!DOCTYPE html>') and '<svg' in page and '<script' not in page
+    assert 'http' not in page.replace('http://www.w3.org/2000/svg', '')
+
+
+def test_bad_input_is_refused(pg_db, known_data):
+    assert 'must be a number' in run_module('capacity_info', dict(pg_db, measurements=dict(disk='full')))['msg']
+    assert 'unknown threshold' in run_module('capacity_info', dict(pg_db, thresholds=dict(cpu={})))['msg']
+    result = run_module('capacity_info', dict(pg_db, tables=dict(bronze_contacts='no_such_table')))
+    assert result.failed and 'no_such_table' in result['msg']
+
+
+def test_judge_boundaries():
+    verdicts = {v['metric']: v['status'] for v in cerniq_capacity.judge(
+        dict(queue_depth=1000, db_connections=60.1, memory=85, disk=None))}
+    assert verdicts == dict(queue_depth='ok', db_connections='warning', memory='warning', disk='unknown',
+                            processing_latency='unknown')
