@@ -63,6 +63,10 @@ def _plain(value):
     return round(float(value), 3)
 
 
+def _clean(rows):
+    return [{key: _plain(value) for key, value in row.items()} for row in rows]
+
+
 def daily_series(conn, days=30, tables=None):
     """The three capacity queries of runbook 6.1 over the last ``days`` days, oldest day first."""
     tables = dict(DEFAULT_TABLES, **(tables or {}))
@@ -82,8 +86,7 @@ def daily_series(conn, days=30, tables=None):
         'avg(extract(epoch FROM (decided_at - created_at)) / 3600) FILTER (WHERE decided_at IS NOT NULL) '
         'AS avg_resolution_hours FROM %s WHERE created_at > now() - %%s::interval GROUP BY 1 ORDER BY 1')
         % _table(tables['approval_tasks']), (interval,))
-    clean = lambda rows: [{key: _plain(value) for key, value in row.items()} for row in rows]  # noqa: E731
-    return dict(ingestion=clean(ingestion), enrichment=clean(enrichment), hitl=clean(hitl))
+    return dict(ingestion=_clean(ingestion), enrichment=_clean(enrichment), hitl=_clean(hitl))
 
 
 def connection_usage(conn):
@@ -178,13 +181,13 @@ def _svg_bars(points, width=640, height=160, color='#3b6ea5'):
     if not points:
         return '<p class="empty">no data in the window</p>'
     top = max(value or 0 for _label, value in points) or 1
-    bar = float(width - 40) / len(points)
+    bar_width = float(width - 40) / len(points)
     parts = ['<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" role="img">' % (width, height + 30)]
     for i, (label, value) in enumerate(points):
         h = (float(value or 0) / top) * height
-        x = 30 + i * bar
+        x = 30 + i * bar_width
         parts.append('<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="%s"><title>%s: %s</title></rect>' % (
-            x, height - h + 5, max(bar - 2, 1), h, color, html.escape(str(label)), html.escape(str(value))))
+            x, height - h + 5, max(bar_width - 2, 1), h, color, html.escape(str(label)), html.escape(str(value))))
     parts.append('<text x="0" y="15" font-size="11">%s</text>' % html.escape(str(round(top, 1))))
     parts.append('<text x="30" y="%d" font-size="11">%s</text>' % (height + 25, html.escape(str(points[0][0]))))
     parts.append('<text x="%d" y="%d" font-size="11" text-anchor="end">%s</text>' % (

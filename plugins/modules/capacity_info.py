@@ -20,7 +20,7 @@ description:
   - Returns the data and the report rendered as Markdown and as a self-contained HTML page with charts.
 version_added: 0.1.0
 author:
-  - cerniq.ops contributors
+  - cerniq.ops contributors (@cerniq-ops)
 extends_documentation_fragment:
   - cerniq.ops.postgres
 attributes:

@@ -22,7 +22,7 @@ description:
   - The module fails when verification fails, after writing the metrics, unless O(fail_on_problem=false).
 version_added: 0.1.0
 author:
-  - cerniq.ops contributors
+  - cerniq.ops contributors (@cerniq-ops)
 extends_documentation_fragment:
   - cerniq.ops.postgres
 attributes:

@@ -139,9 +139,9 @@ def test_failed_step_keeps_last_success_and_other_steps_run(tmp_path, pg_db, cer
     prom = tmp_path / 'cerniq_maintenance_daily.prom'
     success_line = [line for line in prom.read_text().splitlines()
                     if line.startswith('cerniq_maintenance_last_success_timestamp_seconds')]
-    steps = [{'name': 'broken', 'type': 'archive', 'options': {'source_table': 'no_such_table',
-                                                                'older_than': '1 day'}},
-             DAILY[2]]
+    broken = {'name': 'broken', 'type': 'archive',
+              'options': {'source_table': 'no_such_table', 'older_than': '1 day'}}
+    steps = [broken, DAILY[2]]
     result = _run(_config(tmp_path, pg_db, redis_params, steps))
     assert result.returncode == 1
     assert 'step broken: FAILED' in result.stdout and 'step archive_enrichment_log: ok' in result.stdout

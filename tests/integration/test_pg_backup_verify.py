@@ -4,7 +4,6 @@ import os
 import subprocess
 import time
 
-import psycopg2
 import pytest
 
 from tests.support.ansible_run import run_module
