@@ -12,7 +12,7 @@ import pytest
 from tests.support.ansible_run import REPO
 
 BIN = os.path.dirname(sys.executable)
-FORBIDDEN_TOP = ('tests/', 'molecule/', 'benchmarks/', '.venv', 'scripts/', '.ci/', '.git/')
+FORBIDDEN_TOP = ('tests/', 'molecule/', 'extensions/', 'benchmarks/', '.venv', 'scripts/', '.ci/', '.git/')
 
 
 @pytest.fixture(scope='module')

@@ -1,0 +1,222 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: cerniq.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: incident_info
+short_description: Fill the runbook 5.2 incident report from Prometheus, Alertmanager and the CERNIQ database
+description:
+  - Reads the firing periods of alerts over the incident window from Prometheus (the C(ALERTS) series), the alerts
+    Alertmanager holds now (state and receivers), and impact counts from the database - bronze contacts affected,
+    silver companies delayed, approval tasks that breached their SLA.
+  - Returns the data and the incident report of runbook 5.2 as Markdown, with the human parts (root cause,
+    resolution, action items, lessons learned) left as marked placeholders.
+  - When O(start) is not given, the incident starts at the first firing alert within O(lookback).
+version_added: 0.1.0
+author:
+  - cerniq.ops contributors (@cerniq-ops)
+extends_documentation_fragment:
+  - cerniq.ops.postgres
+attributes:
+  check_mode:
+    support: full
+    description: The module only reads.
+  diff_mode:
+    support: none
+options:
+  incident_id:
+    description: Identifier in the report title; default C(INC-<start as YYYYMMDD-HHMM>).
+    type: str
+  prometheus_url:
+    description: Base URL of Prometheus, for example C(http://127.0.0.1:9090).
+    type: str
+    required: true
+  alertmanager_url:
+    description: Base URL of Alertmanager, for example C(http://127.0.0.1:9093). Omit to skip active alerts.
+    type: str
+  start:
+    description: Start of the incident window (ISO 8601). Default - the first firing alert within O(lookback).
+    type: str
+  end:
+    description: End of the incident window (ISO 8601). Default - now.
+    type: str
+  lookback:
+    description: How far back to look for the first alert when O(start) is not given, in minutes.
+    type: int
+    default: 360
+  matchers:
+    description: Only alerts whose labels equal these values (for example C(severity=SEV1) or C(service=enrichment)).
+    type: dict
+    default: {}
+  severity:
+    description: Severity to report; default - the most severe C(SEVn) label among the incident's alerts.
+    type: str
+    choices: [SEV1, SEV2, SEV3, SEV4]
+  services:
+    description: Affected services to report; default - the C(job)/C(service) labels of the alerts.
+    type: list
+    elements: str
+  impact_queries:
+    description:
+      - Impact counts, name to SQL returning one count, with C(%(start)s) and C(%(end)s) parameters; merged with the
+        defaults C(bronze_contacts_affected), C(silver_companies_delayed), C(approval_tasks_breached).
+      - Trusted SQL from the playbook author; it runs in a read-only transaction.
+    type: dict
+    default: {}
+  step:
+    description: Resolution of the Prometheus range query, in seconds.
+    type: int
+    default: 30
+  validate_certs:
+    description: Verify TLS certificates of Prometheus and Alertmanager.
+    type: bool
+    default: true
+  timeout:
+    description: HTTP timeout in seconds.
+    type: int
+    default: 10
+'''
+
+EXAMPLES = r'''
+- name: Build the report of the incident that started this morning
+  cerniq.ops.incident_info:
+    prometheus_url: http://monitor1:9090
+    alertmanager_url: http://monitor1:9093
+    start: "2026-11-29T06:40:00Z"
+    login_db: cerniq_db
+  register: incident
+
+- name: Save it
+  ansible.builtin.copy:
+    content: "{{ incident.markdown }}"
+    dest: "reports/{{ incident.incident_id }}.md"
+    mode: "0644"
+  delegate_to: localhost
+'''
+
+RETURN = r'''
+incident_id:
+  description: Identifier used in the report.
+  returned: always
+  type: str
+start:
+  description: Start of the window (ISO 8601).
+  returned: always
+  type: str
+end:
+  description: End of the window (ISO 8601).
+  returned: always
+  type: str
+severity:
+  description: Reported severity (null when no alert carried one and none was given).
+  returned: always
+  type: str
+periods:
+  description: Firing periods from Prometheus - alertname, severity, labels, start, end (null while firing).
+  returned: always
+  type: list
+  elements: dict
+active:
+  description: Alerts Alertmanager holds now - alertname, severity, state, receivers, starts_at.
+  returned: always
+  type: list
+  elements: dict
+impact:
+  description: Impact counts by name (null when a query failed; see impact_errors).
+  returned: always
+  type: dict
+impact_errors:
+  description: Error of each impact query that failed.
+  returned: always
+  type: dict
+markdown:
+  description: The filled-in report of runbook 5.2.
+  returned: always
+  type: str
+'''
+
+import datetime
+import json
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.urls import open_url
+
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_incident import (
+    IncidentError,
+    active_alerts,
+    alert_history,
+    derive_severity,
+    impact_counts,
+    parse_time,
+    render_markdown,
+)
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
+    postgres_argument_spec,
+    postgres_connect_module,
+)
+
+
+def main():
+    argument_spec = postgres_argument_spec()
+    argument_spec.update(
+        incident_id=dict(type='str'),
+        prometheus_url=dict(type='str', required=True),
+        alertmanager_url=dict(type='str'),
+        start=dict(type='str'),
+        end=dict(type='str'),
+        lookback=dict(type='int', default=360),
+        matchers=dict(type='dict', default={}),
+        severity=dict(type='str', choices=['SEV1', 'SEV2', 'SEV3', 'SEV4']),
+        services=dict(type='list', elements='str'),
+        impact_queries=dict(type='dict', default={}),
+        step=dict(type='int', default=30),
+        validate_certs=dict(type='bool', default=True),
+        timeout=dict(type='int', default=10),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    p = module.params
+
+    def fetch_json(url):
+        try:
+            response = open_url(url, timeout=p['timeout'], validate_certs=p['validate_certs'])
+            return json.loads(response.read().decode('utf-8'))
+        except Exception as error:  # pylint: disable=broad-except
+            raise IncidentError('cannot read %s: %s' % (url.split('?')[0], str(error).strip().splitlines()[0]))
+
+    try:
+        end = parse_time(p['end']) or datetime.datetime.now(datetime.timezone.utc)
+        start = parse_time(p['start'])
+        if start is not None and start >= end:
+            module.fail_json(msg='start must be before end')
+        search_from = start or end - datetime.timedelta(minutes=p['lookback'])
+        periods = alert_history(p['prometheus_url'], search_from, end, p['step'], p['matchers'], fetch_json)
+        active = active_alerts(p['alertmanager_url'], p['matchers'], fetch_json) if p['alertmanager_url'] else []
+        if start is None:
+            firsts = [parse_time(x['start']) for x in periods] + [parse_time(a['starts_at']) for a in active
+                                                                   if a.get('starts_at')]
+            firsts = [t for t in firsts if t and t >= search_from]
+            if not firsts:
+                module.fail_json(msg='no firing alert in the last %d minutes: give start explicitly' % p['lookback'])
+            start = min(firsts)
+    except IncidentError as error:
+        module.fail_json(msg=str(error))
+    incident_id = p['incident_id'] or 'INC-%s' % start.strftime('%Y%m%d-%H%M')
+    conn = postgres_connect_module(module)
+    try:
+        counts, errors = impact_counts(conn, start, end, p['impact_queries'])
+    finally:
+        conn.close()
+    severity = p['severity'] or derive_severity(periods, active)
+    markdown = render_markdown(incident_id, start, end, periods, active, counts, errors, severity, p['services'])
+    module.exit_json(changed=False, incident_id=incident_id, start=start.isoformat(), end=end.isoformat(),
+                     severity=severity, periods=periods, active=active, impact=counts, impact_errors=errors,
+                     markdown=markdown)
+
+
+if __name__ == '__main__':
+    main()

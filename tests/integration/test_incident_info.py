@@ -1,0 +1,106 @@
+"""Incident report (runbook 5.2) from a real Prometheus firing a real alert into a real Alertmanager."""
+
+import datetime
+
+import pytest
+
+from ansible_collections.cerniq.ops.plugins.module_utils import cerniq_schema
+from tests.support.ansible_run import run_module
+from tests.support.monitoring import AlertmanagerServer, PrometheusServer
+
+RULES = """
+groups:
+  - name: incident-test
+    rules:
+      - alert: CerniqEnrichmentStalled
+        expr: vector(1)
+        labels: {severity: SEV2, service: enrichment}
+        annotations: {summary: Enrichment stalled}
+      - alert: CerniqDiskWarning
+        expr: vector(1)
+        labels: {severity: SEV3, service: database}
+        annotations: {summary: Disk filling}
+"""
+
+
+@pytest.fixture(scope='module')
+def monitoring():
+    with AlertmanagerServer() as alertmanager:
+        with PrometheusServer(RULES, alertmanager.url) as prometheus:
+            prometheus.wait_for(lambda: len(prometheus.query('ALERTS{alertstate="firing"}')) == 2, 'alerts firing')
+            alertmanager.wait_for(lambda: len(alertmanager.alerts()) == 2, 'alerts delivered')
+            yield prometheus, alertmanager
+
+
+@pytest.fixture
+def impact_db(pg_conn):
+    cerniq_schema.apply(pg_conn, cerniq_schema.load_migrations_dir(cerniq_schema.default_migrations_dir()))
+    with pg_conn.cursor() as cur:
+        # In the window: 12 unprocessed contacts, 3 processed ones; 4 overdue undecided tasks, 1 decided in time.
+        cur.execute("INSERT INTO bronze_contacts (tenant_id, created_at) SELECT gen_random_uuid(), now() - interval "
+                    "'10 minutes' FROM generate_series(1, 12)")
+        cur.execute("INSERT INTO bronze_contacts (tenant_id, created_at, processed_at, processing_status) SELECT "
+                    "gen_random_uuid(), now() - interval '10 minutes', now() - interval '9 minutes', 'promoted' "
+                    "FROM generate_series(1, 3)")
+        cur.execute("INSERT INTO silver_companies (tenant_id, created_at) SELECT gen_random_uuid(), "
+                    "now() - interval '2 hours' FROM generate_series(1, 5)")
+        cur.execute("INSERT INTO approval_tasks (approval_type, due_at, created_at) SELECT 'dedup_review', "
+                    "now() - interval '5 minutes', now() - interval '3 hours' FROM generate_series(1, 4)")
+        cur.execute("INSERT INTO approval_tasks (approval_type, due_at, created_at, decided_at, status) VALUES "
+                    "('dedup_review', now() - interval '5 minutes', now() - interval '3 hours', "
+                    "now() - interval '20 minutes', 'approved')")
+    return pg_conn
+
+
+def test_report_from_live_alerts_and_impact(monitoring, impact_db, pg_db):
+    prometheus, alertmanager = monitoring
+    start = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=30)).isoformat()
+    result = run_module('incident_info', dict(pg_db, prometheus_url=prometheus.url, alertmanager_url=alertmanager.url,
+                                              start=start, step=1, incident_id='INC-42'))
+    assert not result.failed, result
+    names = {p['alertname'] for p in result['periods']}
+    assert names == {'CerniqEnrichmentStalled', 'CerniqDiskWarning'}
+    assert all(p['end'] is None for p in result['periods'])  # still firing
+    assert {a['alertname'] for a in result['active']} == names
+    assert result['severity'] == 'SEV2'
+    assert result['impact'] == dict(bronze_contacts_affected=12, silver_companies_delayed=5,
+                                    approval_tasks_breached=4)
+    md = result['markdown']
+    assert md.startswith('# Incident Report: INC-42')
+    assert '- **Severity:** SEV2' in md and '- **Status:** Active' in md
+    assert 'Alert CerniqEnrichmentStalled (SEV2) fired' in md
+    assert '- 12 bronze contacts affected' in md and '- 4 approval tasks breached SLA' in md
+    assert md.count('<!-- TODO: fill in -->') >= 5
+    assert 'enrichment' in md.split('Affected Services:')[1].splitlines()[0]
+
+
+def test_matchers_start_from_first_alert_and_bad_input(monitoring, impact_db, pg_db):
+    prometheus, alertmanager = monitoring
+    result = run_module('incident_info', dict(pg_db, prometheus_url=prometheus.url, alertmanager_url=alertmanager.url,
+                                              matchers={'service': 'database'}, step=1, lookback=60))
+    assert not result.failed, result
+    assert [p['alertname'] for p in result['periods']] == ['CerniqDiskWarning']
+    assert result['severity'] == 'SEV3'
+    assert result['incident_id'].startswith('INC-')
+    bad = run_module('incident_info', dict(pg_db, prometheus_url=prometheus.url, start='yesterday'))
+    assert bad.failed and 'ISO 8601' in bad['msg']
+    down = run_module('incident_info', dict(pg_db, prometheus_url='http://127.0.0.1:1', start=start_iso()))
+    assert down.failed and down['msg'].startswith('cannot read http://127.0.0.1:1/api/v1/query_range')
+    assert 'Traceback' not in down['msg']
+
+
+def start_iso():
+    return (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(hours=1)).isoformat()
+
+
+def test_incident_report_playbook_writes_markdown(monitoring, impact_db, pg_db, tmp_path):
+    from tests.support.ansible_run import REPO, run_playbook
+    prometheus, alertmanager = monitoring
+    result = run_playbook(REPO + '/playbooks/incident_report.yml', extra_vars=dict(
+        cerniq_postgres=pg_db, cerniq_prometheus_url=prometheus.url, cerniq_alertmanager_url=alertmanager.url,
+        cerniq_incident_id='INC-7', cerniq_incident_start=start_iso(), cerniq_report_dir=str(tmp_path)))
+    assert result.returncode == 0, result.stdout
+    report = (tmp_path / 'INC-7.md').read_text()
+    assert report.startswith('# Incident Report: INC-7') and '12 bronze contacts affected' in report
+    assert '"# Incident Report: INC-7"' in result.stdout
+    assert pg_db['login_password'] not in result.stdout

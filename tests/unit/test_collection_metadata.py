@@ -1,0 +1,32 @@
+"""meta/runtime.yml action groups cover exactly the modules that take each backend's connection options."""
+
+import glob
+import os
+
+import yaml
+
+from tests.support.ansible_run import REPO
+
+
+def _modules_using(function):
+    found = set()
+    for path in glob.glob(os.path.join(REPO, 'plugins', 'modules', '*.py')):
+        with open(path) as handle:
+            if function in handle.read():
+                found.add(os.path.splitext(os.path.basename(path))[0])
+    return found
+
+
+def test_action_groups_match_connection_options():
+    with open(os.path.join(REPO, 'meta', 'runtime.yml')) as handle:
+        groups = yaml.safe_load(handle)['action_groups']
+    assert set(groups['postgres']) == _modules_using('postgres_argument_spec()')
+    assert set(groups['redis']) == _modules_using('redis_argument_spec()')
+
+
+def test_galaxy_metadata():
+    with open(os.path.join(REPO, 'galaxy.yml')) as handle:
+        galaxy = yaml.safe_load(handle)
+    assert (galaxy['namespace'], galaxy['name']) == ('cerniq', 'ops')
+    for excluded in ('tests', 'molecule', 'benchmarks', '.venv'):
+        assert excluded in galaxy['build_ignore']
