@@ -1,0 +1,279 @@
+"""make demo: the collection finding and fixing a broken CERNIQ pipeline, end to end.
+
+Local mode (this script): throwaway PostgreSQL and Redis on loopback ports, the
+CERNIQ schema and synthetic data, every incident of runbook section 2 injected,
+then the collection's playbooks diagnose, repair and maintain it, a real BullMQ
+worker proves the requeued jobs run exactly once, and a summary shows what was
+found and what was done. The CERNIQ HTTP API (escalations, scoring) cannot run
+here; a small local stand-in records the calls and the summary lists them.
+
+    python scripts/demo.py          run the demo (stages announced; logs under the state dir)
+    python scripts/demo.py down     stop whatever an interrupted demo left running
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from tests.support.ansible_run import collections_root  # noqa: E402
+from tests.support.http_recorder import HttpRecorder  # noqa: E402
+from tests.support.servers import PostgresServer, RedisServer  # noqa: E402
+
+STATE_DIR = os.environ.get('CERNIQ_DEMO_DIR', os.path.join(tempfile.gettempdir(), 'cerniq-demo'))
+VENV_BIN = os.path.dirname(sys.executable)
+SEED = '42'
+INGEST_QUEUE = 'bronze:ingest:csv'
+API_TOKEN = 'demo-token-not-a-secret'
+
+BOLD, RESET = ('\033[1m', '\033[0m') if sys.stdout.isatty() else ('', '')
+
+
+class StageFailed(Exception):
+    pass
+
+
+class Demo:
+    def __init__(self):
+        self.stage_no = 0
+        self.stages_total = 12
+        self.logs = os.path.join(STATE_DIR, 'logs')
+        self.pg = self.redis = self.api = None
+        self.inventory = None
+        self.vars_file = None
+
+    # ------------------------------------------------------------------ plumbing
+    def stage(self, title):
+        self.stage_no += 1
+        self.current = title
+        print('\n%s==> [%d/%d] %s%s' % (BOLD, self.stage_no, self.stages_total, title, RESET), flush=True)
+
+    def log_path(self, name):
+        return os.path.join(self.logs, '%02d-%s.log' % (self.stage_no, name))
+
+    def playbook(self, name, path, extra=None, show=True):
+        log = self.log_path(name)
+        cmd = [os.path.join(VENV_BIN, 'ansible-playbook'), '-i', self.inventory, '-e', '@' + self.vars_file,
+               os.path.join(REPO, path)]
+        for key, value in (extra or {}).items():
+            cmd += ['-e', json.dumps({key: value})]
+        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_root(), ANSIBLE_NOCOLOR='1',
+                   ANSIBLE_RETRY_FILES_ENABLED='False', ANSIBLE_DISPLAY_SKIPPED_HOSTS='False',
+                   ANSIBLE_CALLBACK_RESULT_FORMAT='yaml', CERNIQ_API_TOKEN=API_TOKEN)
+        with open(log, 'w') as handle:
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                                    cwd=REPO)
+            for line in proc.stdout:
+                handle.write(line)
+                if show:
+                    sys.stdout.write('    ' + line)
+            proc.wait()
+        if proc.returncode != 0:
+            raise StageFailed('%s failed (exit %d); log: %s' % (path, proc.returncode, log))
+        return log
+
+    def sql(self, query):
+        import psycopg2
+        params = self.pg.params()
+        conn = psycopg2.connect(host=params['login_host'], port=params['login_port'], dbname=params['login_db'],
+                                user=params['login_user'], password=params['login_password'])
+        try:
+            with conn.cursor() as cur:
+                cur.execute(query)
+                return cur.fetchone()[0]
+        finally:
+            conn.close()
+
+    # ------------------------------------------------------------------ facts for the summary
+    def snapshot(self):
+        client = self.redis.client()
+        prefix = 'bull:%s:' % INGEST_QUEUE
+        stalled = 0
+        for job_id in client.lrange(prefix + 'active', 0, -1):
+            if not client.exists(prefix + job_id.decode() + ':lock'):
+                stalled += 1
+        facts = {
+            'imports stuck in processing': self.sql(
+                "SELECT count(*) FROM bronze_import_batches WHERE status = 'processing' "
+                "AND started_at < now() - interval '30 minutes'"),
+            'stalled ingest jobs (active, no lock)': stalled,
+            'ingest jobs waiting': client.llen(prefix + 'wait'),
+            'circuit breakers OPEN': sum(1 for source in ('anaf', 'termene')
+                                         if (client.get('circuit:%s:state' % source) or b'').upper() == b'OPEN'),
+            'approval tasks overdue': self.sql(
+                "SELECT count(*) FROM approval_tasks WHERE status = 'pending' AND due_at < now()"),
+            'master companies without quality score': self.sql(
+                'SELECT count(*) FROM silver_companies WHERE total_quality_score IS NULL AND is_master_record'),
+            'Redis cache keys': sum(1 for _key in client.scan_iter(match='cache:*', count=1000)),
+        }
+        client.close()
+        return facts
+
+    # ------------------------------------------------------------------ the run
+    def run(self):
+        os.makedirs(self.logs, exist_ok=True)
+        started = time.monotonic()
+        self.stage('Starting throwaway PostgreSQL and Redis on free loopback ports')
+        self.pg = PostgresServer().start()
+        self.redis = RedisServer().start()
+        self.api = HttpRecorder().__enter__()
+        self.write_state()
+        print('    PostgreSQL 127.0.0.1:%d, Redis 127.0.0.1:%d, CERNIQ API stand-in %s' % (
+            self.pg.port, self.redis.port, self.api.url))
+        self.write_inventory()
+
+        self.stage('Loading the CERNIQ schema (schema/migrations)')
+        self.playbook('schema', 'playbooks/load_schema.yml', show=False)
+        print('    schema applied')
+
+        self.stage('Loading synthetic data (seed %s) and breaking it the way runbook section 2 describes' % SEED)
+        self.playbook('seed', 'playbooks/lab_seed.yml', dict(cerniq_lab_seed=SEED), show=False)
+        client = self.redis.client()
+        for i in range(2000):
+            client.set('cache:company:%d' % i, 'x')
+        client.set('session:expired:demo', 'x')
+        client.close()
+        before = self.snapshot()
+        for key, value in before.items():
+            print('    %-42s %s' % (key, value))
+
+        self.stage('Diagnosing queues, circuit breakers and rate limits')
+        self.playbook('diagnose', 'playbooks/diagnose_queues.yml')
+
+        self.stage('Runbook 2.1 - import stuck in processing (cancel, repair stalled jobs safely)')
+        self.playbook('stuck-import', 'playbooks/runbook/stuck_import.yml', dict(cerniq_confirm=True))
+
+        self.stage('Runbook 2.2 - enrichment rate limiting (reset the OPEN circuit breaker)')
+        self.playbook('rate-limiting', 'playbooks/runbook/rate_limiting.yml', dict(cerniq_confirm=True))
+
+        self.stage('Runbook 2.3 - HITL SLA breach (release, escalate through the API, auto-approve by policy)')
+        self.playbook('sla-breach', 'playbooks/runbook/sla_breach.yml', dict(cerniq_confirm=True))
+
+        self.stage('Runbook 2.4 - quality score anomalies (reset sub-scores, trigger scoring)')
+        self.playbook('quality', 'playbooks/runbook/quality_anomalies.yml', dict(cerniq_confirm=True))
+
+        self.stage('A real BullMQ worker processes the requeued ingest jobs')
+        processed = self.run_worker()
+
+        self.stage('Daily maintenance (runbook 3.1): vacuum, purge, archive, Redis cleanup')
+        self.playbook('daily', 'playbooks/daily_maintenance.yml', dict(cerniq_redis_cleanup_enabled=True))
+
+        self.stage('Weekly maintenance (runbook 3.2) and index report (3.3)')
+        self.playbook('weekly', 'playbooks/weekly_maintenance.yml')
+        self.playbook('index-report', 'playbooks/index_report.yml')
+
+        self.stage('Capacity report (runbook 6)')
+        self.playbook('capacity', 'playbooks/capacity_report.yml',
+                      dict(cerniq_report_dir=os.path.join(STATE_DIR, 'reports')), show=False)
+
+        after = self.snapshot()
+        self.summary(before, after, processed, time.monotonic() - started)
+
+    def run_worker(self):
+        record = 'demo:processed'
+        expected = self.redis.client().llen('bull:%s:wait' % INGEST_QUEUE)
+        if expected == 0:
+            print('    no ingest job waiting')
+            return dict(expected=0, processed=0, duplicates=0)
+        log = self.log_path('worker')
+        with open(log, 'w') as handle:
+            subprocess.run([sys.executable, os.path.join(REPO, 'tests', 'support', 'bullmq_worker.py'),
+                            'work', '--port', str(self.redis.port), '--queue', INGEST_QUEUE, '--prefix', 'bull',
+                            '--record', record, '--until', str(expected), '--seconds', '60'],
+                           stdout=handle, stderr=subprocess.STDOUT, check=False, timeout=120)
+        ids = [x.decode() for x in self.redis.client().lrange(record, 0, -1)]
+        result = dict(expected=expected, processed=len(set(ids)), duplicates=len(ids) - len(set(ids)))
+        print('    %d jobs requeued, %d processed by the worker, %d processed twice (log %s)' % (
+            expected, result['processed'], result['duplicates'], log))
+        return result
+
+    def summary(self, before, after, processed, elapsed):
+        print('\n%s== Demo summary ==%s  (%.0f s; logs and reports in %s)\n' % (BOLD, RESET, elapsed, STATE_DIR))
+        print('| %-42s | %8s | %8s |' % ('what', 'found', 'after'))
+        print('|%s|%s|%s|' % ('-' * 44, '-' * 10, '-' * 10))
+        for key in before:
+            print('| %-42s | %8s | %8s |' % (key, before[key], after[key]))
+        print('\nBullMQ: %(expected)d requeued jobs, %(processed)d processed, %(duplicates)d ran twice.' % processed)
+        calls = {}
+        for request in self.api.requests:
+            kind = 'escalate' if request['path'].endswith('/escalate') else request['path']
+            calls[kind] = calls.get(kind, 0) + 1
+        print('CERNIQ API stand-in received: %s' % (', '.join('%s x%d' % item for item in sorted(calls.items()))
+                                                     or 'no calls'))
+        print('Capacity report: %s' % os.path.join(STATE_DIR, 'reports', 'capacity.md'))
+
+    # ------------------------------------------------------------------ state
+    def write_inventory(self):
+        self.inventory = os.path.join(STATE_DIR, 'inventory.yml')
+        with open(self.inventory, 'w') as handle:
+            handle.write('all:\n  hosts:\n    localhost:\n      ansible_connection: local\n'
+                         '      ansible_python_interpreter: %s\n' % sys.executable)
+        self.vars_file = os.path.join(STATE_DIR, 'vars.json')
+        with open(self.vars_file, 'w') as handle:
+            json.dump(dict(cerniq_postgres=self.pg.params(), cerniq_redis=self.redis.params(),
+                           cerniq_api_url=self.api.url, cerniq_worker_restart='none'), handle)
+        os.chmod(self.vars_file, 0o600)
+
+    def write_state(self):
+        with open(os.path.join(STATE_DIR, 'state.json'), 'w') as handle:
+            json.dump(dict(pids=[self.pg.proc.pid, self.redis.proc.pid], dirs=[self.pg.base, self.redis.base]),
+                      handle)
+
+    def stop(self):
+        for server in (self.redis, self.pg):
+            if server:
+                server.stop()
+        if self.api:
+            self.api.__exit__(None, None, None)
+        state = os.path.join(STATE_DIR, 'state.json')
+        if os.path.exists(state):
+            os.unlink(state)
+
+
+def down():
+    """Stop what an interrupted demo left behind (servers recorded in the state file)."""
+    import shutil
+    state = os.path.join(STATE_DIR, 'state.json')
+    if os.path.exists(state):
+        with open(state) as handle:
+            data = json.load(handle)
+        for pid in data.get('pids', []):
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except OSError:
+                pass
+        for path in data.get('dirs', []):
+            shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(STATE_DIR, ignore_errors=True)
+    print('demo: removed %s and the servers it recorded' % STATE_DIR)
+
+
+def main():
+    if len(sys.argv) > 1 and sys.argv[1] == 'down':
+        down()
+        return 0
+    down_quietly = os.path.exists(os.path.join(STATE_DIR, 'state.json'))
+    if down_quietly:
+        down()
+    demo = Demo()
+    try:
+        demo.run()
+    except StageFailed as error:
+        print('\ndemo FAILED at stage %d (%s): %s' % (demo.stage_no, demo.current, error), file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print('\ndemo interrupted at stage %d (%s)' % (demo.stage_no, demo.current), file=sys.stderr)
+        return 130
+    finally:
+        demo.stop()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
