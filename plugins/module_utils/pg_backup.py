@@ -268,14 +268,14 @@ def verify_backup(path=None, pattern='*', list_command=None, max_age_seconds=Non
     return result
 
 
-def backup_metrics(result, job='backup', now=None, previous_success=None):
+def backup_metrics(result, task='backup', now=None, previous_success=None):
     """Textfile metrics for a verification result (see textfile_metrics.render).
 
     ``previous_success`` (from the file being replaced) is carried over when this
     run failed, so the last-success timestamp survives failed runs.
     """
     now = time.time() if now is None else now
-    labels = dict(job=job)
+    labels = dict(task=task)
     metrics = [
         ('cerniq_backup_verify_success', 'Whether the last backup verification passed (1) or not (0).', 'gauge',
          labels, 1 if result.get('verified') else 0),

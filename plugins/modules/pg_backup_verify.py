@@ -70,8 +70,8 @@ options:
   textfile_path:
     description: Write metrics to this C(.prom) file in the node_exporter textfile collector directory.
     type: path
-  metrics_job:
-    description: Value of the C(job) label of the metrics.
+  metrics_task:
+    description: Value of the C(task) label of the metrics (not C(job), which is the scrape job's label).
     type: str
     default: backup
   fail_on_problem:
@@ -182,7 +182,7 @@ def main():
         scratch_db=dict(type='str', default='cerniq_restore_check'),
         row_count_tolerance=dict(type='float', default=10.0),
         textfile_path=dict(type='path'),
-        metrics_job=dict(type='str', default='backup'),
+        metrics_task=dict(type='str', default='backup'),
         fail_on_problem=dict(type='bool', default=True),
         pg_restore_path=dict(type='path', default='pg_restore'),
         psql_path=dict(type='path', default='psql'),
@@ -207,7 +207,7 @@ def main():
         result = dict(backup=None, verified=False, problems=[str(error)], mtime=None)
     if p['textfile_path'] and not module.check_mode:
         previous = read_sample(p['textfile_path'], 'cerniq_backup_last_success_timestamp_seconds')
-        write_metrics(p['textfile_path'], backup_metrics(result, job=p['metrics_job'], previous_success=previous))
+        write_metrics(p['textfile_path'], backup_metrics(result, task=p['metrics_task'], previous_success=previous))
     result.pop('mtime', None)
     if not result['verified'] and p['fail_on_problem']:
         module.fail_json(msg='backup verification failed: %s' % '; '.join(result['problems']), changed=False, **result)

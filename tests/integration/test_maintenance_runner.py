@@ -93,18 +93,18 @@ def test_daily_run_archives_purges_cleans_and_reports(tmp_path, pg_db, cerniq_db
     assert _count(cerniq_db, 'SELECT count(*) FROM silver_enrichment_log') == 90
     assert sorted(redis_client.keys('*')) == [b'session:live:1']
     metrics = (tmp_path / 'cerniq_maintenance_daily.prom').read_text()
-    assert 'cerniq_maintenance_exit_status{job="daily"} 0' in metrics
-    assert 'cerniq_maintenance_rows_purged{job="daily"} 15' in metrics
-    assert 'cerniq_maintenance_rows_archived{job="daily"} 30' in metrics
-    assert 'cerniq_maintenance_keys_deleted{job="daily"} 51' in metrics
-    assert 'cerniq_maintenance_last_success_timestamp_seconds{job="daily"}' in metrics
+    assert 'cerniq_maintenance_exit_status{task="daily"} 0' in metrics
+    assert 'cerniq_maintenance_rows_purged{task="daily"} 15' in metrics
+    assert 'cerniq_maintenance_rows_archived{task="daily"} 30' in metrics
+    assert 'cerniq_maintenance_keys_deleted{task="daily"} 51' in metrics
+    assert 'cerniq_maintenance_last_success_timestamp_seconds{task="daily"}' in metrics
     log = (tmp_path / 'maintenance-daily.log').read_text()
     assert 'step purge_bronze: ok' in log and 'end: success' in log
     assert pg_db['login_password'] not in log + result.stdout
     # Second run: nothing left to do, still a success.
     again = _run(config)
     assert again.returncode == 0
-    assert 'cerniq_maintenance_rows_archived{job="daily"} 0' in (tmp_path / 'cerniq_maintenance_daily.prom').read_text()
+    assert 'cerniq_maintenance_rows_archived{task="daily"} 0' in (tmp_path / 'cerniq_maintenance_daily.prom').read_text()
 
 
 def test_a_second_run_during_the_first_exits_without_doing_anything(tmp_path, pg_db, cerniq_db, redis_params):
@@ -128,9 +128,9 @@ def test_timeout_cancels_the_running_statement_and_fails_the_run(tmp_path, pg_db
     assert 'run timeout of 2 s reached' in result.stdout
     assert 'step purge_bronze: not started' in result.stdout
     metrics = (tmp_path / 'cerniq_maintenance_daily.prom').read_text()
-    assert 'cerniq_maintenance_exit_status{job="daily"} 124' in metrics
+    assert 'cerniq_maintenance_exit_status{task="daily"} 124' in metrics
     assert 'cerniq_maintenance_last_success_timestamp_seconds' not in metrics
-    assert 'cerniq_maintenance_step_success{job="daily",step="slow_check"} 0' in metrics
+    assert 'cerniq_maintenance_step_success{step="slow_check",task="daily"} 0' in metrics
 
 
 def test_failed_step_keeps_last_success_and_other_steps_run(tmp_path, pg_db, cerniq_db, redis_params):
@@ -148,7 +148,7 @@ def test_failed_step_keeps_last_success_and_other_steps_run(tmp_path, pg_db, cer
     text = prom.read_text()
     assert [line for line in text.splitlines()
             if line.startswith('cerniq_maintenance_last_success_timestamp_seconds')] == success_line
-    assert 'cerniq_maintenance_exit_status{job="daily"} 1' in text
+    assert 'cerniq_maintenance_exit_status{task="daily"} 1' in text
 
 
 def test_disabled_step_and_dry_run_change_nothing(tmp_path, pg_db, cerniq_db, redis_params):

@@ -42,7 +42,7 @@ def test_good_custom_dump_restores_and_counts_match(pg_server, pg_db, source, tm
     assert result['row_counts']['public.approval_tasks'] == {'backup': 40, 'source': 40}
     assert 'restore_check_good' not in _databases(pg_server)
     text = prom.read_text()
-    assert 'cerniq_backup_verify_success{job="backup"} 1' in text
+    assert 'cerniq_backup_verify_success{task="backup"} 1' in text
     assert 'cerniq_backup_last_success_timestamp_seconds' in text
     assert 'postgres-test-secret' not in str(result)
 
@@ -62,7 +62,7 @@ def test_corrupted_dump_fails_and_metric_keeps_last_success(pg_server, pg_db, so
     assert 'backup verification failed' in result['msg']
     assert result['verified'] is False
     text = prom.read_text()
-    assert 'cerniq_backup_verify_success{job="backup"} 0' in text
+    assert 'cerniq_backup_verify_success{task="backup"} 0' in text
     assert [line for line in text.splitlines()
             if line.startswith('cerniq_backup_last_success_timestamp_seconds')] == good_success
     assert 'restore_check_bad' not in _databases(pg_server)
