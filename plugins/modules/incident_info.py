@@ -180,6 +180,7 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
+    conn = postgres_connect_module(module)
 
     def fetch_json(url):
         try:
@@ -204,9 +205,9 @@ def main():
                 module.fail_json(msg='no firing alert in the last %d minutes: give start explicitly' % p['lookback'])
             start = min(firsts)
     except IncidentError as error:
+        conn.close()
         module.fail_json(msg=str(error))
     incident_id = p['incident_id'] or 'INC-%s' % start.strftime('%Y%m%d-%H%M')
-    conn = postgres_connect_module(module)
     try:
         counts, errors = impact_counts(conn, start, end, p['impact_queries'])
     finally:
