@@ -1,0 +1,125 @@
+"""The maintenance playbooks (index_report, weekly, daily) run by ansible-playbook against a
+test database holding small CERNIQ-named tables."""
+
+import os
+
+import psycopg2
+import pytest
+
+from tests.support.ansible_run import REPO, run_playbook
+
+PLAYBOOKS = os.path.join(REPO, 'playbooks')
+
+
+def _q(conn, sql, args=None):
+    cur = conn.cursor()
+    cur.execute(sql, args)
+    rows = cur.fetchall() if cur.description else None
+    cur.close()
+    return rows
+
+
+@pytest.fixture
+def cerniq_tables(pg_conn):
+    _q(pg_conn, """
+        CREATE TABLE bronze_contacts (id bigint PRIMARY KEY, created_at timestamptz NOT NULL,
+                                      processing_status text NOT NULL, email text);
+        CREATE INDEX bronze_contacts_email ON bronze_contacts (email);
+        CREATE TABLE silver_companies (id bigint PRIMARY KEY, source_bronze_id bigint, name text);
+        CREATE TABLE gold_companies (id bigint PRIMARY KEY, name text);
+        CREATE TABLE approval_tasks (id bigint PRIMARY KEY, status text);
+        CREATE TABLE silver_enrichment_log (id bigint PRIMARY KEY, created_at timestamptz NOT NULL, msg text);
+        CREATE TABLE silver_enrichment_log_archive (id bigint PRIMARY KEY, created_at timestamptz NOT NULL, msg text);
+        INSERT INTO bronze_contacts SELECT g, now() - interval '40 days', 'promoted', 'e' || g
+            FROM generate_series(1, 5) g;
+        INSERT INTO bronze_contacts SELECT g, now() - interval '40 days', 'pending', 'e' || g
+            FROM generate_series(6, 8) g;
+        INSERT INTO bronze_contacts SELECT g, now() - interval '1 day', 'promoted', 'e' || g
+            FROM generate_series(9, 10) g;
+        INSERT INTO silver_companies VALUES (1, 1, 'a'), (2, 9, 'b'), (3, 777, 'orphan'), (4, 778, 'orphan'),
+                                            (5, NULL, 'none');
+        INSERT INTO gold_companies VALUES (1, 'a');
+        INSERT INTO approval_tasks VALUES (1, 'open');
+        INSERT INTO silver_enrichment_log SELECT g, now() - interval '100 days', 'old' FROM generate_series(1, 4) g;
+        INSERT INTO silver_enrichment_log SELECT g, now() - interval '1 day', 'new' FROM generate_series(5, 6) g;
+        ANALYZE;
+    """)
+    return pg_conn
+
+
+def _last_vacuum(conn, table):
+    return _q(conn, "SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = %s", (table,))[0][0]
+
+
+def test_index_report_playbook(pg_db, cerniq_tables):
+    with pytest.raises(psycopg2.Error):
+        _q(cerniq_tables, 'CREATE UNIQUE INDEX CONCURRENTLY silver_companies_name_ccnew ON silver_companies (name)')
+    proc = run_playbook(os.path.join(PLAYBOOKS, 'index_report.yml'), extra_vars=dict(
+        cerniq_postgres=pg_db, cerniq_index_report_thresholds=dict(unused_index_min_bytes=0)))
+    out = proc.stdout
+    assert proc.returncode == 0, out
+    assert '### Index usage (top 20 by scans)' in out
+    assert '| public.bronze_contacts_email | bronze_contacts |' in out
+    assert '| public.silver_companies_name_ccnew | silver_companies | ccnew |' in out
+    assert 'drop_invalid_index' in out
+    # unused list: the plain index only, never the primary keys
+    unused = out.split('### Unused indexes')[1].split('###')[0]
+    assert 'bronze_contacts_email' in unused and '_pkey' not in unused
+    assert '"changed": true' not in out and 'changed=0' in out
+
+
+def test_weekly_playbook(pg_db, cerniq_tables):
+    with pytest.raises(psycopg2.Error):
+        _q(cerniq_tables, 'CREATE UNIQUE INDEX CONCURRENTLY silver_companies_name_ccnew ON silver_companies (name)')
+    weekly = os.path.join(PLAYBOOKS, 'weekly_maintenance.yml')
+
+    check = run_playbook(weekly, extra_vars=dict(cerniq_postgres=pg_db), check=True)
+    assert check.returncode == 0, check.stdout
+    assert '| public.bronze_contacts | vacuum | planned |' in check.stdout
+    assert _last_vacuum(cerniq_tables, 'bronze_contacts') is None
+    assert _q(cerniq_tables, "SELECT count(*) FROM pg_class WHERE relname = 'silver_companies_name_ccnew'")[0][0] == 1
+
+    proc = run_playbook(weekly, extra_vars=dict(cerniq_postgres=pg_db, cerniq_backup_check_command='true'))
+    out = proc.stdout
+    assert proc.returncode == 0, out
+    assert '(FULL not allowed: plain VACUUM ANALYZE)' in out
+    assert '| public.bronze_contacts | vacuum | done |' in out
+    assert '| public.silver_enrichment_log | vacuum | done |' in out
+    assert '| public.silver_companies_name_ccnew | drop_invalid_index | done |' in out
+    assert '| public.gold_companies | analyze | done |' in out
+    assert '| orphan_silver | 2 | ORPHANS FOUND |' in out
+    assert 'command true: ok' in out
+    assert _last_vacuum(cerniq_tables, 'bronze_contacts') is not None
+    assert _q(cerniq_tables, "SELECT count(*) FROM pg_class WHERE relname = 'silver_companies_name_ccnew'")[0][0] == 0
+
+    full = run_playbook(weekly, extra_vars=dict(cerniq_postgres=pg_db, cerniq_allow_vacuum_full=True,
+                                                cerniq_fail_on_orphans=True))
+    assert full.returncode != 0  # orphans found and cerniq_fail_on_orphans
+    assert '| public.bronze_contacts | vacuum FULL | done |' in full.stdout
+    assert 'one or more weekly maintenance steps failed' in full.stdout
+
+
+def test_weekly_playbook_reports_missing_tables_and_fails(pg_db, pg_conn):
+    _q(pg_conn, 'CREATE TABLE bronze_contacts (id bigint PRIMARY KEY)')
+    proc = run_playbook(os.path.join(PLAYBOOKS, 'weekly_maintenance.yml'), extra_vars=dict(cerniq_postgres=pg_db))
+    assert proc.returncode != 0
+    assert "table 'silver_enrichment_log' does not exist" in proc.stdout
+    assert '### Orphan checks' in proc.stdout  # the report still ran
+
+
+def test_daily_playbook(pg_db, cerniq_tables, redis_server, redis_client):
+    for key in ('cache:1', 'cache:two words', 'session:expired:9', 'keep:me'):
+        redis_client.set(key, 'x')
+    proc = run_playbook(os.path.join(PLAYBOOKS, 'daily_maintenance.yml'), extra_vars=dict(
+        cerniq_postgres=pg_db, cerniq_redis=redis_server.params(), cerniq_redis_cleanup_enabled=True))
+    out = proc.stdout
+    assert proc.returncode == 0, out
+    for table in ('bronze_contacts', 'silver_companies', 'gold_companies', 'approval_tasks'):
+        assert '| public.%s | vacuum | done |' % table in out
+        assert _last_vacuum(cerniq_tables, table) is not None
+    assert _q(cerniq_tables, 'SELECT array_agg(id ORDER BY id) FROM bronze_contacts')[0][0] == [6, 7, 8, 9, 10]
+    assert _q(cerniq_tables, 'SELECT array_agg(id ORDER BY id) FROM silver_enrichment_log')[0][0] == [5, 6]
+    assert _q(cerniq_tables, 'SELECT array_agg(id ORDER BY id) FROM silver_enrichment_log_archive')[0][0] == [1, 2, 3, 4]
+    assert '| purge | bronze_contacts | (deleted) | 5 |' in out
+    assert '| archive | silver_enrichment_log | silver_enrichment_log_archive | 4 |' in out
+    assert sorted(k.decode() for k in redis_client.keys('*')) == ['keep:me']
