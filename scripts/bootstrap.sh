@@ -18,6 +18,7 @@ DEB_PACKAGES=(
   prometheus prometheus-alertmanager
   podman runc debootstrap uidmap slirp4netns fuse-overlayfs
   logrotate iproute2 git make
+  python3 python3-venv
 )
 
 say() { printf '[bootstrap] %s\n' "$*"; }
