@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Run the Molecule role scenarios (extensions/molecule/<name>/) in podman
+# systemd containers:  scripts/run-molecule.sh [scenario...]
+#
+# - builds or reuses the local image (scripts/build-image.sh) and pins the
+#   scenarios to its exact tag;
+# - CONTAINERS_CONF -> extensions/molecule/containers.conf (runc, ulimits);
+# - the collection is made visible as cerniq.ops through a temporary
+#   ANSIBLE_COLLECTIONS_PATH tree (ansible_collections/cerniq/ops -> this checkout);
+# - runs `molecule test` per scenario, stops at the first failure, prints one
+#   line per scenario and finally `molecule: N passed, M failed`.
+# Works unattended (CI=true, no TTY, root). Needs the venv from scripts/bootstrap.sh.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+VENV=${CERNIQ_VENV:-$ROOT/.venv}
+SCENARIO_ROOT=extensions/molecule
+
+export CONTAINERS_CONF=${CONTAINERS_CONF:-$ROOT/$SCENARIO_ROOT/containers.conf}
+export PATH="$VENV/bin:$PATH"
+export ANSIBLE_FORCE_COLOR=0 PY_COLORS=0 NO_COLOR=1
+export ANSIBLE_NOCOLOR=1 ANSIBLE_DEPRECATION_WARNINGS=false
+# Only scenarios under extensions/molecule/ (a stray top-level molecule/
+# directory would otherwise switch Molecule to the old layout).
+export MOLECULE_GLOB="$SCENARIO_ROOT/**/molecule.yml"
+
+say() { printf '[run-molecule] %s\n' "$*"; }
+
+command -v molecule >/dev/null || { say "molecule not found; run scripts/bootstrap.sh first"; exit 2; }
+
+# --- image ---------------------------------------------------------------------
+start=$SECONDS
+if ! CERNIQ_MOLECULE_IMAGE=$(scripts/build-image.sh | tail -n1) || [ -z "$CERNIQ_MOLECULE_IMAGE" ]; then
+  say "image build failed"
+  echo "molecule: 0 passed, 1 failed"
+  exit 1
+fi
+export CERNIQ_MOLECULE_IMAGE
+say "image $CERNIQ_MOLECULE_IMAGE ready ($((SECONDS - start)) s)"
+
+# --- the collection as cerniq.ops ----------------------------------------------------
+COLL_TMP=$(mktemp -d "${TMPDIR:-/tmp}/cerniq-molecule.XXXXXX")
+trap 'rm -rf "$COLL_TMP"' EXIT
+mkdir -p "$COLL_TMP/ansible_collections/cerniq"
+ln -s "$ROOT" "$COLL_TMP/ansible_collections/cerniq/ops"
+# Collections shipped with the `ansible` package (containers.podman) are found
+# on the Python path in addition to this one.
+export ANSIBLE_COLLECTIONS_PATH="$COLL_TMP"
+
+# --- scenarios ---------------------------------------------------------------------------
+if [ $# -gt 0 ]; then
+  scenarios=("$@")
+else
+  mapfile -t scenarios < <(find "$SCENARIO_ROOT" -mindepth 2 -name molecule.yml -printf '%h\n' \
+                           | sed "s|^$SCENARIO_ROOT/||" | sort)
+fi
+if [ ${#scenarios[@]} -eq 0 ]; then
+  say "no scenarios under $SCENARIO_ROOT"
+  echo "molecule: 0 passed, 0 failed"
+  exit 0
+fi
+
+LOGDIR=${CERNIQ_MOLECULE_LOGDIR:-$ROOT/tests/output/molecule}
+mkdir -p "$LOGDIR"
+passed=0 failed=0
+for s in "${scenarios[@]}"; do
+  if [ ! -f "$SCENARIO_ROOT/$s/molecule.yml" ]; then
+    echo "scenario $s: FAILED (no $SCENARIO_ROOT/$s/molecule.yml)"
+    failed=$((failed + 1))
+    break
+  fi
+  log="$LOGDIR/${s//\//_}.log"
+  t0=$SECONDS
+  say "scenario $s: molecule test (log: $log)"
+  # One run per scenario at a time on this host: the container, network and
+  # Molecule's ephemeral directory are named after the scenario.
+  lock="/var/tmp/cerniq-molecule-${s//\//_}.lock"
+  exec 8>"$lock"
+  flock -n 8 || { say "scenario $s: another run holds $lock, waiting"; flock 8; }
+  if molecule test -s "$s" </dev/null 2>&1 | tee "$log"; then
+    echo "scenario $s: passed ($((SECONDS - t0)) s)"
+    passed=$((passed + 1))
+  else
+    echo "scenario $s: FAILED ($((SECONDS - t0)) s, log: $log)"
+    failed=$((failed + 1))
+    # leave nothing running behind a failed scenario
+    molecule destroy -s "$s" </dev/null >>"$log" 2>&1 || true
+    exec 8>&-
+    break
+  fi
+  exec 8>&-
+done
+
+echo "molecule: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
