@@ -1,0 +1,372 @@
+"""cerniq.ops.redis_keys and its engine against real throwaway Redis servers (single and cluster)."""
+
+import pytest
+
+from ansible_collections.cerniq.ops.plugins.module_utils.redis_keys import (
+    KeyCleaner, RedisKeysError, count_keys, delete_keys, glob_match)
+from tests.support.ansible_run import run_module
+from tests.support.servers import free_port
+
+ODD_MATCHING = [
+    b'cache:with space',
+    b'cache:"double" and \'single\' quotes',
+    b'cache:new\nline\r\n',
+    b'cache:\xff\xfe not utf-8 \x00 nul',
+    b'cache:*',
+    b'cache:?',
+    b'cache:[bracket]',
+    b'cache:-rf $(rm) `x` ; | xargs',
+]
+ODD_OTHERS = [
+    b'cachex:1',
+    b'Cache:1',
+    b'other:cache:1',
+    b' cache:leading-space',
+    b'keep\n*',
+    b'\xffcache:',
+]
+
+
+def _keys(client):
+    return set(client.scan_iter(count=1000))
+
+
+def _fill(client, keys, value=b'v'):
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.set(key, value)
+    pipe.execute()
+
+
+# -- deleting exactly the matching keys ------------------------------------------------------------
+
+def test_deletes_exactly_matching_keys_with_any_bytes(redis_params, redis_client):
+    _fill(redis_client, ODD_MATCHING + ODD_OTHERS)
+    result = run_module('redis_keys', dict(redis_params, patterns=['cache:*']))
+    assert not result.failed, result
+    assert result['changed'] is True
+    assert result['deleted'] == result['matched'] == len(ODD_MATCHING)
+    assert result['patterns'] == {'cache:*': {'matched': len(ODD_MATCHING), 'deleted': len(ODD_MATCHING)}}
+    assert _keys(redis_client) == set(ODD_OTHERS)
+    # Samples are printable text, whatever the bytes.
+    assert 'cache:\\xff\\xfe not utf-8 \x00 nul' in result['sample']
+    again = run_module('redis_keys', dict(redis_params, patterns=['cache:*']))
+    assert not again.failed and again['changed'] is False
+    assert again['matched'] == again['deleted'] == 0
+    assert _keys(redis_client) == set(ODD_OTHERS)
+
+
+def test_escaped_glob_characters_match_literally(redis_params, redis_client):
+    _fill(redis_client, [b'lit:*', b'lit:a', b'lit:?', b'lit:b', b'lit:[x]', b'lit:x'])
+    result = delete_keys(redis_client, [r'lit:\*', r'lit:\?', r'lit:\[x\]'])
+    assert result['deleted'] == 3
+    assert _keys(redis_client) == {b'lit:a', b'lit:b', b'lit:x'}
+
+
+def test_many_pages_and_batches(redis_params, redis_client):
+    _fill(redis_client, [b'cache:%d' % i for i in range(3000)] + [b'keep:%d' % i for i in range(500)])
+    result = run_module('redis_keys', dict(redis_params, patterns=['cache:*'], scan_count=100, batch_size=7))
+    assert not result.failed, result
+    assert result['deleted'] == 3000
+    assert result['scan_calls'] > 10
+    assert redis_client.dbsize() == 500
+
+
+def test_glob_match_agrees_with_redis(redis_client):
+    keys = ODD_MATCHING + ODD_OTHERS + [b'a', b'ab', b'abc', b'a*c', b'a\\c', b'h-llo', b'hallo', b'hxllo',
+                                        b'x]y', b'\xe9t\xe9', b'[', b'a[b', b'', b'-']
+    _fill(redis_client, [k for k in keys if k])
+    patterns = ['cache:*', '*:*', 'a?c', 'a*', '*c', 'h[a-e]llo', 'h[^a]llo', 'h[-]llo', r'a\*c', r'a\\c',
+                '[', 'a[', '[]]', 'x[]]y', '*[', '?', '[b-a]*', '\\', 'cache:[*]', 'keep\n[*]',
+                b'\xffcache:*', '*\n*', 'h[!e]llo', '**a**']
+    for pattern in patterns:
+        raw = pattern.encode() if isinstance(pattern, str) else pattern
+        server = set(redis_client.scan_iter(match=raw, count=1000))
+        local = set(k for k in keys if k and glob_match(raw, k))
+        assert local == server, pattern
+
+
+# -- check mode, count, samples --------------------------------------------------------------------
+
+def test_check_mode_counts_and_deletes_nothing(redis_params, redis_client):
+    _fill(redis_client, [b'cache:%d' % i for i in range(50)] + [b'other:%d' % i for i in range(5)])
+    result = run_module('redis_keys', dict(redis_params, patterns=['cache:*'], sample_size=3), check_mode=True)
+    assert not result.failed, result
+    assert result['changed'] is True
+    assert result['matched'] == 50 and result['deleted'] == 0
+    assert len(result['sample']) == 3 and all(s.startswith('cache:') for s in result['sample'])
+    assert redis_client.dbsize() == 55
+
+    counted = run_module('redis_keys', dict(redis_params, patterns=['cache:*'], state='count'))
+    assert counted['changed'] is False and counted['matched'] == 50 and counted['deleted'] == 0
+    assert redis_client.dbsize() == 55
+
+    none = run_module('redis_keys', dict(redis_params, patterns=['nothing:*']), check_mode=True)
+    assert none['changed'] is False and none['matched'] == 0
+
+
+def test_overlapping_patterns_counted_once(redis_params, redis_client):
+    _fill(redis_client, [b'cache:user:%d' % i for i in range(30)] + [b'cache:x:%d' % i for i in range(20)]
+          + [b'session:expired:%d' % i for i in range(10)])
+    patterns = ['cache:*', 'cache:user:*', 'session:expired:*']
+    checked = run_module('redis_keys', dict(redis_params, patterns=patterns), check_mode=True)
+    assert checked['matched'] == 60
+    assert checked['patterns'] == {'cache:*': {'matched': 50, 'deleted': 0},
+                                   'cache:user:*': {'matched': 0, 'deleted': 0},
+                                   'session:expired:*': {'matched': 10, 'deleted': 0}}
+    done = run_module('redis_keys', dict(redis_params, patterns=patterns))
+    assert done['deleted'] == done['matched'] == 60
+    assert done['patterns']['cache:*']['deleted'] == 50
+    assert redis_client.dbsize() == 0
+
+
+def test_runbook_session_expired_cleanup(redis_params, redis_client):
+    """Runbook 3.1 step 4: cache:* and session:expired:* go, live sessions stay."""
+    _fill(redis_client, [b'cache:company:%d' % i for i in range(200)]
+          + [b'session:expired:%d' % i for i in range(100)]
+          + [b'session:active:%d' % i for i in range(40)]
+          + [b'bull:enrichment:%d' % i for i in range(25)])
+    args = dict(redis_params, patterns=['cache:*', 'session:expired:*'], max_keys=1000)
+    result = run_module('redis_keys', args)
+    assert not result.failed, result
+    assert result['deleted'] == 300 and result['counted_first'] is True
+    assert result['patterns']['session:expired:*'] == {'matched': 100, 'deleted': 100}
+    assert sorted(set(k.split(b':')[0] + b':' + k.split(b':')[1] for k in _keys(redis_client))) == [
+        b'bull:enrichment', b'session:active']
+    assert run_module('redis_keys', args)['changed'] is False
+
+
+# -- max_keys guard --------------------------------------------------------------------------------
+
+def test_max_keys_refuses_before_deleting_anything(redis_params, redis_client):
+    _fill(redis_client, [b'cache:%d' % i for i in range(20)])
+    result = run_module('redis_keys', dict(redis_params, patterns=['cache:*'], max_keys=19, scan_count=3))
+    assert result.failed
+    assert 'refused' in result['msg'] and 'max_keys=19' in result['msg'] and '\n' not in result['msg']
+    assert result['matched'] == 20 and result['deleted'] == 0 and result['changed'] is False
+    assert redis_client.dbsize() == 20
+    ok = run_module('redis_keys', dict(redis_params, patterns=['cache:*'], max_keys=20))
+    assert not ok.failed and ok['deleted'] == 20
+
+
+def test_max_keys_counts_with_filters(redis_params, redis_client):
+    _fill(redis_client, [b'cache:%d' % i for i in range(20)])
+    for i in range(15):
+        redis_client.expire(b'cache:%d' % i, 600)
+    # 5 keys have no TTL: within max_keys=5 once the filter applies.
+    result = run_module('redis_keys', dict(redis_params, patterns=['cache:*'], max_keys=5, no_ttl_only=True))
+    assert not result.failed, result
+    assert result['deleted'] == 5
+    assert redis_client.dbsize() == 15
+
+
+@pytest.mark.parametrize('filtered', [False, True])
+def test_delete_pass_never_exceeds_max_keys(redis_client, filtered):
+    """Keys added between the counting pass and the delete pass are never deleted beyond max_keys."""
+    _fill(redis_client, [b'cache:%d' % i for i in range(40)])
+    options = dict(no_ttl_only=True) if filtered else {}
+    cleaner = KeyCleaner(redis_client, ['cache:*'], max_keys=25, scan_count=10, batch_size=4, **options)
+    result = cleaner._empty_result()
+    cleaner._pass(True, result, budget=25)  # the delete pass as run() calls it after counting
+    assert result['deleted'] == 25
+    assert result['matched'] >= 25 and result['limit_reached'] is True
+    assert redis_client.dbsize() == 15
+
+
+# -- filters ---------------------------------------------------------------------------------------
+
+def test_key_type_filter(redis_params, redis_client):
+    redis_client.set(b'cache:s', b'1')
+    redis_client.hset(b'cache:h', b'f', b'1')
+    redis_client.rpush(b'cache:l', b'1')
+    redis_client.zadd(b'cache:z', {b'm': 1})
+    result = run_module('redis_keys', dict(redis_params, patterns=['cache:*'], key_type='hash'))
+    assert not result.failed and result['deleted'] == 1
+    assert _keys(redis_client) == {b'cache:s', b'cache:l', b'cache:z'}
+    # Type together with another filter goes through the atomic script.
+    redis_client.expire(b'cache:l', 600)
+    result = run_module('redis_keys', dict(redis_params, patterns=['cache:*'], key_type='list', no_ttl_only=True))
+    assert result['deleted'] == 0 and b'cache:l' in _keys(redis_client)
+    result = run_module('redis_keys', dict(redis_params, patterns=['cache:*'], key_type='zset', no_ttl_only=True))
+    assert result['deleted'] == 1 and _keys(redis_client) == {b'cache:s', b'cache:l'}
+
+
+def test_no_ttl_only_filter(redis_params, redis_client):
+    _fill(redis_client, [b'cache:%d' % i for i in range(10)])
+    for i in range(4):
+        redis_client.expire(b'cache:%d' % i, 600)
+    checked = run_module('redis_keys', dict(redis_params, patterns=['cache:*'], no_ttl_only=True), check_mode=True)
+    assert checked['matched'] == 6 and redis_client.dbsize() == 10
+    result = run_module('redis_keys', dict(redis_params, patterns=['cache:*'], no_ttl_only=True))
+    assert result['deleted'] == 6
+    assert _keys(redis_client) == {b'cache:%d' % i for i in range(4)}
+    assert run_module('redis_keys', dict(redis_params, patterns=['cache:*'], no_ttl_only=True))['changed'] is False
+
+
+def test_idle_seconds_filter(redis_params, redis_client):
+    """Idle times set with RESTORE ... IDLETIME: no sleeping, no dependence on how fast the run is."""
+    redis_client.set(b'x', b'v')
+    payload = redis_client.dump(b'x')
+    redis_client.delete(b'x')
+    for i in range(7):
+        redis_client.restore(b'cache:old:%d' % i, 0, payload, idletime=7200)
+    _fill(redis_client, [b'cache:new:%d' % i for i in range(3)])
+    redis_client.restore(b'cache:hour', 0, payload, idletime=3500)
+    assert redis_client.object('idletime', b'cache:old:0') >= 7200
+    args = dict(redis_params, patterns=['cache:*'], idle_seconds=3600)
+    checked = run_module('redis_keys', args, check_mode=True)
+    assert checked['matched'] == 7 and redis_client.dbsize() == 11
+    result = run_module('redis_keys', args)
+    assert not result.failed, result
+    assert result['deleted'] == 7
+    assert _keys(redis_client) == {b'cache:new:0', b'cache:new:1', b'cache:new:2', b'cache:hour'}
+    # Reading a key resets its idle time: it is no longer a candidate.
+    redis_client.restore(b'cache:read', 0, payload, idletime=7200)
+    redis_client.get(b'cache:read')
+    assert run_module('redis_keys', args)['changed'] is False
+
+
+# -- bad input, errors -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize('args, message', [
+    (dict(patterns=['*']), 'allow_all'),
+    (dict(patterns=['cache:*', '**']), 'allow_all'),
+    (dict(patterns=['']), 'empty pattern'),
+    (dict(patterns=[]), 'patterns is empty'),
+    (dict(patterns=['cache:*'], scan_count=0), 'scan_count'),
+    (dict(patterns=['cache:*'], batch_size=-1), 'batch_size'),
+    (dict(patterns=['cache:*'], batch_size=6000), 'batch_size'),
+    (dict(patterns=['cache:*'], max_keys=-1), 'max_keys'),
+    (dict(patterns=['cache:*'], idle_seconds=-5), 'idle_seconds'),
+    (dict(patterns=['cache:*'], key_type='bogus'), 'key_type'),
+])
+def test_bad_input_fails_and_changes_nothing(redis_params, redis_client, args, message):
+    _fill(redis_client, [b'cache:1', b'other:1'])
+    result = run_module('redis_keys', dict(redis_params, **args))
+    assert result.failed and message in result['msg'], result
+    assert redis_client.dbsize() == 2
+
+
+def test_allow_all(redis_params, redis_client):
+    _fill(redis_client, [b'a', b'b c', b'\xff'])
+    result = run_module('redis_keys', dict(redis_params, patterns=['*'], allow_all=True))
+    assert not result.failed and result['deleted'] == 3 and redis_client.dbsize() == 0
+
+
+def test_engine_rejects_bad_options(redis_client):
+    with pytest.raises(RedisKeysError, match='allow_all'):
+        delete_keys(redis_client, '*')
+    with pytest.raises(RedisKeysError, match='sample_size'):
+        count_keys(redis_client, ['x:*'], sample_size=5000)
+
+
+def test_idle_filter_with_lfu_policy_is_a_clear_error(redis_params, redis_client):
+    _fill(redis_client, [b'cache:1'])
+    redis_client.config_set('maxmemory-policy', 'allkeys-lfu')
+    try:
+        result = run_module('redis_keys', dict(redis_params, patterns=['cache:*'], idle_seconds=1))
+    finally:
+        redis_client.config_set('maxmemory-policy', 'noeviction')
+    assert result.failed and 'LFU' in result['msg'] and '\n' not in result['msg']
+    assert redis_client.dbsize() == 1
+
+
+def test_redis_down_is_one_line_error():
+    result = run_module('redis_keys', dict(redis_host='127.0.0.1', redis_port=free_port(), patterns=['cache:*'],
+                                           redis_socket_timeout=2))
+    assert result.failed
+    assert 'server unreachable' in result['msg'] and '\n' not in result['msg']
+
+
+def test_wrong_password_is_one_line_error(redis_auth_server):
+    client = redis_auth_server.client()
+    client.set(b'cache:1', b'v')
+    result = run_module('redis_keys', dict(redis_auth_server.params(redis_password='wrong-pass'),
+                                           patterns=['cache:*']))
+    assert result.failed and 'authentication failed' in result['msg'] and '\n' not in result['msg']
+    assert 'wrong-pass' not in result['msg'] and 's3cret' not in result['msg']
+    assert client.exists(b'cache:1') == 1
+    ok = run_module('redis_keys', dict(redis_auth_server.params(), patterns=['cache:*']))
+    assert not ok.failed and ok['deleted'] == 1
+    client.close()
+
+
+# -- Redis Cluster ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def cluster_client(redis_cluster):
+    from redis.cluster import RedisCluster
+    client = RedisCluster(host='127.0.0.1', port=redis_cluster.port)
+    client.flushall(target_nodes=RedisCluster.PRIMARIES)
+    yield client
+    client.close()
+
+
+def _cluster_keys(client):
+    from redis.cluster import RedisCluster
+    keys = set()
+    for node in client.get_primaries():
+        keys.update(client.get_redis_connection(node).scan_iter(count=1000))
+    assert client.dbsize(target_nodes=RedisCluster.PRIMARIES) == len(keys)
+    return keys
+
+
+def test_cluster_deletes_on_every_master(redis_cluster, cluster_client):
+    matching = [b'cache:%d' % i for i in range(600)] + [b'cache:{tag}:%d' % i for i in range(50)] + ODD_MATCHING
+    others = [b'keep:%d' % i for i in range(100)] + ODD_OTHERS
+    for key in matching + others:
+        cluster_client.set(key, b'v')
+    # The keys really are spread over the three masters.
+    per_node = [cluster_client.get_redis_connection(n).dbsize() for n in cluster_client.get_primaries()]
+    assert len(per_node) == 3 and all(count > 0 for count in per_node)
+
+    args = dict(redis_cluster.params(), patterns=['cache:*'], batch_size=50, scan_count=100)
+    checked = run_module('redis_keys', args, check_mode=True)
+    assert not checked.failed, checked
+    assert checked['matched'] == len(matching) and checked['nodes'] == 3
+    assert len(_cluster_keys(cluster_client)) == len(matching) + len(others)
+
+    result = run_module('redis_keys', dict(args, max_keys=len(matching)))
+    assert not result.failed, result
+    assert result['deleted'] == len(matching)
+    assert _cluster_keys(cluster_client) == set(others)
+    assert run_module('redis_keys', args)['changed'] is False
+
+
+def test_cluster_filters_and_refusal(redis_cluster, cluster_client):
+    for i in range(90):
+        cluster_client.set(b'session:expired:%d' % i, b'v')
+    for i in range(30):
+        cluster_client.expire(b'session:expired:%d' % i, 600)
+    refused = run_module('redis_keys', dict(redis_cluster.params(), patterns=['session:expired:*'], max_keys=10))
+    assert refused.failed and 'refused' in refused['msg'] and refused['matched'] == 90
+    assert len(_cluster_keys(cluster_client)) == 90
+    result = run_module('redis_keys', dict(redis_cluster.params(), patterns=['session:expired:*'], no_ttl_only=True))
+    assert not result.failed, result
+    assert result['deleted'] == 60
+    assert _cluster_keys(cluster_client) == {b'session:expired:%d' % i for i in range(30)}
+
+
+def test_engine_on_cluster_client(redis_cluster, cluster_client):
+    from ansible_collections.cerniq.ops.plugins.module_utils.redis_connection import connect_redis
+    client = connect_redis(redis_cluster.params())
+    for i in range(100):
+        cluster_client.set(b'cache:%d' % i, b'v')
+    assert count_keys(client, ['cache:*'])['matched'] == 100
+    assert delete_keys(client, ['cache:*'], key_type='string')['deleted'] == 100
+    assert _cluster_keys(cluster_client) == set()
+    client.close()
+
+
+def test_server_error_mid_run_is_reported(redis_params, redis_client):
+    """A server-side error (here: the Lua filter on an LFU server) leaves a one-line message."""
+    _fill(redis_client, [b'cache:1'])
+    redis_client.config_set('maxmemory-policy', 'volatile-lfu')
+    try:
+        with pytest.raises(RedisKeysError) as raised:
+            delete_keys(redis_client, ['cache:*'], idle_seconds=0)
+    finally:
+        redis_client.config_set('maxmemory-policy', 'noeviction')
+    assert 'Redis error after deleting 0 keys' in str(raised.value)
+    assert raised.value.result['deleted'] == 0
+    assert '\n' not in str(raised.value)
