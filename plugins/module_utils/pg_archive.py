@@ -1,0 +1,740 @@
+# -*- coding: utf-8 -*-
+# Copyright: cerniq.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Archive or purge old rows of a live PostgreSQL table without losing any.
+
+Plain Python (no Ansible imports): the ``cerniq.ops.pg_archive`` module, the
+scheduled maintenance job, the benchmark and the tests all call ``run_archive``.
+
+Guarantees (see docs/pg_archive.md):
+
+* The cutoff is computed ONCE per run on the server (``now() - older_than``,
+  cast to the timestamp column's type) or given explicitly; it is passed to
+  every statement as a parameter and returned.
+* Every batch is ONE statement in its own (autocommit) transaction::
+
+      WITH moved AS (DELETE FROM src WHERE ctid = ANY(ARRAY(
+                       SELECT ctid FROM src WHERE ts < cutoff AND (where)
+                         AND ctid >= '(a,0)' AND ctid < '(b,0)'
+                         LIMIT n FOR UPDATE SKIP LOCKED))
+                     RETURNING cols),
+           ins AS (INSERT INTO archive (cols) SELECT cols FROM moved)
+      SELECT count(*) FROM moved
+
+  so exactly the deleted rows are archived, a row is never in both tables,
+  and killing the process at any point leaves the tables consistent.
+  ``FOR UPDATE`` re-checks the condition on the newest row version (READ
+  COMMITTED), so a row updated to ``ts >= cutoff`` is never moved.
+* Batches walk the table's physical blocks (PG14+ TID range scans): the heap
+  is read in order, ~5x faster than batching through the timestamp index.
+  After the pass a final index-ordered sweep moves rows that concurrent
+  updates relocated into blocks already passed; rows still locked by other
+  sessions (SKIP LOCKED) or made due after the sweep are counted in
+  ``left_for_next_run``.
+* Natively RANGE-partitioned sources: partitions whose upper bound is <= the
+  cutoff are detached CONCURRENTLY and moved whole (attached to a partitioned
+  archive, else copied into it in one transaction, or dropped when purging);
+  the remaining partitions with due rows are batched. An interrupted
+  ``DETACH ... CONCURRENTLY`` is finalized on the next run and a detached
+  partition left behind by a killed run is found again through its marker
+  comment.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import re
+import time
+
+try:
+    import psycopg2
+    import psycopg2.errors  # noqa: F401  (errorcodes on exceptions)
+except ImportError:  # pragma: no cover
+    psycopg2 = None
+
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
+    quote_ident,
+    split_qualified_name,
+)
+
+MARKER_PREFIX = 'cerniq.ops pg_archive: moving out of '
+
+DEFAULTS = dict(
+    timestamp_column='created_at',
+    batch_size=5000,
+    min_batch_size=100,
+    max_batch_size=100000,
+    target_batch_ms=200,
+    max_runtime=None,
+    lock_timeout='1s',
+    statement_timeout='60s',
+    create_archive=False,
+    partition_mode='detach',
+    strategy='auto',
+    lock_retries=5,
+)
+
+_RETRY_CODES = ('55P03', '57014', '40P01', '40001')  # lock_not_available, query_canceled, deadlock, serialization
+
+
+class ArchiveError(Exception):
+    """Refused or failed; the message is one line. ``partial`` holds the result so far (if any)."""
+
+    def __init__(self, message, partial=None):
+        super(ArchiveError, self).__init__(message)
+        self.partial = partial
+
+
+def _pct(fragment):
+    """Escape ``%`` in a SQL fragment (identifier, trusted condition) of a statement run with parameters."""
+    return fragment.replace('%', '%%')
+
+
+def _one_line(error):
+    text = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return text[0] if text else error.__class__.__name__
+
+
+def check_where(where):
+    """Refuse an extra condition that could end the statement (a ``;`` outside quotes)."""
+    if where is None:
+        return None
+    if not isinstance(where, str) or not where.strip():
+        raise ArchiveError('where must be a non-empty SQL boolean expression')
+    quote = None
+    i = 0
+    while i < len(where):
+        ch = where[i]
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in ("'", '"'):
+            before = where[i - 2] if i > 1 else ' '
+            if ch == "'" and i > 0 and where[i - 1] in 'eE' and not (before.isalnum() or before == '_'):
+                raise ArchiveError("where: E'' strings (backslash escapes) are not accepted")
+            quote = ch
+        elif where.startswith('--', i):
+            ends = [pos for pos in (where.find('\n', i), where.find('\r', i)) if pos >= 0]
+            i = min(ends) if ends else len(where)
+            continue
+        elif where.startswith('/*', i):
+            end = where.find('*/', i + 2)
+            if end < 0:
+                raise ArchiveError('where: unterminated comment')
+            i = end + 2
+            continue
+        elif ch == '$':
+            raise ArchiveError('where: dollar quoting is not accepted; use ordinary quotes')
+        elif ch == ';':
+            raise ArchiveError('where must be one SQL expression (a ";" outside quotes is refused)')
+        i += 1
+    if quote:
+        raise ArchiveError('where: unterminated quote')
+    return where
+
+
+class _Table(object):
+    """A resolved relation: oid, quoted name, kind."""
+
+    def __init__(self, oid, schema, name, relkind):
+        self.oid = oid
+        self.schema = schema
+        self.name = name
+        self.relkind = relkind
+        self.sql = quote_ident([schema, name])
+
+    @property
+    def display(self):
+        return '%s.%s' % (self.schema, self.name)
+
+
+class ArchiveRun(object):
+    """One archive/purge run over one connection (autocommit)."""
+
+    def __init__(self, conn, source_table, archive_table=None, timestamp_column='created_at',
+                 older_than=None, cutoff=None, where=None, batch_size=5000, min_batch_size=100,
+                 max_batch_size=100000, target_batch_ms=200, max_runtime=None, lock_timeout='1s',
+                 statement_timeout='60s', create_archive=False, partition_mode='detach',
+                 strategy='auto', lock_retries=5, check_mode=False, want_diff=False, progress=None):
+        if (older_than is None) == (cutoff is None):
+            raise ArchiveError('give exactly one of older_than (an interval) or cutoff (a timestamp)')
+        if partition_mode not in ('detach', 'batch'):
+            raise ArchiveError('partition_mode must be detach or batch')
+        if strategy not in ('auto', 'block', 'index'):
+            raise ArchiveError('strategy must be auto, block or index')
+        if not timestamp_column:
+            raise ArchiveError('timestamp_column must be a column name')
+        self.conn = conn
+        self.source_name = source_table
+        self.archive_name = archive_table or None
+        self.ts_name = timestamp_column
+        self.older_than = older_than
+        self.cutoff_given = cutoff
+        self.where = check_where(where)
+        self.min_batch = max(1, int(min_batch_size))
+        self.max_batch = max(self.min_batch, int(max_batch_size))
+        self.batch_size = min(max(int(batch_size), self.min_batch), self.max_batch)
+        self.target_ms = max(1, int(target_batch_ms))
+        self.max_runtime = max_runtime
+        self.lock_timeout = lock_timeout
+        self.statement_timeout = statement_timeout
+        self.create_archive = create_archive
+        self.partition_mode = partition_mode
+        self.strategy = strategy
+        self.lock_retries = max(0, int(lock_retries))
+        self.check_mode = check_mode
+        self.want_diff = want_diff
+        self.progress = progress
+        self.started = time.monotonic()
+        self.batch_ms = []
+        self.result = dict(
+            changed=False, mode='archive' if self.archive_name else 'purge', cutoff=None,
+            source_table=None, archive_table=None, rows_moved=0, rows_batched=0, rows_in_partitions=0,
+            partitions_moved=[], batches=0, passes=0, worst_batch_ms=0.0, median_batch_ms=0.0,
+            elapsed_s=0.0, strategy=strategy, archive_created=False, left_for_next_run=0,
+            stopped_by_max_runtime=False, final_check_ms=0.0, warnings=[], recovered=[])
+
+    # ------------------------------------------------------------------ helpers
+    def _q(self, sql, args=None, fetch='all'):
+        cur = self.conn.cursor()
+        try:
+            cur.execute(sql, args)
+            if fetch == 'all':
+                return cur.fetchall()
+            if fetch == 'one':
+                return cur.fetchone()
+            return cur.rowcount
+        finally:
+            cur.close()
+
+    def _resolve(self, name, what, must_exist=True):
+        try:
+            parts = split_qualified_name(name)
+            quoted = quote_ident([p for p in parts if p is not None])
+        except ValueError as error:
+            raise ArchiveError('%s: %s' % (what, error))
+        row = self._q(
+            "SELECT c.oid, n.nspname, c.relname, c.relkind FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass(%s)",
+            (quoted,), fetch='one')
+        if row is None:
+            if must_exist:
+                raise ArchiveError('%s %s does not exist' % (what, name))
+            return None, parts
+        table = _Table(row[0], row[1], row[2], row[3])
+        if table.relkind not in ('r', 'p'):
+            raise ArchiveError('%s %s is not a table (relkind %s)' % (what, name, table.relkind))
+        return table, parts
+
+    def _columns(self, oid):
+        """[(name, type, attgenerated, notnull, hasdefault)] in column order."""
+        return self._q(
+            "SELECT attname, format_type(atttypid, atttypmod), attgenerated, attnotnull, atthasdef "
+            "FROM pg_attribute WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+            (oid,))
+
+    def _elapsed(self):
+        return time.monotonic() - self.started
+
+    def _out_of_time(self):
+        return self.max_runtime is not None and self._elapsed() >= float(self.max_runtime)
+
+    def _note(self, message):
+        self.result['warnings'].append(message)
+
+    # ------------------------------------------------------------------ setup
+    def prepare(self):
+        self._q("SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)",
+                (str(self.lock_timeout), str(self.statement_timeout)))
+        self.version = self.conn.server_version
+        self.source = self._resolve(self.source_name, 'source table')[0]
+        self.result['source_table'] = self.source.display
+        self.src_cols = self._columns(self.source.oid)
+        types = dict((c[0], c[1]) for c in self.src_cols)
+        if self.ts_name not in types:
+            raise ArchiveError('source table %s has no column %s' % (self.source.display, self.ts_name))
+        self.ts_type = types[self.ts_name]
+        self.ts_sql = quote_ident(self.ts_name)
+        self.col_names = [c[0] for c in self.src_cols]
+        self.cols_sql = ', '.join(quote_ident(c) for c in self.col_names)
+        if self.strategy != 'index' and self.version < 140000:
+            if self.strategy == 'block':
+                self._note('PostgreSQL < 14 has no TID range scans: batching through the timestamp index')
+            self.strategy = 'index'
+        self._compute_cutoff()
+        if self.where is not None:
+            try:
+                self._q('EXPLAIN SELECT 1 FROM %s WHERE (\n%s\n)' % (self.source.sql, self.where))
+            except psycopg2.Error as error:
+                raise ArchiveError('where is not a valid condition on %s: %s' % (
+                    self.source.display, _one_line(error)))
+        self.archive = None
+        self.archive_missing = False
+        if self.archive_name:
+            self.archive, parts = self._resolve(self.archive_name, 'archive table', must_exist=False)
+            if self.archive is None:
+                if not self.create_archive:
+                    raise ArchiveError('archive table %s does not exist (set create_archive to create it)'
+                                       % self.archive_name)
+                self.archive_missing = True
+                self.archive_parts = (parts[0] or self.source.schema, parts[1])
+                self.result['archive_table'] = '%s.%s' % self.archive_parts
+            else:
+                if self.archive.oid == self.source.oid:
+                    raise ArchiveError('archive table and source table are the same table')
+                self.result['archive_table'] = self.archive.display
+                self._check_archive_columns()
+
+    def _compute_cutoff(self):
+        try:
+            if self.older_than is not None:
+                row = self._q('SELECT x::text, x FROM (SELECT (now() - %%s::interval)::%s AS x) s' % self.ts_type,
+                              (str(self.older_than),), fetch='one')
+            else:
+                row = self._q('SELECT x::text, x FROM (SELECT %%s::%s AS x) s' % self.ts_type,
+                              (str(self.cutoff_given),), fetch='one')
+        except psycopg2.Error as error:
+            raise ArchiveError('cannot compute the cutoff for column %s (%s): %s' % (
+                self.ts_name, self.ts_type, _one_line(error)))
+        self.cutoff_text = row[0]
+        value = row[1]
+        self.result['cutoff'] = value.isoformat() if hasattr(value, 'isoformat') else str(value)
+        self.cut = '%%(cutoff)s::%s' % self.ts_type
+
+    def _check_archive_columns(self):
+        arch = dict((c[0], c) for c in self._columns(self.archive.oid))
+        missing, differ, generated = [], [], []
+        for name, typ, _gen, _nn, _hd in self.src_cols:
+            if name not in arch:
+                missing.append(name)
+            elif arch[name][1] != typ:
+                differ.append('%s (%s in source, %s in archive)' % (name, typ, arch[name][1]))
+            elif arch[name][2]:
+                generated.append(name)
+        extra_required = [n for n, c in arch.items() if n not in self.col_names and c[3] and not c[4]]
+        problems = []
+        if missing:
+            problems.append('missing columns: %s' % ', '.join(missing))
+        if differ:
+            problems.append('different types: %s' % ', '.join(differ))
+        if generated:
+            problems.append('generated columns cannot take archived values: %s' % ', '.join(generated))
+        if extra_required:
+            problems.append('extra NOT NULL columns without default: %s' % ', '.join(extra_required))
+        if problems:
+            raise ArchiveError('archive table %s does not match source %s: %s; nothing was changed' % (
+                self.archive.display, self.source.display, '; '.join(problems)))
+
+    def _create_archive(self):
+        # No defaults (they may use the source's sequences), no identity, no generated
+        # expressions: the archive takes the source's values as they are.
+        sql = 'CREATE TABLE %s (LIKE %s INCLUDING CONSTRAINTS INCLUDING INDEXES INCLUDING STORAGE ' \
+              'INCLUDING COMMENTS)' % (quote_ident(list(self.archive_parts)), self.source.sql)
+        self._q(sql, fetch=None)
+        self.archive = self._resolve(quote_ident(list(self.archive_parts)), 'archive table')[0]
+        self.archive_missing = False
+        self.result['archive_created'] = True
+        self.result['changed'] = True
+
+    # ------------------------------------------------------------------ counting
+    def _due_sql(self):
+        """The due condition, ready for a statement run with parameters (``%`` escaped)."""
+        sql = '%s < %s' % (_pct(self.ts_sql), self.cut)
+        if self.where is not None:
+            sql += ' AND (\n%s\n)' % _pct(self.where)
+        return sql
+
+    def count_due(self, rel_sql=None):
+        rel_sql = rel_sql or self.source.sql
+        row = self._q('SELECT count(*) FROM %s WHERE %s' % (_pct(rel_sql), self._due_sql()),
+                      {'cutoff': self.cutoff_text}, fetch='one')
+        return int(row[0])
+
+    # ------------------------------------------------------------------ partitions
+    def _partitions(self):
+        """Direct children: [(oid, schema, name, bound_expr, detach_pending, marker)]."""
+        if self.version >= 140000:
+            pending = 'i.inhdetachpending'
+        else:
+            pending = 'false'
+        return self._q(
+            "SELECT c.oid, n.nspname, c.relname, pg_get_expr(c.relpartbound, c.oid), %s, "
+            "obj_description(c.oid, 'pg_class') "
+            "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE i.inhparent = %%s ORDER BY c.oid" % pending,
+            (self.source.oid,))
+
+    def _range_key_is_ts(self):
+        row = self._q("SELECT partstrat, partnatts, partattrs::text FROM pg_partitioned_table WHERE partrelid = %s",
+                      (self.source.oid,), fetch='one')
+        if row is None or row[0] != 'r' or row[1] != 1:
+            return False
+        attnum = int(row[2].split()[0])
+        name = self._q('SELECT attname FROM pg_attribute WHERE attrelid = %s AND attnum = %s',
+                       (self.source.oid, attnum), fetch='one')
+        return name is not None and name[0] == self.ts_name
+
+    _BOUND_RE = re.compile(r"^FOR VALUES FROM \((.*)\) TO \((.*)\)$", re.S)
+
+    def _bound_is_old(self, bound):
+        """True when a partition's upper bound is <= the cutoff (all its rows are due)."""
+        match = self._BOUND_RE.match(bound or '')
+        if not match:
+            return False
+        upper = match.group(2).strip()
+        if upper.upper() == 'MAXVALUE':
+            return False
+        if upper.upper() == 'MINVALUE':
+            return True
+        row = self._q('SELECT (%s)::%s <= %s' % (upper, self.ts_type, self.cut),
+                      {'cutoff': self.cutoff_text}, fetch='one')
+        return bool(row[0])
+
+    def _bound_lower_is_future(self, bound):
+        match = self._BOUND_RE.match(bound or '')
+        if not match:
+            return False
+        lower = match.group(1).strip()
+        if lower.upper() in ('MINVALUE', 'MAXVALUE'):
+            return lower.upper() == 'MAXVALUE'
+        row = self._q('SELECT (%s)::%s >= %s' % (lower, self.ts_type, self.cut),
+                      {'cutoff': self.cutoff_text}, fetch='one')
+        return bool(row[0])
+
+    def _orphans(self):
+        """Tables left detached by a killed run (marker comment naming this source)."""
+        marker = '%s%s;' % (MARKER_PREFIX, self.source.oid)
+        return self._q(
+            "SELECT c.oid, n.nspname, c.relname, obj_description(c.oid, 'pg_class') FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind = 'r' AND NOT c.relispartition "
+            "AND obj_description(c.oid, 'pg_class') LIKE %s",
+            (marker.replace('%', '\\%').replace('_', '\\_') + '%',))
+
+    def _has_default_partition(self):
+        row = self._q('SELECT partdefid <> 0 FROM pg_partitioned_table WHERE partrelid = %s',
+                      (self.source.oid,), fetch='one')
+        return bool(row and row[0])
+
+    def plan_partitions(self):
+        """Old partitions to move whole, for a partitioned source in detach mode."""
+        if self.source.relkind != 'p' or self.partition_mode != 'detach':
+            return []
+        if self.where is not None:
+            self._note('where is set: old partitions are batched, not moved whole')
+            return []
+        if not self._range_key_is_ts():
+            self._note('source is not RANGE-partitioned on %s alone: partitions are batched' % self.ts_name)
+            return []
+        old = []
+        for oid, schema, name, bound, pending, comment in self._partitions():
+            if bound and bound != 'DEFAULT' and self._bound_is_old(bound):
+                old.append(dict(oid=oid, schema=schema, name=name, bound=bound, pending=pending))
+        return old
+
+    def _move_partition(self, part, already_detached=False):
+        table_sql = quote_ident([part['schema'], part['name']])
+        display = '%s.%s' % (part['schema'], part['name'])
+        if not already_detached:
+            marker = '%s%s; bound: %s' % (MARKER_PREFIX, self.source.oid, part['bound'])
+            self._q('COMMENT ON TABLE %s IS %%s' % _pct(table_sql), (marker,), fetch=None)
+            if part.get('pending'):
+                self._q('ALTER TABLE %s DETACH PARTITION %s FINALIZE' % (self.source.sql, table_sql), fetch=None)
+                self.result['recovered'].append('finalized interrupted detach of %s' % display)
+            elif self._has_default_partition():
+                # DETACH CONCURRENTLY is refused when a default partition exists.
+                self._q('ALTER TABLE %s DETACH PARTITION %s' % (self.source.sql, table_sql), fetch=None)
+            else:
+                self._q('ALTER TABLE %s DETACH PARTITION %s CONCURRENTLY' % (self.source.sql, table_sql),
+                        fetch=None)
+        rows = int(self._q('SELECT count(*) FROM %s' % table_sql, fetch='one')[0])
+        how = self._dispose_detached(table_sql, part['bound'])
+        self.result['partitions_moved'].append(dict(partition=display, rows=rows, how=how))
+        self.result['rows_in_partitions'] += rows
+        self.result['rows_moved'] += rows
+        self.result['changed'] = True
+
+    def _partition_failed(self, part, error):
+        display = '%s.%s' % (part['schema'], part['name'])
+        row = self._q('SELECT c.relispartition, i.inhdetachpending FROM pg_class c LEFT JOIN pg_inherits i '
+                      'ON i.inhrelid = c.oid WHERE c.oid = %s', (part['oid'],), fetch='one') \
+            if self.version >= 140000 else self._q('SELECT relispartition, false FROM pg_class WHERE oid = %s',
+                                                   (part['oid'],), fetch='one')
+        if row is None:
+            self._note('partition %s vanished while being moved (%s)' % (display, _one_line(error)))
+        elif row[0] and not row[1]:
+            self._q('COMMENT ON TABLE %s IS NULL' % quote_ident([part['schema'], part['name']]), fetch=None)
+            self._note('partition %s not moved whole (%s); its rows are batched' % (display, _one_line(error)))
+        elif row[0]:
+            self._note('detach of %s interrupted (%s); its rows are batched now and the next run finalizes it'
+                       % (display, _one_line(error)))
+        else:
+            self._note('partition %s detached but not yet on the archive side (%s); the next run finishes it'
+                       % (display, _one_line(error)))
+
+    def _dispose_detached(self, table_sql, bound):
+        """The detached partition goes to the archive side (or is dropped when purging)."""
+        if self.archive is None:
+            self._q('DROP TABLE %s' % table_sql, fetch=None)
+            return 'dropped'
+        if self.archive.relkind == 'p':
+            try:
+                self._q('BEGIN', fetch=None)
+                self._q('ALTER TABLE %s ATTACH PARTITION %s %s' % (self.archive.sql, table_sql, bound), fetch=None)
+                self._q('COMMENT ON TABLE %s IS NULL' % table_sql, fetch=None)
+                self._q('COMMIT', fetch=None)
+                return 'attached to archive'
+            except psycopg2.Error:
+                self._q('ROLLBACK', fetch=None)
+        cols = self.cols_sql
+        self._q('BEGIN', fetch=None)
+        try:
+            self._q("SET LOCAL statement_timeout = 0", fetch=None)
+            self._q('INSERT INTO %s (%s) SELECT %s FROM %s' % (self.archive.sql, cols, cols, table_sql), fetch=None)
+            self._q('DROP TABLE %s' % table_sql, fetch=None)
+            self._q('COMMIT', fetch=None)
+        except Exception:
+            self._q('ROLLBACK', fetch=None)
+            raise
+        return 'copied into archive'
+
+    def recover(self):
+        """Finish partitions left detached (or detach-pending) by an interrupted run."""
+        if self.source.relkind != 'p':
+            return
+        for oid, schema, name, comment in self._orphans():
+            bound = comment.split('; bound: ', 1)[1] if '; bound: ' in comment else None
+            part = dict(oid=oid, schema=schema, name=name, bound=bound, pending=False)
+            display = '%s.%s' % (schema, name)
+            if bound and self._bound_is_old(bound):
+                self._move_partition(part, already_detached=True)
+                self.result['recovered'].append('moved %s left detached by an interrupted run' % display)
+            elif bound:
+                self._q('ALTER TABLE %s ATTACH PARTITION %s %s' % (
+                    self.source.sql, quote_ident([schema, name]), bound), fetch=None)
+                self._q('COMMENT ON TABLE %s IS NULL' % quote_ident([schema, name]), fetch=None)
+                self.result['recovered'].append('re-attached %s (not older than this cutoff)' % display)
+                self.result['changed'] = True
+        for oid, schema, name, bound, pending, comment in self._partitions():
+            if pending and not self._bound_is_old(bound):
+                self._note('partition %s.%s is being detached by another session; left alone' % (schema, name))
+
+    # ------------------------------------------------------------------ batching
+    def _leaves(self):
+        """Plain tables holding the source's rows (itself, or the leaf partitions with due rows)."""
+        if self.source.relkind == 'r':
+            return [(self.source.sql, self.source.display)]
+        leaves = []
+        rows = self._q(
+            "SELECT c.oid, n.nspname, c.relname, c.relkind, pg_get_expr(c.relpartbound, c.oid), "
+            "(SELECT i.inhparent FROM pg_inherits i WHERE i.inhrelid = c.oid) "
+            "FROM pg_partition_tree(%s) t JOIN pg_class c ON c.oid = t.relid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE t.isleaf ORDER BY c.oid",
+            (self.source.oid,))
+        for oid, schema, name, relkind, bound, parent in rows:
+            if relkind != 'r':
+                self._note('leaf %s.%s is not a plain table (relkind %s): skipped' % (schema, name, relkind))
+                continue
+            if parent == self.source.oid and bound and bound != 'DEFAULT' and self._bound_lower_is_future(bound):
+                continue
+            leaves.append((quote_ident([schema, name]), '%s.%s' % (schema, name)))
+        return leaves
+
+    def _batch_sql(self, rel_sql, block_range, ordered):
+        inner = 'SELECT ctid FROM %s WHERE %s' % (_pct(rel_sql), self._due_sql())
+        if block_range:
+            inner += '\n AND ctid >= %(lo)s::tid AND ctid < %(hi)s::tid'
+        if ordered:
+            inner += '\n ORDER BY %s' % _pct(self.ts_sql)
+        inner += '\n LIMIT %(limit)s FOR UPDATE SKIP LOCKED'
+        cols = _pct(self.cols_sql)
+        returning = 'ctid AS "__cerniq_ctid", %s' % cols
+        sql = 'WITH moved AS (DELETE FROM %s WHERE ctid = ANY(ARRAY(%s)) RETURNING %s)' % (
+            _pct(rel_sql), inner, returning)
+        if self.archive is not None:
+            sql += ', ins AS (INSERT INTO %s (%s) SELECT %s FROM moved)' % (_pct(self.archive.sql), cols, cols)
+        sql += ' SELECT count(*), max(((("__cerniq_ctid")::text)::point)[0]) FROM moved'
+        return sql
+
+    def _run_batch(self, sql, args):
+        attempt = 0
+        while True:
+            t0 = time.monotonic()
+            try:
+                row = self._q(sql, args, fetch='one')
+            except psycopg2.Error as error:
+                code = getattr(error, 'pgcode', None)
+                if code in _RETRY_CODES and attempt < self.lock_retries:
+                    attempt += 1
+                    time.sleep(min(2.0, 0.05 * (2 ** attempt)))
+                    args = dict(args)
+                    args['limit'] = max(self.min_batch, int(args['limit']) // 2)
+                    self.batch_size = args['limit']
+                    continue
+                raise ArchiveError('batch failed on %s: %s' % (self.source.display, _one_line(error)),
+                                   partial=self.finish())
+            ms = (time.monotonic() - t0) * 1000.0
+            moved = int(row[0])
+            self.batch_ms.append(ms)
+            self.result['batches'] += 1
+            self.result['rows_moved'] += moved
+            self.result['rows_batched'] += moved
+            if moved:
+                self.result['changed'] = True
+            if self.progress:
+                self.progress(dict(rows=moved, ms=ms, total=self.result['rows_moved']))
+            return moved, (int(row[1]) if row[1] is not None else None), ms
+
+    def _adapt(self, ms):
+        factor = max(0.5, min(2.0, self.target_ms / max(ms, 1.0)))
+        self.batch_size = int(min(self.max_batch, max(self.min_batch, self.batch_size * factor)))
+        return factor
+
+    def _nblocks(self, rel_sql):
+        row = self._q("SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int",
+                      (rel_sql,), fetch='one')
+        return int(row[0])
+
+    def block_pass(self, rel_sql):
+        """One pass over the relation's blocks (extended if the table grows during the pass)."""
+        stats = self._q("SELECT reltuples, relpages FROM pg_class WHERE oid = %s::regclass", (rel_sql,), fetch='one')
+        per_block = (stats[0] / stats[1]) if stats and stats[1] and stats[0] > 0 else 50.0
+        span = max(8, int(self.batch_size / max(per_block, 1.0)))
+        max_span = 1000000
+        sql = self._batch_sql(rel_sql, block_range=True, ordered=False)
+        lo = 0
+        end = self._nblocks(rel_sql)
+        while lo < end:
+            if self._out_of_time():
+                self.result['stopped_by_max_runtime'] = True
+                return False
+            hi = lo + span
+            args = {'cutoff': self.cutoff_text, 'lo': '(%d,0)' % lo, 'hi': '(%d,0)' % hi,
+                    'limit': self.batch_size}
+            moved, last_block, ms = self._run_batch(sql, args)
+            limit_hit = moved >= args['limit']
+            factor = self._adapt(ms)
+            span = int(min(max_span, max(8, span * factor)))
+            if limit_hit and last_block is not None:
+                lo = last_block  # the rest of this range next time (rows before it are gone)
+            else:
+                lo = hi
+            if lo >= end:
+                end = self._nblocks(rel_sql)
+        return True
+
+    def index_sweep(self, rel_sql):
+        """Batches in timestamp order until one moves nothing."""
+        sql = self._batch_sql(rel_sql, block_range=False, ordered=True)
+        while True:
+            if self._out_of_time():
+                self.result['stopped_by_max_runtime'] = True
+                return False
+            moved, _last, ms = self._run_batch(sql, {'cutoff': self.cutoff_text, 'limit': self.batch_size})
+            self._adapt(ms)
+            if moved == 0:
+                return True
+
+    def _choose_strategy(self, rel_sql):
+        """``auto``: block ranges unless the planner expects few due rows for the table's size.
+
+        A block pass reads every page of the table in order; index-ordered batches read one
+        (random) page per due row. When the expected due rows are fewer than a quarter of the
+        pages (random reads cost a few sequential ones), the index wins.
+        """
+        if self.strategy != 'auto':
+            return self.strategy
+        plan = self._q('EXPLAIN (FORMAT JSON) SELECT 1 FROM %s WHERE %s' % (_pct(rel_sql), self._due_sql()),
+                       {'cutoff': self.cutoff_text}, fetch='one')[0]
+        if isinstance(plan, str):
+            plan = json.loads(plan)
+        expected = float(plan[0]['Plan']['Plan Rows'])
+        pages = self._nblocks(rel_sql)
+        return 'index' if expected * 4 < pages else 'block'
+
+    def _anything_left(self, rel_sql):
+        """Read-only probe after a block pass: is any due row left (skipped as locked, or relocated)?
+
+        Right after a pass the timestamp index is full of entries pointing at rows just moved; the
+        first scan walks (and marks dead) all of them. Doing that in a read-only statement keeps the
+        write transactions short; its time is reported as ``final_check_ms``.
+        """
+        t0 = time.monotonic()
+        row = self._q('SELECT EXISTS (SELECT 1 FROM %s WHERE %s)' % (_pct(rel_sql), self._due_sql()),
+                      {'cutoff': self.cutoff_text}, fetch='one')
+        self.result['final_check_ms'] = round(self.result['final_check_ms'] + (time.monotonic() - t0) * 1000.0, 1)
+        return bool(row[0])
+
+    # ------------------------------------------------------------------ run
+    def finish(self):
+        ms = sorted(self.batch_ms)
+        if ms:
+            self.result['worst_batch_ms'] = round(ms[-1], 1)
+            mid = len(ms) // 2
+            self.result['median_batch_ms'] = round(ms[mid] if len(ms) % 2 else (ms[mid - 1] + ms[mid]) / 2.0, 1)
+        self.result['elapsed_s'] = round(self._elapsed(), 3)
+        return self.result
+
+    def run(self):
+        self.prepare()
+        old_parts = self.plan_partitions()
+        if self.check_mode:
+            due = self.count_due()
+            self.result['rows_due'] = due
+            self.result['would_move'] = due
+            self.result['partitions_to_move'] = ['%s.%s' % (p['schema'], p['name']) for p in old_parts]
+            self.result['would_create_archive'] = bool(self.archive_missing)
+            self.result['changed'] = bool(due or self.archive_missing or old_parts)
+            self.result['left_for_next_run'] = due
+            if self.want_diff:
+                self.result['diff'] = dict(before=dict(rows_due=due), after=dict(rows_due=0))
+            return self.finish()
+        due_before = self.count_due() if self.want_diff else None
+        if self.archive_missing:
+            self._create_archive()
+        self.recover()
+        if old_parts:
+            for part in self.plan_partitions():
+                if self._out_of_time():
+                    self.result['stopped_by_max_runtime'] = True
+                    break
+                try:
+                    self._move_partition(part)
+                except psycopg2.Error as error:
+                    self._partition_failed(part, error)
+        complete = not self.result['stopped_by_max_runtime']
+        used = set()
+        if complete:
+            for rel_sql, _display in self._leaves():
+                self.result['passes'] += 1
+                strategy = self._choose_strategy(rel_sql)
+                used.add(strategy)
+                if strategy == 'block':
+                    complete = self.block_pass(rel_sql)
+                    if complete and self._anything_left(rel_sql):
+                        complete = self.index_sweep(rel_sql)  # rows relocated into passed blocks
+                else:
+                    complete = self.index_sweep(rel_sql)
+                if not complete:
+                    break
+        self.result['strategy'] = '+'.join(sorted(used)) or self.strategy
+        left = self.count_due()
+        self.result['left_for_next_run'] = left
+        if left:
+            if self.result['stopped_by_max_runtime']:
+                self._note('max_runtime reached: %d due rows left for the next run' % left)
+            else:
+                self._note('%d due rows were locked by other sessions or became due during the run; '
+                           'left for the next run' % left)
+        if self.want_diff:
+            self.result['diff'] = dict(before=dict(rows_due=due_before), after=dict(rows_due=left))
+        return self.finish()
+
+
+def run_archive(conn, **options):
+    """Run one archive/purge; returns the result dict. Raises ArchiveError (one line)."""
+    try:
+        return ArchiveRun(conn, **options).run()
+    except psycopg2.Error as error:
+        raise ArchiveError(_one_line(error))

@@ -1,0 +1,54 @@
+"""The engine's guard on the trusted ``where`` condition (no server needed)."""
+
+import pytest
+
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_archive import ArchiveError, check_where
+
+
+@pytest.mark.parametrize('where', [
+    "processing_status = 'promoted'",
+    "note = 'a;b' AND \"odd;col\" IS NOT NULL",
+    "name LIKE 'x%' OR kind = 'it''s'",
+    "status = 'x' -- a comment; is harmless: it ends at the line end",
+    "kind = 'e'",
+    "type = 'e' AND code <> 'E'",
+])
+def test_accepted(where):
+    assert check_where(where) == where
+
+
+@pytest.mark.parametrize('where', [
+    'true; DROP TABLE t',
+    "a = 'x'; DELETE FROM t",
+    "a = $$x$$",
+    "a = E'\\\\''; DROP TABLE t; SELECT '",
+    "a = e'x'",
+    "a = 'unterminated",
+    '',
+    '   ',
+])
+def test_refused(where):
+    with pytest.raises(ArchiveError):
+        check_where(where)
+
+
+def test_none_is_no_condition():
+    assert check_where(None) is None
+
+
+@pytest.mark.parametrize('where', [
+    "a = 1 -- it's; fine\n AND b = 2",
+    "a = 1 /* ; ' */ AND b = 2",
+])
+def test_comments_are_skipped_like_the_server_does(where):
+    assert check_where(where) == where
+
+
+@pytest.mark.parametrize('where', [
+    "a = 1 -- '\n); DROP TABLE t; SELECT ((1 --'",
+    "a = 1 /* unterminated",
+    "a = 1 -- comment ends at a carriage return\r; DROP TABLE t",
+])
+def test_quotes_hidden_in_comments_do_not_hide_a_separator(where):
+    with pytest.raises(ArchiveError):
+        check_where(where)
