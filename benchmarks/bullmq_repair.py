@@ -1,0 +1,255 @@
+#!/usr/bin/env python
+"""Benchmark: BullMQ's own stalled-job Lua vs the collection's batched repair, on identical data.
+
+Run from the repository root with the project venv (needs the PyPI ``bullmq`` package only
+to read its ``moveStalledJobsToWait`` Lua at run time; nothing of it is committed here):
+
+    .venv/bin/python benchmarks/bullmq_repair.py [--orphans 100000] [--live 3000] [--big 1000000]
+
+Prints, for the same data (``--orphans`` lockless active jobs + ``--live`` active jobs with a
+live lock, interleaved):
+  - total time of BullMQ's moveStalledJobsToWait (the marking pass and the moving pass) and of ours;
+  - the ratio;
+  - the longest single Redis call of ours (client-side, per EVALSHA) and the worst PING round
+    trip seen by a probe thread during each run (how long other clients were blocked);
+then the peak RSS of the real module processes (bullmq_queue_info, bullmq_queue in check mode
+and for real) on a queue holding ``--big`` jobs.
+"""
+
+import argparse
+import glob
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+from tests.support.ansible_run import collections_root  # noqa: E402
+from tests.support.servers import RedisServer  # noqa: E402
+
+sys.path.insert(0, collections_root())
+from ansible_collections.cerniq.ops.plugins.module_utils.bullmq import Queue  # noqa: E402
+
+PREFIX = 'bull'
+NAME = 'bronze:ingest:csv'
+BASE = '%s:%s:' % (PREFIX, NAME)
+
+
+def bullmq_stalled_lua():
+    import bullmq
+    pattern = os.path.join(os.path.dirname(bullmq.__file__), 'commands', 'moveStalledJobsToWait-*.lua')
+    path = sorted(glob.glob(pattern))[0]
+    with open(path) as handle:
+        return path, handle.read()
+
+
+def build(client, orphans, live, wait=0, chunk=5000):
+    """``orphans`` lockless + ``live`` locked active jobs (interleaved), ``wait`` waiting jobs."""
+    client.flushall()
+    now = int(time.time() * 1000)
+    total = orphans + live
+    every = (total // live) if live else 0
+    pipe = client.pipeline(transaction=False)
+    n_live = 0
+    for n in range(total):
+        job_id = str(n + 1)
+        pipe.hset(BASE + job_id, mapping={'name': 'import', 'data': '{"row":%d}' % n, 'opts': '{}',
+                                          'timestamp': now - 600000, 'processedOn': now - 300000, 'ats': 1})
+        pipe.lpush(BASE + 'active', job_id)
+        if every and n % every == 0 and n_live < live:
+            pipe.set(BASE + job_id + ':lock', 'worker-token', px=3600000)
+            n_live += 1
+        if n % chunk == chunk - 1:
+            pipe.execute()
+    for n in range(wait):
+        job_id = str(total + n + 1)
+        pipe.hset(BASE + job_id, mapping={'name': 'import', 'data': '{"row":%d}' % n, 'opts': '{}',
+                                          'timestamp': now - 60000})
+        pipe.lpush(BASE + 'wait', job_id)
+        if n % chunk == chunk - 1:
+            pipe.execute()
+    pipe.hset(BASE + 'meta', 'opts.maxLenEvents', 10000)
+    pipe.execute()
+    return n_live
+
+
+class Probe(threading.Thread):
+    """PINGs every 2 ms on its own connection; records the worst round trip."""
+
+    def __init__(self, server):
+        super().__init__(daemon=True)
+        self.client = server.client(socket_timeout=900, socket_connect_timeout=900)
+        self.worst = 0.0
+        self.stop = threading.Event()
+
+    def run(self):
+        while not self.stop.is_set():
+            started = time.perf_counter()
+            try:
+                self.client.ping()
+            except Exception:  # noqa: BLE001 - a BUSY reply still means "blocked until now"
+                pass
+            self.worst = max(self.worst, time.perf_counter() - started)
+            time.sleep(0.002)
+
+    def finish(self):
+        self.stop.set()
+        self.join()
+        return self.worst
+
+
+def slowlog_start(client):
+    """Record every command's server-side execution time (SLOWLOG, threshold 0)."""
+    client.config_set('slowlog-log-slower-than', 0)
+    client.config_set('slowlog-max-len', 1000000)
+    client.slowlog_reset()
+
+
+def slowlog_evalsha(client):
+    """Server-side durations (s) of the EVALSHA calls recorded since slowlog_start."""
+    entries = client.slowlog_get(1000000)
+    client.config_set('slowlog-log-slower-than', 10000)
+    return sorted(e['duration'] / 1e6 for e in entries
+                  if (e['command'] or b'').split(b' ')[0].upper() == b'EVALSHA')
+
+
+def run_bullmq(server, client, script):
+    keys = [BASE + k for k in ('stalled', 'wait', 'active', 'stalled-check', 'meta', 'paused', 'marker',
+                               'events', 'repeat')]
+    lua = client.register_script(script)
+    slowlog_start(client)
+    probe = Probe(server)
+    probe.start()
+    started = time.perf_counter()
+    calls = []
+    moved = 0
+    for _ in range(2):  # pass 1 marks every active id as candidate, pass 2 moves the lockless ones
+        client.delete(BASE + 'stalled-check')
+        t0 = time.perf_counter()
+        moved += len(lua(keys=keys, args=[1, BASE, int(time.time() * 1000), 30000]))
+        calls.append(time.perf_counter() - t0)
+    total = time.perf_counter() - started
+    return dict(total=total, calls=calls, moved=moved, probe=probe.finish(), server=slowlog_evalsha(client))
+
+
+def run_ours(server, client, batch):
+    queue = Queue(client, NAME, prefix=PREFIX, batch_size=batch)
+    slowlog_start(client)
+    probe = Probe(server)
+    probe.start()
+    started = time.perf_counter()
+    result = queue.repair()
+    total = time.perf_counter() - started
+    return dict(total=total, calls=list(queue.call_times), moved=result['moved'],
+                skipped=result['skipped_locked'], probe=probe.finish(), server=slowlog_evalsha(client))
+
+
+def peak_rss(cmd, env):
+    proc = psutil.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    peak = 0
+    while proc.poll() is None:
+        try:
+            peak = max(peak, proc.memory_info().rss)
+        except psutil.Error:
+            break
+        time.sleep(0.02)
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError('module failed: %s %s' % (out[-2000:], err[-2000:]))
+    return peak, out.decode()
+
+
+def module_rss(server, big, batch):
+    import json
+    import tempfile
+    env = dict(os.environ, PYTHONPATH=collections_root())
+    results = {}
+    for label, module, args, check in (
+            ('bullmq_queue_info', 'bullmq_queue_info', dict(names=[NAME]), False),
+            ('bullmq_queue (check mode)', 'bullmq_queue', dict(name=NAME), True),
+            ('bullmq_queue (repair)', 'bullmq_queue', dict(name=NAME), False)):
+        module_args = dict(args, redis_host='127.0.0.1', redis_port=server.port, batch_size=batch,
+                           _ansible_check_mode=check, _ansible_remote_tmp=tempfile.gettempdir(),
+                           _ansible_tmpdir=tempfile.mkdtemp(prefix='cerniq-bench-'))
+        with tempfile.NamedTemporaryFile('w', suffix='.json', delete=False) as handle:
+            json.dump({'ANSIBLE_MODULE_ARGS': module_args}, handle)
+        started = time.perf_counter()
+        peak, out = peak_rss([sys.executable, '-m', 'ansible_collections.cerniq.ops.plugins.modules.' + module,
+                              handle.name], env)
+        os.unlink(handle.name)
+        results[label] = (peak, time.perf_counter() - started, json.loads(out[out.index('{'):]))
+    return results
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--orphans', type=int, default=100000)
+    parser.add_argument('--live', type=int, default=3000)
+    parser.add_argument('--batch', type=int, default=500)
+    parser.add_argument('--repeat', type=int, default=3, help='runs of ours (the median run is reported)')
+    parser.add_argument('--only-ours', action='store_true', help='skip the (slow) BullMQ run')
+    parser.add_argument('--big', type=int, default=1000000, help='jobs in the queue for the RSS run (0: skip)')
+    args = parser.parse_args()
+    path, script = bullmq_stalled_lua()
+    # No BUSY replies: let a long script simply block the other clients (that is what we measure).
+    with RedisServer(extra_args=['--busy-reply-threshold', '0']) as server:
+        client = server.client(socket_timeout=900, socket_connect_timeout=900)
+        print('data: %d orphaned active jobs + %d live-locked (interleaved), batch %d'
+              % (args.orphans, args.live, args.batch))
+        probe = Probe(server)
+        probe.start()
+        time.sleep(5)
+        print('machine noise: worst PING to the idle Redis over 5 s: %.1f ms (load average %s)'
+              % (probe.finish() * 1000, ' '.join('%.1f' % v for v in os.getloadavg())))
+        runs = []
+        for _ in range(args.repeat):
+            build(client, args.orphans, args.live)
+            runs.append(run_ours(server, client, args.batch))
+            print('  ours, run %d: total %.2f s, %d calls, longest call client-side %.1f ms / server-side %.1f ms,'
+                  ' worst PING %.1f ms' % (len(runs), runs[-1]['total'], len(runs[-1]['calls']),
+                                           max(runs[-1]['calls']) * 1000, runs[-1]['server'][-1] * 1000,
+                                           runs[-1]['probe'] * 1000))
+        ours = sorted(runs, key=lambda r: r['total'])[len(runs) // 2]  # the median run
+        if not args.only_ours:
+            build(client, args.orphans, args.live)
+            print('BullMQ script: %s' % path)
+            theirs = run_bullmq(server, client, script)
+            assert theirs['moved'] == ours['moved'] == args.orphans, (theirs['moved'], ours['moved'])
+            print('BullMQ moveStalledJobsToWait : total %8.2f s (mark pass %.2f s, move pass %.2f s, one call each);'
+                  ' moved %d; worst PING %.0f ms' % (theirs['total'], theirs['calls'][0], theirs['calls'][1],
+                                                    theirs['moved'], theirs['probe'] * 1000))
+        print('cerniq.ops repair            : total %8.2f s in %d calls; moved %d, left %d live;'
+              ' longest call %.1f ms; worst PING %.1f ms'
+              % (ours['total'], len(ours['calls']), ours['moved'], ours['skipped'], max(ours['calls']) * 1000,
+                 ours['probe'] * 1000))
+        for label, calls in (('client-side', sorted(ours['calls'])), ('server-side', ours['server'])):
+            print('ours, per call (%s)  : median %.1f ms, p95 %.1f ms, max %.1f ms'
+                  % (label, calls[len(calls) // 2] * 1000, calls[int(len(calls) * 0.95)] * 1000, calls[-1] * 1000))
+        if not args.only_ours:
+            print('BullMQ, server-side          : %s' % ', '.join('%.2f s' % d for d in theirs['server']))
+        if not args.only_ours:
+            print('ratio (BullMQ / ours)        : %.1fx faster' % (theirs['total'] / ours['total']))
+        if args.big:
+            active = min(100000 + args.live, args.big // 10)
+            live = min(args.live, active // 10)
+            build(client, active - live, live, wait=args.big - active)
+            print('RSS run: queue with %d jobs (%d active of which %d orphaned and %d live, %d waiting)'
+                  % (args.big, active, active - live, live, args.big - active))
+            for label, (peak, seconds, result) in module_rss(server, args.big, args.batch).items():
+                extra = ''
+                if 'moved' in result:
+                    extra = 'moved %d' % result['moved']
+                elif 'queues' in result:
+                    extra = 'total %d, candidates %d' % (result['queues'][NAME]['total'],
+                                                         result['queues'][NAME]['stalled_candidates'])
+                print('  %-26s peak RSS %6.1f MB  %6.1f s  %s' % (label, peak / 1048576.0, seconds, extra))
+        client.close()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,544 @@
+# -*- coding: utf-8 -*-
+# Copyright: cerniq.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""BullMQ queues in Redis: key model, inspection and safe, batched repair.
+
+Plain Python (redis-py only): modules, benchmarks and tests call the same code.
+
+Rules kept everywhere:
+- keys are built from prefix + name, never split on ``:``;
+- named queues are read with direct commands; SCAN is used only to discover queues;
+- memory and the duration of every Redis call are bounded by ``batch_size``
+  (LRANGE windows, ZRANGEBYSCORE ... LIMIT, one Lua call per batch);
+- every write is one of our Lua scripts, which re-checks its preconditions atomically;
+- check mode reads only and reports what would change.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+import time
+
+from ansible_collections.cerniq.ops.plugins.module_utils import bullmq_lua
+
+STATES = ('wait', 'paused', 'active', 'prioritized', 'delayed', 'completed', 'failed', 'waiting-children')
+
+# Known keys of a queue and the Redis type each must have.
+KEY_TYPES = {
+    'wait': 'list', 'paused': 'list', 'active': 'list',
+    'prioritized': 'zset', 'delayed': 'zset', 'completed': 'zset', 'failed': 'zset',
+    'waiting-children': 'zset', 'marker': 'zset', 'repeat': 'zset',
+    'stalled': 'set', 'meta': 'hash', 'events': 'stream',
+    'id': 'string', 'pc': 'string', 'stalled-check': 'string',
+}
+
+STALLED_REASON = 'job stalled more than allowable limit'
+DEFAULT_MAX_EVENTS = 10000
+SAMPLE_SIZE = 20
+
+
+class BullMQError(Exception):
+    """A refusal or failure with a one-line, human-readable message."""
+
+
+class QueueNotFound(BullMQError):
+    """No key of the queue exists (wrong prefix or name, or the queue was never used)."""
+
+
+def _text(value):
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        return value.decode('utf-8', 'replace')
+    return str(value)
+
+
+def parse_version(text):
+    """``'bullmq:5.49.1'`` -> ``(5, 49, 1)``; None when there is no parsable version."""
+    if not text:
+        return None
+    match = re.search(r'(\d+)\.(\d+)(?:\.(\d+))?', _text(text).rsplit(':', 1)[-1])
+    if not match:
+        return None
+    return tuple(int(part or 0) for part in match.groups())
+
+
+class QueueKeys(object):
+    """Key names of one queue: ``<prefix>:<name>:<type>`` and job keys ``<prefix>:<name>:<id>``."""
+
+    def __init__(self, prefix, name):
+        if not prefix or not isinstance(prefix, str):
+            raise BullMQError('prefix must be a non-empty string')
+        if not name or not isinstance(name, str):
+            raise BullMQError('queue name must be a non-empty string')
+        self.prefix = prefix
+        self.name = name
+        self.base = '%s:%s:' % (prefix, name)
+
+    def __getitem__(self, kind):
+        return (self.base + kind).encode('utf-8')
+
+    def job(self, job_id):
+        if isinstance(job_id, bytes):
+            return self.base.encode('utf-8') + job_id
+        return (self.base + job_id).encode('utf-8')
+
+    def lock(self, job_id):
+        return self.job(job_id) + b':lock'
+
+    @property
+    def job_prefix(self):
+        return self.base.encode('utf-8')
+
+
+def server_time_ms(client):
+    seconds, micros = client.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+def _glob_escape(text):
+    return re.sub(r'([\\*?\[\]])', r'\\\1', text)
+
+
+def discover_queues(client, prefix, count=1000):
+    """Names of the queues under ``prefix`` (SCAN for ``<prefix>:*:meta`` hashes); sorted."""
+    pattern = _glob_escape(prefix) + ':*:meta'
+    head = (prefix + ':').encode('utf-8')
+    names = set()
+    for key in client.scan_iter(match=pattern, count=count):
+        if not key.startswith(head) or not key.endswith(b':meta'):
+            continue
+        name = key[len(head):-len(b':meta')]
+        if not name:
+            continue
+        # A job hash whose id ends in ':meta' also matches; queue meta hashes carry no job fields.
+        if client.type(key) != b'hash' or client.hexists(key, 'timestamp') or client.hexists(key, 'data'):
+            continue
+        names.add(name.decode('utf-8', 'replace'))
+    return sorted(names)
+
+
+class Queue(object):
+    """One BullMQ queue, addressed by prefix and name."""
+
+    def __init__(self, client, name, prefix='bull', batch_size=500, data_model='auto'):
+        if not isinstance(batch_size, int) or batch_size < 1 or batch_size > 10000:
+            raise BullMQError('batch_size must be between 1 and 10000, got %r' % (batch_size,))
+        if data_model not in ('auto', 'v5', 'v6'):
+            raise BullMQError("data_model must be one of auto, v5, v6, got %r" % (data_model,))
+        self.client = client
+        self.keys = QueueKeys(prefix, name)
+        self.name = name
+        self.prefix = prefix
+        self.batch_size = batch_size
+        self.data_model_option = data_model
+        self.call_times = []  # seconds per write call (EVALSHA), for benchmarks
+        self._scripts = {}
+
+    # ----------------------------------------------------------------- helpers
+    def _script(self, name):
+        if name not in self._scripts:
+            self._scripts[name] = self.client.register_script(getattr(bullmq_lua, name))
+        return self._scripts[name]
+
+    def _eval(self, name, keys, args):
+        script = self._script(name)
+        started = time.perf_counter()
+        result = script(keys=keys, args=args)
+        self.call_times.append(time.perf_counter() - started)
+        return result
+
+    def _pipe(self):
+        return self.client.pipeline(transaction=False)
+
+    def validate(self):
+        """Refuse wrong key types (naming the key) and unknown queues. Returns {kind: type}."""
+        pipe = self._pipe()
+        kinds = sorted(KEY_TYPES)
+        for kind in kinds:
+            pipe.type(self.keys[kind])
+        types = dict((kind, _text(found)) for kind, found in zip(kinds, pipe.execute()))
+        for kind in kinds:
+            if types[kind] != 'none' and types[kind] != KEY_TYPES[kind]:
+                raise BullMQError('refusing to touch queue %r: key %s has type %s, expected %s' % (
+                    self.name, _text(self.keys[kind]), types[kind], KEY_TYPES[kind]))
+        if all(found == 'none' for found in types.values()):
+            raise QueueNotFound('queue %r not found under prefix %r: no key %s<type> exists (check prefix and name)' % (
+                self.name, self.prefix, self.keys.base))
+        return types
+
+    def meta(self):
+        values = self.client.hmget(self.keys['meta'], 'paused', 'version', 'opts.maxLenEvents', 'concurrency')
+        return dict(
+            paused=values[0] is not None,
+            version=_text(values[1]),
+            max_len_events=int(values[2]) if values[2] is not None else DEFAULT_MAX_EVENTS,
+            concurrency=int(values[3]) if values[3] is not None else None,
+        )
+
+    def data_model(self, meta=None):
+        """(model, source): the BullMQ data model the queue follows and how it was decided.
+
+        v5 = a paused queue keeps its waiting jobs in the ``paused`` list; v6 = ``paused`` is
+        only a flag and jobs stay in ``wait``. When nothing tells them apart the model is
+        ``unknown``: repair then treats a paused queue like v5 (jobs go to ``paused``), which is
+        also right for v6 because resume moves a leftover ``paused`` list back to ``wait``.
+        """
+        if self.data_model_option != 'auto':
+            return self.data_model_option, 'option'
+        meta = meta or self.meta()
+        version = parse_version(meta['version'])
+        if version:
+            return ('v6' if version[0] >= 6 else 'v5'), 'meta.version'
+        if self.client.exists(self.keys['paused']):
+            return 'v5', 'paused list present'
+        if meta['paused'] and self.client.llen(self.keys['wait']) > 0:
+            return 'v6', 'paused queue keeps jobs in wait'
+        return 'unknown', 'no version in meta'
+
+    def stalled_behaviour(self, meta):
+        """Counter field and over-limit treatment of the queue's BullMQ version."""
+        version = parse_version(meta['version'])
+        field = 'stalledCounter' if version and version < (5, 49, 0) else 'stc'
+        treatment = 'fail' if version and version < (5, 53, 2) else 'defer'
+        return field, treatment
+
+    def counts(self):
+        pipe = self._pipe()
+        for state in STATES:
+            if KEY_TYPES[state] == 'list':
+                pipe.llen(self.keys[state])
+            else:
+                pipe.zcard(self.keys[state])
+        return dict(zip(STATES, [int(v) for v in pipe.execute()]))
+
+    def _job_times(self, ids, fields=('processedOn', 'timestamp')):
+        pipe = self._pipe()
+        for job_id in ids:
+            pipe.hmget(self.keys.job(job_id), *fields)
+        out = []
+        for values in pipe.execute():
+            stamp = next((v for v in values if v is not None), None)
+            try:
+                out.append(int(float(stamp)) if stamp is not None else None)
+            except ValueError:
+                out.append(None)
+        return out
+
+    def _age(self, now, stamp):
+        if stamp is None:
+            return None
+        return round(max(0, now - stamp) / 1000.0, 3)
+
+    def _oldest_in_list(self, kind, now):
+        ids = self.client.lrange(self.keys[kind], -1, -1)
+        if not ids:
+            return None
+        return self._age(now, self._job_times(ids, ('timestamp',))[0])
+
+    def _active_windows(self):
+        """Read-only windows of active ids, from the tail (oldest) towards the head, tail first."""
+        offset = 0
+        guard = self.client.llen(self.keys['active']) // self.batch_size + 2
+        while guard > 0:
+            guard -= 1
+            ids = self.client.lrange(self.keys['active'], -(offset + self.batch_size), -(offset + 1))
+            if not ids:
+                return
+            ids.reverse()
+            yield ids
+            offset += len(ids)
+            if len(ids) < self.batch_size:
+                return
+
+    def scan_active(self, now, sample=SAMPLE_SIZE):
+        """Active jobs without a lock (stalled candidates) and with one; bounded samples with ages."""
+        result = dict(candidates=0, candidate_sample=[], locked=0, locked_sample=[],
+                      oldest_candidate_age_seconds=None, oldest_active_age_seconds=None)
+        for ids in self._active_windows():
+            pipe = self._pipe()
+            for job_id in ids:
+                pipe.exists(self.keys.lock(job_id))
+            locks = pipe.execute()
+            stamps = self._job_times(ids)
+            for job_id, lock, stamp in zip(ids, locks, stamps):
+                age = self._age(now, stamp)
+                if age is not None and (result['oldest_active_age_seconds'] is None
+                                        or age > result['oldest_active_age_seconds']):
+                    result['oldest_active_age_seconds'] = age
+                entry = dict(id=_text(job_id), age_seconds=age)
+                if lock:
+                    result['locked'] += 1
+                    if len(result['locked_sample']) < sample:
+                        result['locked_sample'].append(entry)
+                else:
+                    result['candidates'] += 1
+                    if len(result['candidate_sample']) < sample:
+                        result['candidate_sample'].append(entry)
+                    if age is not None and (result['oldest_candidate_age_seconds'] is None
+                                            or age > result['oldest_candidate_age_seconds']):
+                        result['oldest_candidate_age_seconds'] = age
+        return result
+
+    # -------------------------------------------------------------------- info
+    def info(self, scan_active=True, sample=SAMPLE_SIZE):
+        self.validate()
+        meta = self.meta()
+        model, source = self.data_model(meta)
+        field, treatment = self.stalled_behaviour(meta)
+        now = server_time_ms(self.client)
+        counts = self.counts()
+        info = dict(
+            name=self.name, prefix=self.prefix, key_prefix=self.keys.base,
+            counts=counts, total=sum(counts.values()),
+            paused=meta['paused'], version=meta['version'], data_model=model, data_model_source=source,
+            stalled_counter_field=field, over_limit_treatment=treatment,
+            max_len_events=meta['max_len_events'], concurrency=meta['concurrency'],
+            events=int(self.client.xlen(self.keys['events'])) if self.client.exists(self.keys['events']) else 0,
+            oldest_waiting_age_seconds=self._oldest_in_list('wait', now),
+            oldest_paused_age_seconds=self._oldest_in_list('paused', now),
+        )
+        if scan_active:
+            active = self.scan_active(now, sample)
+            info.update(
+                stalled_candidates=active['candidates'],
+                stalled_candidate_sample=active['candidate_sample'],
+                oldest_stalled_candidate_age_seconds=active['oldest_candidate_age_seconds'],
+                locked_active=active['locked'],
+                locked_active_sample=active['locked_sample'],
+                oldest_active_age_seconds=active['oldest_active_age_seconds'],
+            )
+        return info
+
+    # ------------------------------------------------------------------ repair
+    def repair(self, max_stalled_count=1, limit=None, check_mode=False, sample=SAMPLE_SIZE):
+        """Move active jobs without a lock back to waiting, one Lua call per batch.
+
+        Returns moved / locked (live, left alone) / over-limit counts and bounded samples.
+        """
+        if max_stalled_count < 0:
+            raise BullMQError('max_stalled_count must be >= 0')
+        self.validate()
+        meta = self.meta()
+        model, source = self.data_model(meta)
+        field, treatment = self.stalled_behaviour(meta)
+        target_model = 'v6' if model == 'v6' else 'v5'
+        now = server_time_ms(self.client)
+        before = self.counts()
+        self.call_times = []
+        moved, locked, over = [], [], []
+        counts = dict(moved=0, locked=0, over_limit=0)
+        k = self.keys
+        keys = [k['active'], k['wait'], k['paused'], k['meta'], k['marker'], k['events'], k['repeat'],
+                k['failed'], k['stalled']]
+        if check_mode:
+            for ids in self._active_windows():
+                if limit is not None and counts['moved'] + (counts['over_limit'] if treatment == 'fail' else 0) >= limit:
+                    break
+                res_moved, res_locked, res_over = self._simulate_batch(ids, max_stalled_count, field, limit, counts,
+                                                                       treatment)
+                self._tally(counts, moved, locked, over, res_moved, res_locked, res_over, sample)
+        else:
+            budget = self.client.llen(k['active'])
+            visited, idle = 0, 0
+            while visited < budget:
+                size = min(self.batch_size, budget - visited)
+                if limit is not None:
+                    room = limit - counts['moved'] - (counts['over_limit'] if treatment == 'fail' else 0)
+                    if room <= 0:
+                        break
+                    size = min(size, room)
+                ids = self.client.lrange(k['active'], -size, -1)
+                if not ids:
+                    break
+                ids.reverse()  # tail first
+                res_moved, res_locked, res_over, res_visited = self._eval('REPAIR_STALLED', keys, [
+                    k.job_prefix, max_stalled_count, field, treatment, target_model, now] + ids)
+                self._tally(counts, moved, locked, over, res_moved, res_locked, res_over, sample)
+                visited += res_visited
+                # The tail changed between LRANGE and the script (a worker finished a job): read again.
+                idle = idle + 1 if res_visited == 0 else 0
+                if idle > 100:
+                    break
+        locked_ages = self._job_times(locked) if locked else []
+        failed_inline = counts['over_limit'] if treatment == 'fail' else 0
+        after = dict(before)
+        if check_mode:
+            target = 'paused' if (meta['paused'] and target_model == 'v5') else 'wait'
+            after['active'] -= counts['moved'] + failed_inline
+            after[target] += counts['moved']
+            after['failed'] += failed_inline
+        else:
+            after = self.counts()
+        return dict(
+            changed=(counts['moved'] + failed_inline) > 0,
+            moved=counts['moved'], moved_sample=[_text(i) for i in moved],
+            over_limit=counts['over_limit'], over_limit_sample=[_text(i) for i in over],
+            over_limit_treatment=treatment, stalled_counter_field=field,
+            skipped_locked=counts['locked'],
+            skipped_locked_sample=[dict(id=_text(i), age_seconds=self._age(now, s))
+                                   for i, s in zip(locked, locked_ages)],
+            data_model=model, data_model_source=source,
+            target='paused' if (meta['paused'] and target_model == 'v5') else 'wait',
+            paused=meta['paused'], batches=len(self.call_times),
+            before=before, after=after,
+        )
+
+    @staticmethod
+    def _tally(counts, moved, locked, over, res_moved, res_locked, res_over, sample):
+        counts['moved'] += len(res_moved)
+        counts['locked'] += len(res_locked)
+        counts['over_limit'] += len(res_over)
+        moved.extend(res_moved[:max(0, sample - len(moved))])
+        over.extend(res_over[:max(0, sample - len(over))])
+        locked.extend(res_locked[:max(0, sample - len(locked))])
+
+    def _simulate_batch(self, ids, max_stalled_count, field, limit, counts, treatment):
+        pipe = self._pipe()
+        for job_id in ids:
+            pipe.exists(self.keys.lock(job_id))
+            pipe.hmget(self.keys.job(job_id), field, 'rjk')
+        replies = pipe.execute()
+        moved, locked, over = [], [], []
+        for index, job_id in enumerate(ids):
+            lock, (stalls, rjk) = replies[2 * index], replies[2 * index + 1]
+            if lock:
+                locked.append(job_id)
+                continue
+            failed_so_far = counts['over_limit'] + len(over) if treatment == 'fail' else 0
+            if limit is not None and counts['moved'] + len(moved) + failed_so_far >= limit:
+                continue
+            over_limit = False
+            if int(stalls or 0) + 1 > max_stalled_count:
+                over_limit = rjk is None or not (
+                    self.client.exists(self.keys['repeat'] + b':' + rjk)
+                    or self.client.zscore(self.keys['repeat'], rjk) is not None)
+            if over_limit:
+                over.append(job_id)
+            if not (over_limit and treatment == 'fail'):
+                moved.append(job_id)
+        return moved, locked, over
+
+    # ------------------------------------------------------- retry / promote
+    def _zset_batches(self, kind, max_score, limit, check_mode, sample, prev):
+        before = self.counts()
+        meta = self.meta()
+        model, source = self.data_model(meta)
+        target_model = 'v6' if model == 'v6' else 'v5'
+        k = self.keys
+        done, ids = 0, []
+        if check_mode:
+            total = self.client.zcount(k[kind], '-inf', max_score)
+            done = total if limit is None else min(total, limit)
+            ids = [_text(i) for i in self.client.zrangebyscore(k[kind], '-inf', max_score, 0, min(done, sample))] \
+                if done else []
+        else:
+            keys = [k[kind], k['wait'], k['paused'], k['meta'], k['active'], k['marker'], k['events'],
+                    k['prioritized'], k['pc']]
+            while limit is None or done < limit:
+                count = self.batch_size if limit is None else min(self.batch_size, limit - done)
+                batch = self._eval('MOVE_SET_TO_WAIT', keys, [k.job_prefix, max_score, count, prev, target_model])
+                if not batch:
+                    break
+                done += len(batch)
+                ids.extend(_text(i) for i in batch[:max(0, sample - len(ids))])
+        after = self.counts() if not check_mode else None
+        if check_mode:
+            after = dict(before)
+            after[kind] -= done
+            after['paused' if meta['paused'] and target_model == 'v5' else 'wait'] += done
+        return dict(changed=done > 0, moved=done, moved_sample=ids, before=before, after=after,
+                    data_model=model, data_model_source=source, paused=meta['paused'])
+
+    def retry(self, older_than_ms=0, limit=None, check_mode=False, sample=SAMPLE_SIZE):
+        """Failed jobs (finished at least ``older_than_ms`` ago) back to waiting, oldest first."""
+        self.validate()
+        max_score = server_time_ms(self.client) - older_than_ms
+        return self._zset_batches('failed', max_score, limit, check_mode, sample, 'failed')
+
+    def promote(self, limit=None, check_mode=False, sample=SAMPLE_SIZE):
+        """Delayed jobs to waiting now (or to prioritized for jobs with a priority)."""
+        self.validate()
+        return self._zset_batches('delayed', '+inf', limit, check_mode, sample, 'delayed')
+
+    # ------------------------------------------------------------------ clean
+    def clean(self, state, grace_ms, limit=None, check_mode=False, sample=SAMPLE_SIZE):
+        """Delete finished jobs (with their keys) that finished more than ``grace_ms`` ago."""
+        if state not in ('completed', 'failed'):
+            raise BullMQError("clean works on completed or failed jobs, not %r" % (state,))
+        if grace_ms < 0:
+            raise BullMQError('older_than must be >= 0')
+        self.validate()
+        before = self.counts()
+        k = self.keys
+        max_score = server_time_ms(self.client) - grace_ms
+        done, ids = 0, []
+        if check_mode:
+            total = self.client.zcount(k[state], '-inf', max_score)
+            done = total if limit is None else min(total, limit)
+            if done:
+                ids = [_text(i) for i in self.client.zrangebyscore(k[state], '-inf', max_score, 0, min(done, sample))]
+            after = dict(before)
+            after[state] -= done
+        else:
+            while limit is None or done < limit:
+                count = self.batch_size if limit is None else min(self.batch_size, limit - done)
+                batch = self._eval('CLEAN_SET', [k[state], k['events'], k['meta']],
+                                   [k.job_prefix, max_score, count, k.job_prefix + b'de:'])
+                if not batch:
+                    break
+                done += len(batch)
+                ids.extend(_text(i) for i in batch[:max(0, sample - len(ids))])
+            after = self.counts()
+        return dict(changed=done > 0, deleted=done, deleted_sample=ids, before=before, after=after)
+
+    # ---------------------------------------------------------- pause/resume
+    def pause(self, check_mode=False):
+        """Pause as the queue's version does (v5 also moves ``wait`` into ``paused``)."""
+        return self._pause_resume('paused', check_mode)
+
+    def resume(self, check_mode=False):
+        """Resume; any ``paused`` list goes back to ``wait`` in bounded steps without overwriting it."""
+        return self._pause_resume('resumed', check_mode)
+
+    def _pause_resume(self, action, check_mode):
+        self.validate()
+        meta = self.meta()
+        model, source = self.data_model(meta)
+        k = self.keys
+        before = self.counts()
+        if action == 'paused':
+            move = model != 'v6'  # v5 and unknown: move wait into paused (safe for v6 too)
+            source_key, dest_key = k['wait'], k['paused']
+            needed = not meta['paused'] or (move and before['wait'] > 0)
+            after = dict(before)
+            if move:
+                after['paused'] += after['wait']
+                after['wait'] = 0
+        else:
+            move = True
+            source_key, dest_key = k['paused'], k['wait']
+            needed = meta['paused'] or before['paused'] > 0
+            after = dict(before)
+            after['wait'] += after['paused']
+            after['paused'] = 0
+        if not needed:
+            return dict(changed=False, before=before, after=before, paused=meta['paused'],
+                        data_model=model, data_model_source=source)
+        if not check_mode:
+            keys = [source_key, dest_key, k['meta'], k['prioritized'], k['events'], k['delayed'], k['marker']]
+            guard = before['wait'] + before['paused'] + 10
+            while guard > 0:
+                guard -= 1
+                left = self._eval('PAUSE_RESUME', keys, [action, '1' if move else '0', min(self.batch_size, 5000)])
+                if not left:
+                    break
+            after = self.counts()
+        return dict(changed=True, before=before, after=after, paused=action == 'paused',
+                    data_model=model, data_model_source=source)
+
+
+def counts_total(counts):
+    return sum(counts.values())

@@ -1,0 +1,113 @@
+# -*- coding: utf-8 -*-
+# Copyright: cerniq.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Circuit breakers and rate-limit counters kept in Redis by the workers of a BullMQ pipeline.
+
+Plain Python (redis-py only). A source (``anaf``, ``termene``...) has a state key, a
+failure-count key and a rate-limit key, named by templates with a ``{source}`` placeholder.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DEFAULT_TEMPLATES = dict(
+    state_key='circuit:{source}:state',
+    failures_key='circuit:{source}:failures',
+    rate_limit_key='rate_limit:{source}:remaining',
+)
+
+# Delete the state key only if it still holds one of the OPEN values (ARGV), atomically.
+_RESET_IF_OPEN = r'''
+local value = redis.call("GET", KEYS[1])
+if not value then return 0 end
+if ARGV[1] == "1" then return redis.call("DEL", KEYS[1]) end
+for i = 2, #ARGV do
+  if string.lower(value) == string.lower(ARGV[i]) then return redis.call("DEL", KEYS[1]) end
+end
+return 0
+'''
+
+
+class CircuitError(Exception):
+    """A refusal with a one-line message."""
+
+
+def _text(value):
+    if value is None:
+        return None
+    return value.decode('utf-8', 'replace') if isinstance(value, bytes) else str(value)
+
+
+def key_for(template, source):
+    if '{source}' not in template:
+        raise CircuitError('key template %r has no {source} placeholder' % template)
+    if not source:
+        raise CircuitError('source names must not be empty')
+    return template.replace('{source}', source)
+
+
+class CircuitBreakers(object):
+    def __init__(self, client, templates=None, open_values=('OPEN',)):
+        self.client = client
+        self.templates = dict(DEFAULT_TEMPLATES)
+        self.templates.update(dict((k, v) for k, v in (templates or {}).items() if v))
+        for template in self.templates.values():
+            key_for(template, 'x')
+        self.open_values = [v.lower() for v in open_values]
+        self._reset = client.register_script(_RESET_IF_OPEN)
+
+    def keys(self, source):
+        return dict((kind, key_for(template, source)) for kind, template in self.templates.items())
+
+    def read(self, source):
+        keys = self.keys(source)
+        pipe = self.client.pipeline(transaction=False)
+        for kind in ('state_key', 'failures_key', 'rate_limit_key'):
+            pipe.type(keys[kind])
+        types = [_text(t) for t in pipe.execute()]
+        for kind, found in zip(('state_key', 'failures_key', 'rate_limit_key'), types):
+            if found not in ('none', 'string'):
+                raise CircuitError('refusing source %r: key %s has type %s, expected string' % (
+                    source, keys[kind], found))
+        pipe = self.client.pipeline(transaction=False)
+        pipe.get(keys['state_key'])
+        pipe.pttl(keys['state_key'])
+        pipe.get(keys['failures_key'])
+        pipe.get(keys['rate_limit_key'])
+        pipe.pttl(keys['rate_limit_key'])
+        state, state_ttl, failures, remaining, remaining_ttl = pipe.execute()
+        state = _text(state)
+
+        def number(value):
+            try:
+                return int(float(_text(value))) if value is not None else None
+            except ValueError:
+                return _text(value)
+
+        return dict(
+            source=source, keys=keys,
+            state=state, open=state is not None and state.lower() in self.open_values,
+            state_ttl_seconds=round(state_ttl / 1000.0, 3) if state_ttl and state_ttl > 0 else None,
+            failures=number(failures),
+            rate_limit_remaining=number(remaining),
+            rate_limit_reset_seconds=round(remaining_ttl / 1000.0, 3) if remaining_ttl and remaining_ttl > 0
+            else None,
+        )
+
+    def reset(self, source, force=False, check_mode=False):
+        """Reset an OPEN breaker (DEL state and failures, as the runbook does); any state with ``force``."""
+        before = self.read(source)
+        wanted = before['state'] is not None and (before['open'] or force)
+        wanted = wanted or (force and before['failures'] is not None)
+        if not wanted:
+            return False, before, before
+        if check_mode:
+            after = dict(before, state=None, open=False, state_ttl_seconds=None, failures=None)
+            return True, before, after
+        keys = before['keys']
+        deleted = self._reset(keys=[keys['state_key']], args=['1' if force else '0'] + self.open_values)
+        if deleted or force:
+            self.client.delete(keys['failures_key'])
+        after = self.read(source)
+        return bool(deleted) or (force and before['failures'] is not None), before, after

@@ -1,0 +1,81 @@
+"""circuit_breaker module against a real Redis (and a cluster for key templates across slots)."""
+
+from tests.support.ansible_run import run_module
+from tests.support.bullmq_helpers import snapshot
+
+
+def _seed(client):
+    client.set('circuit:anaf:state', 'OPEN', px=120000)
+    client.set('circuit:anaf:failures', 12)
+    client.set('rate_limit:anaf:remaining', 0, px=41000)
+    client.set('circuit:termene:state', 'CLOSED')
+    client.set('circuit:termene:failures', 2)
+    client.set('rate_limit:termene:remaining', 87)
+
+
+def test_read_reports_state_failures_and_rate_limit(redis_client, redis_params):
+    _seed(redis_client)
+    result = run_module('circuit_breaker', dict(redis_params, sources=['anaf', 'termene', 'other']))
+    assert not result.failed and result['changed'] is False
+    anaf = result['sources']['anaf']
+    assert anaf['state'] == 'OPEN' and anaf['open'] is True and anaf['failures'] == 12
+    assert anaf['rate_limit_remaining'] == 0 and 0 < anaf['rate_limit_reset_seconds'] <= 41
+    assert result['sources']['termene']['open'] is False
+    assert result['sources']['termene']['rate_limit_remaining'] == 87
+    assert result['sources']['other'] == dict(result['sources']['other'], state=None, open=False, failures=None)
+
+
+def test_reset_only_open_breakers_check_mode_and_idempotence(redis_client, redis_params):
+    _seed(redis_client)
+    before = snapshot(redis_client)
+    args = dict(redis_params, sources=['anaf', 'termene'], state='reset')
+    checked = run_module('circuit_breaker', args, check_mode=True, diff=True)
+    assert checked['changed'] is True and checked['reset'] == ['anaf']
+    assert 'anaf: state=OPEN failures=12' in checked['diff']['before']
+    assert 'anaf: state=None failures=None' in checked['diff']['after']
+    assert snapshot(redis_client) == before
+    done = run_module('circuit_breaker', args)
+    assert done['changed'] is True and done['reset'] == ['anaf']
+    assert not redis_client.exists('circuit:anaf:state', 'circuit:anaf:failures')
+    assert redis_client.get('rate_limit:anaf:remaining') == b'0'  # the rate limit resets by itself
+    assert redis_client.get('circuit:termene:state') == b'CLOSED'
+    assert redis_client.get('circuit:termene:failures') == b'2'
+    again = run_module('circuit_breaker', args)
+    assert again['changed'] is False and again['reset'] == []
+    forced = run_module('circuit_breaker', dict(args, sources=['termene'], force=True))
+    assert forced['changed'] is True and not redis_client.exists('circuit:termene:state')
+
+
+def test_custom_templates_and_open_values(redis_client, redis_params):
+    redis_client.set('cb/anaf', 'half-open')
+    redis_client.set('cb/anaf/n', 3)
+    args = dict(redis_params, sources=['anaf'], state='reset', state_key='cb/{source}',
+                failures_key='cb/{source}/n', open_values=['open', 'HALF-OPEN'])
+    result = run_module('circuit_breaker', args)
+    assert result['changed'] is True and not redis_client.exists('cb/anaf', 'cb/anaf/n')
+
+
+def test_refusals(redis_client, redis_params, redis_auth_server):
+    redis_client.hset('circuit:anaf:state', 'x', 1)
+    redis_client.set('circuit:termene:state', 'OPEN')
+    wrong = run_module('circuit_breaker', dict(redis_params, sources=['termene', 'anaf'], state='reset'))
+    assert wrong.failed and wrong['msg'] == \
+        "refusing source 'anaf': key circuit:anaf:state has type hash, expected string"
+    assert redis_client.get('circuit:termene:state') == b'OPEN'  # nothing written
+    bad = run_module('circuit_breaker', dict(redis_params, sources=['anaf'], state_key='circuit:state'))
+    assert bad.failed and 'no {source} placeholder' in bad['msg']
+    denied = run_module('circuit_breaker', dict(redis_auth_server.params(redis_password='nope'), sources=['a']))
+    assert denied.failed and 'authentication failed' in denied['msg'] and 'nope' not in denied['msg']
+
+
+def test_cluster(redis_cluster):
+    import redis.cluster
+    client = redis.cluster.RedisCluster(host='127.0.0.1', port=redis_cluster.port)
+    client.flushall()
+    client.set('circuit:anaf:state', 'OPEN')
+    client.set('circuit:anaf:failures', 5)
+    result = run_module('circuit_breaker', dict(redis_cluster.params(), sources=['anaf'], state='reset'))
+    assert not result.failed, result
+    assert result['reset'] == ['anaf'] and not client.exists('circuit:anaf:state')
+    assert not client.exists('circuit:anaf:failures')
+    client.close()
