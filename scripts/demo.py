@@ -204,8 +204,8 @@ class Demo:
         for request in self.api.requests:
             kind = 'escalate' if request['path'].endswith('/escalate') else request['path']
             calls[kind] = calls.get(kind, 0) + 1
-        print('CERNIQ API stand-in received: %s' % (', '.join('%s x%d' % item for item in sorted(calls.items()))
-                                                     or 'no calls'))
+        received = ', '.join('%s x%d' % item for item in sorted(calls.items())) or 'no calls'
+        print('CERNIQ API stand-in received: %s' % received)
         print('Capacity report: %s' % os.path.join(STATE_DIR, 'reports', 'capacity.md'))
 
     # ------------------------------------------------------------------ state

@@ -10,8 +10,8 @@ which receivers it went to). Impact counts come from the CERNIQ database with
 one aggregate query each. The human parts of the template (root cause,
 resolution, action items, lessons) are left as marked placeholders.
 
-HTTP goes through a small ``fetch_json`` callable so the Ansible module can
-pass ``open_url`` (proxies, certificates) and plain Python callers urllib.
+HTTP goes through a ``fetch_json(url)`` callable given by the caller (the
+module passes one built on Ansible's ``open_url``: proxies, certificates).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -19,7 +19,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
-import json
 
 PLACEHOLDER = '<!-- TODO: fill in -->'
 
@@ -50,13 +49,6 @@ class IncidentError(Exception):
     pass
 
 
-def _urlopen_json(url, timeout=10, headers=None):
-    from urllib.request import Request, urlopen  # pylint: disable=ansible-bad-import-from
-    request = Request(url, headers=headers or {})
-    with urlopen(request, timeout=timeout) as response:  # nosec - URL given by the operator
-        return json.loads(response.read().decode('utf-8'))
-
-
 def parse_time(value):
     """A timezone-aware datetime from ISO 8601 text, a datetime, or a Unix timestamp."""
     if value is None:
@@ -79,12 +71,11 @@ def _matches(labels, matchers):
     return all(labels.get(key) == value for key, value in (matchers or {}).items())
 
 
-def alert_history(prometheus_url, start, end, step_seconds=30, matchers=None, fetch_json=None):
+def alert_history(prometheus_url, start, end, fetch_json, step_seconds=30, matchers=None):
     """Firing periods of each alert (alertname + labels) from the ALERTS series in [start, end].
 
     Consecutive samples no more than two steps apart form one period.
     """
-    fetch_json = fetch_json or _urlopen_json
     from urllib.parse import urlencode
     query = urlencode(dict(query='ALERTS{alertstate="firing"}', start=start.timestamp(), end=end.timestamp(),
                            step='%ds' % step_seconds))
@@ -113,9 +104,8 @@ def alert_history(prometheus_url, start, end, step_seconds=30, matchers=None, fe
     return periods
 
 
-def active_alerts(alertmanager_url, matchers=None, fetch_json=None):
+def active_alerts(alertmanager_url, fetch_json, matchers=None):
     """Alerts Alertmanager holds now: name, severity, state, receivers, startsAt."""
-    fetch_json = fetch_json or _urlopen_json
     data = fetch_json('%s/api/v2/alerts' % alertmanager_url.rstrip('/'))
     alerts = []
     for alert in data:

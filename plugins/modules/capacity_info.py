@@ -29,6 +29,7 @@ attributes:
     description: The module only reads.
   diff_mode:
     support: none
+    description: Nothing is changed, so there is nothing to compare.
 options:
   days:
     description: Window of the daily series, in days.

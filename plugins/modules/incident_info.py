@@ -28,6 +28,7 @@ attributes:
     description: The module only reads.
   diff_mode:
     support: none
+    description: Nothing is changed, so there is nothing to compare.
 options:
   incident_id:
     description: Identifier in the report title; default C(INC-<start as YYYYMMDD-HHMM>).
@@ -195,11 +196,11 @@ def main():
         if start is not None and start >= end:
             module.fail_json(msg='start must be before end')
         search_from = start or end - datetime.timedelta(minutes=p['lookback'])
-        periods = alert_history(p['prometheus_url'], search_from, end, p['step'], p['matchers'], fetch_json)
-        active = active_alerts(p['alertmanager_url'], p['matchers'], fetch_json) if p['alertmanager_url'] else []
+        periods = alert_history(p['prometheus_url'], search_from, end, fetch_json, p['step'], p['matchers'])
+        active = active_alerts(p['alertmanager_url'], fetch_json, p['matchers']) if p['alertmanager_url'] else []
         if start is None:
-            firsts = [parse_time(x['start']) for x in periods] + [parse_time(a['starts_at']) for a in active
-                                                                   if a.get('starts_at')]
+            firsts = [parse_time(x['start']) for x in periods]
+            firsts += [parse_time(a['starts_at']) for a in active if a.get('starts_at')]
             firsts = [t for t in firsts if t and t >= search_from]
             if not firsts:
                 module.fail_json(msg='no firing alert in the last %d minutes: give start explicitly' % p['lookback'])

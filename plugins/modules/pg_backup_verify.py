@@ -31,6 +31,7 @@ attributes:
     description: In check mode the read-only checks run; no scratch restore and no metrics file are written.
   diff_mode:
     support: none
+    description: Nothing is changed, so there is nothing to compare.
 options:
   path:
     description:

@@ -57,7 +57,7 @@ def test_metrics_and_log(host):
 
 def test_second_run_during_the_first_does_nothing(host):
     out = host.check_output(
-        "flock /run/lock/cerniq-maintenance-daily.lock "
+        "flock /var/lib/cerniq-maintenance/daily.lock "
         "sudo -u cerniq-maint %s --config %s", RUNNER, CONFIG)
     assert "holds the lock" in out and "exiting without doing anything" in out
 
