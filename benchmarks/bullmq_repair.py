@@ -128,7 +128,7 @@ def run_bullmq(server, client, script):
     started = time.perf_counter()
     calls = []
     moved = 0
-    for _ in range(2):  # pass 1 marks every active id as candidate, pass 2 moves the lockless ones
+    for _unused in range(2):  # pass 1 marks every active id as candidate, pass 2 moves the lockless ones
         client.delete(BASE + 'stalled-check')
         t0 = time.perf_counter()
         moved += len(lua(keys=keys, args=[1, BASE, int(time.time() * 1000), 30000]))
@@ -207,7 +207,7 @@ def main():
         print('machine noise: worst PING to the idle Redis over 5 s: %.1f ms (load average %s)'
               % (probe.finish() * 1000, ' '.join('%.1f' % v for v in os.getloadavg())))
         runs = []
-        for _ in range(args.repeat):
+        for _unused in range(args.repeat):
             build(client, args.orphans, args.live)
             runs.append(run_ours(server, client, args.batch))
             print('  ours, run %d: total %.2f s, %d calls, longest call client-side %.1f ms / server-side %.1f ms,'
@@ -221,8 +221,9 @@ def main():
             theirs = run_bullmq(server, client, script)
             assert theirs['moved'] == ours['moved'] == args.orphans, (theirs['moved'], ours['moved'])
             print('BullMQ moveStalledJobsToWait : total %8.2f s (mark pass %.2f s, move pass %.2f s, one call each);'
-                  ' moved %d; worst PING %.0f ms' % (theirs['total'], theirs['calls'][0], theirs['calls'][1],
-                                                    theirs['moved'], theirs['probe'] * 1000))
+                  ' moved %d; worst PING %.0f ms' % (
+                      theirs['total'], theirs['calls'][0], theirs['calls'][1], theirs['moved'],
+                      theirs['probe'] * 1000))
         print('cerniq.ops repair            : total %8.2f s in %d calls; moved %d, left %d live;'
               ' longest call %.1f ms; worst PING %.1f ms'
               % (ours['total'], len(ours['calls']), ours['moved'], ours['skipped'], max(ours['calls']) * 1000,

@@ -243,7 +243,7 @@ def compare(client, server, args, others, options):
     if args.extras:
         populate(client, args.matching, others)
         with Measure(client, server.port) as piped:
-            deleted, _ = client_pipeline(client, b'cache:*', args.scan_count, args.batch_size)
+            deleted, _unused = client_pipeline(client, b'cache:*', args.scan_count, args.batch_size)
         assert deleted == args.matching
         print(piped.line('alternative: client SCAN + pipelined UNLINK'))
 

@@ -13,8 +13,8 @@ The API (SigNoz query-service, dashboards v1):
 
 Every request carries the key in the ``SIGNOZ-API-KEY`` header only. The engine takes a
 ``request(method, url, payload) -> (status, body)`` callable: ``module_request(module)`` is the
-Ansible front end (``open_url``), ``urllib_request(api_key)`` the plain-Python one for scripts and
-tests. An HTTP error status is a return value, a network failure an exception.
+Ansible front end (``open_url``); scripts pass their own. An HTTP error status is a return value, a
+network failure an exception.
 
 A stored dashboard equals the desired one when every key of the desired JSON has the same value in
 the stored data (recursively; lists element by element). Keys SigNoz adds on its own (ids,
@@ -51,21 +51,6 @@ def module_request(module, api_key):
                                 validate_certs=module.params['validate_certs'], timeout=module.params['timeout'],
                                 follow_redirects='none')
             return response.getcode(), response.read().decode('utf-8', 'replace')
-        except HTTPError as error:
-            return error.code, error.read().decode('utf-8', 'replace')
-    return request
-
-
-def urllib_request(api_key, timeout=30):
-    """The ``request`` callable for plain Python (no certificate options)."""
-    from urllib.request import Request, urlopen
-
-    def request(method, url, payload=None):
-        data = json.dumps(payload).encode('utf-8') if payload is not None else None
-        req = Request(url, data=data, method=method, headers=_headers(api_key))
-        try:
-            with urlopen(req, timeout=timeout) as response:
-                return response.status, response.read().decode('utf-8', 'replace')
         except HTTPError as error:
             return error.code, error.read().decode('utf-8', 'replace')
     return request

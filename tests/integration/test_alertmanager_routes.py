@@ -66,7 +66,7 @@ def _render(tmp_path, extra_vars=None):
 def _route(config, labels):
     cmd = ['amtool', 'config', 'routes', 'test', '--config.file=%s' % config]
     cmd += ['%s=%s' % item for item in sorted(labels.items())]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout.strip()
 
@@ -81,7 +81,7 @@ def default_config(tmp_path_factory):
 
 def test_default_config_passes_amtool_check_config(default_config):
     proc = subprocess.run(['amtool', 'check-config', str(default_config)],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
     assert proc.returncode == 0, proc.stdout
 
 
@@ -91,7 +91,7 @@ def test_default_routes(default_config, labels, receiver):
     cmd = ['amtool', 'config', 'routes', 'test', '--config.file=%s' % default_config,
            '--verify.receivers=%s' % receiver]
     cmd += ['%s=%s' % item for item in sorted(labels.items())]
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
     assert proc.returncode == 0, proc.stdout
 
 
@@ -158,7 +158,7 @@ def test_undefined_receiver_is_refused_and_live_config_kept(tmp_path):
     result, config = _render(tmp_path)
     assert result.returncode == 0, result.stdout
     before = config.read_text()
-    result, _ = _render(tmp_path, {'alertmanager_escalation_receivers': {'lead': 'nobody'}})
+    result, _unused = _render(tmp_path, {'alertmanager_escalation_receivers': {'lead': 'nobody'}})
     assert result.returncode != 0
     assert config.read_text() == before
 
@@ -168,7 +168,7 @@ def test_amtool_refusal_keeps_live_config(tmp_path):
     result, config = _render(tmp_path)
     assert result.returncode == 0, result.stdout
     before = config.read_text()
-    result, _ = _render(tmp_path, {'alertmanager_inhibit_rules': [
+    result, _unused = _render(tmp_path, {'alertmanager_inhibit_rules': [
         {'source_matchers': ['severity=~"(unclosed"'], 'target_matchers': ['severity="sev4"']}]})
     assert result.returncode != 0
     assert 'failed to validate' in result.stdout

@@ -111,8 +111,8 @@ def test_old_version_counter_field_and_inline_failure(redis_client):
     assert not redis_client.hexists(_key('a'), 'stc')
 
 
-def test_paused_v5_queue_gets_jobs_in_paused_list_then_resume_runs_all_once(redis_server, redis_client,
-                                                                             redis_params):
+def test_paused_v5_queue_gets_jobs_in_paused_list_then_resume_runs_all_once(
+        redis_server, redis_client, redis_params):
     run(PY_V5, 'produce', redis_server.port, Q, '--count', 30)
     dead = orphan_active_jobs(PY_V5, redis_server.port, Q, redis_client, 5)
     run(PY_V5, 'pause', redis_server.port, Q)  # BullMQ 5: RENAME wait -> paused

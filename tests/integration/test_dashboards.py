@@ -78,7 +78,7 @@ def test_metric_name_extraction():
 
 @pytest.mark.skipif(shutil.which('promtool') is None, reason='promtool (Debian package prometheus) not installed')
 def test_every_expression_parses(tmp_path):
-    exprs = [expr for _, expr in signoz_queries() + grafana_queries()]
+    exprs = [expr for _unused, expr in signoz_queries() + grafana_queries()]
     assert exprs
     rules = {'groups': [{'name': 'dashboard-expressions', 'rules': [
         {'record': 'cerniq:dashboard_expression_%d' % n, 'expr': expr} for n, expr in enumerate(exprs)]}]}
@@ -125,7 +125,7 @@ def test_signoz_dashboard_shape():
 
 
 def test_runbook_panels_present():
-    titles = {title for title, _ in signoz_queries()}
+    titles = {title for title, _unused in signoz_queries()}
     assert {'Pipeline Funnel', 'Enrichment Queue Depth', 'Quality Score Distribution', 'HITL Pending Tasks'} <= titles
     queries = dict(signoz_queries())
     assert queries['HITL Pending Tasks'] == 'sum(cerniq_approval_tasks_pending)'

@@ -37,7 +37,7 @@ def _scrape(port):
 
 def test_rule_metrics_exposed_by_postgres_exporter(pg_server, tmp_path):
     pg_server.psql('CREATE EXTENSION IF NOT EXISTS pg_stat_statements')
-    for _ in range(3):
+    for _unused in range(3):
         pg_server.psql('SELECT pg_sleep(0.05)')
     queries = tmp_path / 'queries.yaml'
     queries.write_text(_query_file_from_docs())

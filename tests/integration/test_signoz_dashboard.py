@@ -111,7 +111,7 @@ class FakeSignoz:
         return 404, {'status': 'error', 'error': 'not found'}
 
     def methods(self):
-        return [method for method, _, _, _ in self.requests]
+        return [method for method, _unused, _unused, _unused in self.requests]
 
     def __enter__(self):
         self.thread.start()

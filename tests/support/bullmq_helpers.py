@@ -26,7 +26,7 @@ def _base(py, port, queue, prefix='bull', cluster=False, password=None):
 def run(py, command, port, queue, *extra, **kw):
     args, tail = _base(py, port, queue, kw.get('prefix', 'bull'), kw.get('cluster', False))
     proc = subprocess.run(args + [command] + tail + [str(e) for e in extra], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, timeout=kw.get('timeout', 120))
+                          stderr=subprocess.PIPE, text=True, timeout=kw.get('timeout', 120), check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -65,7 +65,7 @@ def orphan_active_jobs(py, port, queue, client, count, prefix='bull', record='te
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    ids = [i for i in client.lrange(record, 0, -1)]
+    ids = list(client.lrange(record, 0, -1))
     lock_keys = [('%s:%s:' % (prefix, queue)).encode() + i + b':lock' for i in ids]
     wait_until(lambda: not any(client.exists(k) for k in lock_keys), what='locks expired')
     return ids

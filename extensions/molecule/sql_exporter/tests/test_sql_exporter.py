@@ -143,14 +143,14 @@ def test_quality_score_buckets(host):
     expected = {"%d-%d" % (g * 10, g * 10 + 10): 0 for g in range(10)}
     expected.update({"0-10": 1, "10-20": 1, "90-100": 2})
     assert buckets == expected
-    assert [v for _, v in samples(metrics, "sql_cerniq_silver_companies_unscored")] == [1]
+    assert [v for _unused, v in samples(metrics, "sql_cerniq_silver_companies_unscored")] == [1]
 
 
 def test_import_batches(host):
     metrics = scrape(host)
     batches = by(samples(metrics, "sql_cerniq_import_batches"), "status")
     assert batches == {"pending": 0, "processing": 2, "completed": 1, "failed": 0, "cancelled": 0}
-    assert [v for _, v in samples(metrics, "sql_cerniq_import_batches_stuck")] == [1]
+    assert [v for _unused, v in samples(metrics, "sql_cerniq_import_batches_stuck")] == [1]
 
 
 def test_enrichment_last_hour(host):
@@ -162,4 +162,4 @@ def test_enrichment_last_hour(host):
 def test_no_query_failed(host):
     failed = samples(scrape(host), "sql_exporter_last_scrape_failed")
     assert failed
-    assert all(value == 0 for _, value in failed)
+    assert all(value == 0 for _unused, value in failed)
