@@ -23,6 +23,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from tests.support.ansible_run import collections_root  # noqa: E402
+from tests.support.bullmq_helpers import PY_CURRENT, orphan_active_jobs, run, start_worker  # noqa: E402
 from tests.support.http_recorder import HttpRecorder  # noqa: E402
 from tests.support.servers import PostgresServer, RedisServer  # noqa: E402
 
@@ -106,10 +107,14 @@ class Demo:
             'ingest jobs waiting': client.llen(prefix + 'wait'),
             'circuit breakers OPEN': sum(1 for source in ('anaf', 'termene')
                                          if (client.get('circuit:%s:state' % source) or b'').upper() == b'OPEN'),
-            'approval tasks overdue': self.sql(
-                "SELECT count(*) FROM approval_tasks WHERE status = 'pending' AND due_at < now()"),
-            'master companies without quality score': self.sql(
-                'SELECT count(*) FROM silver_companies WHERE total_quality_score IS NULL AND is_master_record'),
+            'approval tasks overdue, not escalated': self.sql(
+                "SELECT count(*) FROM approval_tasks WHERE status IN ('pending', 'assigned') AND due_at < now() "
+                "AND escalation_level = 0"),
+            'overdue tasks auto-approved by policy': self.sql(
+                "SELECT count(*) FROM approval_tasks WHERE decided_by LIKE 'cerniq.ops%'"),
+            'unscored companies, scoring not requested': self.sql(
+                'SELECT count(*) FROM silver_companies WHERE total_quality_score IS NULL AND is_master_record '
+                'AND scoring_requested_at IS NULL'),
             'Redis cache keys': sum(1 for _key in client.scan_iter(match='cache:*', count=1000)),
         }
         client.close()
@@ -138,6 +143,7 @@ class Demo:
         for i in range(2000):
             client.set('cache:company:%d' % i, 'x')
         client.set('session:expired:demo', 'x')
+        self.break_ingest_queue(client)
         client.close()
         before = self.snapshot()
         for key, value in before.items():
@@ -153,12 +159,13 @@ class Demo:
         self.playbook('rate-limiting', 'playbooks/runbook/rate_limiting.yml', dict(cerniq_confirm=True))
 
         self.stage('Runbook 2.3 - HITL SLA breach (release, escalate through the API, auto-approve by policy)')
-        self.playbook('sla-breach', 'playbooks/runbook/sla_breach.yml', dict(cerniq_confirm=True))
+        self.playbook('sla-breach', 'playbooks/runbook/sla_breach.yml',
+                      dict(cerniq_confirm=True, cerniq_auto_approve=True))
 
         self.stage('Runbook 2.4 - quality score anomalies (reset sub-scores, trigger scoring)')
         self.playbook('quality', 'playbooks/runbook/quality_anomalies.yml', dict(cerniq_confirm=True))
 
-        self.stage('A real BullMQ worker processes the requeued ingest jobs')
+        self.stage('The live BullMQ worker drains the ingest queue, requeued jobs included')
         processed = self.run_worker()
 
         self.stage('Daily maintenance (runbook 3.1): vacuum, purge, archive, Redis cleanup')
@@ -175,23 +182,48 @@ class Demo:
         after = self.snapshot()
         self.summary(before, after, processed, time.monotonic() - started)
 
+    def break_ingest_queue(self, client):
+        """Real BullMQ workers: one crashes holding jobs (orphaned in active), one keeps working."""
+        run(PY_CURRENT, 'produce', self.redis.port, INGEST_QUEUE, '--count', 300)
+        orphans = orphan_active_jobs(PY_CURRENT, self.redis.port, INGEST_QUEUE, client, 120,
+                                     record='demo:crashed-worker')
+        # The live worker is slow (1 s per job, 5 at a time) so it still holds locked jobs when
+        # the repair runs; its stalled-job checker is off, so only the repair can requeue the orphans.
+        self.live_worker = start_worker(PY_CURRENT, self.redis.port, INGEST_QUEUE, '--concurrency', 5,
+                                        '--sleep-ms', 1000, '--record', 'demo:processed', '--seconds', 900)
+        print('    a real BullMQ worker crashed holding %d ingest jobs; another worker is alive and busy'
+              % len(orphans))
+
     def run_worker(self):
-        record = 'demo:processed'
-        expected = self.redis.client().llen('bull:%s:wait' % INGEST_QUEUE)
-        if expected == 0:
-            print('    no ingest job waiting')
-            return dict(expected=0, processed=0, duplicates=0)
-        log = self.log_path('worker')
-        with open(log, 'w') as handle:
-            subprocess.run([sys.executable, os.path.join(REPO, 'tests', 'support', 'bullmq_worker.py'),
-                            'work', '--port', str(self.redis.port), '--queue', INGEST_QUEUE, '--prefix', 'bull',
-                            '--record', record, '--until', str(expected), '--seconds', '60'],
-                           stdout=handle, stderr=subprocess.STDOUT, check=False, timeout=120)
-        ids = [x.decode() for x in self.redis.client().lrange(record, 0, -1)]
-        result = dict(expected=expected, processed=len(set(ids)), duplicates=len(ids) - len(set(ids)))
-        print('    %d jobs requeued, %d processed by the worker, %d processed twice (log %s)' % (
-            expected, result['processed'], result['duplicates'], log))
+        """Let the live worker drain the queue; every job must have run exactly once."""
+        client = self.redis.client()
+        prefix = 'bull:%s:' % INGEST_QUEUE
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            left = client.llen(prefix + 'wait') + client.llen(prefix + 'active') + client.zcard(prefix + 'prioritized')
+            if left == 0:
+                break
+            time.sleep(1)
+        self.stop_worker()
+        ids = [x.decode() for x in client.lrange('demo:processed', 0, -1)]
+        crashed = {x.decode() for x in client.lrange('demo:crashed-worker', 0, -1)}
+        result = dict(crashed=len(crashed), processed=len(set(ids)), duplicates=len(ids) - len(set(ids)),
+                      left=client.llen(prefix + 'wait') + client.llen(prefix + 'active'),
+                      completed=client.zcard(prefix + 'completed'))
+        print('    %(processed)d jobs processed by the live worker (%(crashed)d of them requeued from the crashed '
+              'one), %(duplicates)d processed twice, %(left)d left in wait/active, %(completed)d completed' % result)
+        client.close()
         return result
+
+    def stop_worker(self):
+        worker = getattr(self, 'live_worker', None)
+        if worker and worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGTERM)
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait()
 
     def summary(self, before, after, processed, elapsed):
         print('\n%s== Demo summary ==%s  (%.0f s; logs and reports in %s)\n' % (BOLD, RESET, elapsed, STATE_DIR))
@@ -199,7 +231,8 @@ class Demo:
         print('|%s|%s|%s|' % ('-' * 44, '-' * 10, '-' * 10))
         for key in before:
             print('| %-42s | %8s | %8s |' % (key, before[key], after[key]))
-        print('\nBullMQ: %(expected)d requeued jobs, %(processed)d processed, %(duplicates)d ran twice.' % processed)
+        print('\nBullMQ: a crashed worker orphaned %(crashed)d jobs; %(processed)d jobs processed, '
+              '%(duplicates)d ran twice, %(left)d left waiting.' % processed)
         calls = {}
         for request in self.api.requests:
             kind = 'escalate' if request['path'].endswith('/escalate') else request['path']
@@ -226,6 +259,7 @@ class Demo:
                       handle)
 
     def stop(self):
+        self.stop_worker()
         for server in (self.redis, self.pg):
             if server:
                 server.stop()
