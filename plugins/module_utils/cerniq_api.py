@@ -1,0 +1,62 @@
+# -*- coding: utf-8 -*-
+# Copyright: cerniq.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Calls to the CERNIQ HTTP API (HITL, scoring) for engines that take a ``post`` callable.
+
+``module_post(module)`` is the Ansible front end (``open_url``, bearer token from the module's
+no_log ``api_token``); ``urllib_post(token)`` is the plain-Python one for scripts and tests.
+Both return ``post(url, payload) -> (status, body)``: an HTTP error status is a return value,
+a network failure an exception. The token is sent in a header only, never on a command line.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+from urllib.error import HTTPError
+
+API_ARGUMENT_SPEC = dict(
+    api_url=dict(type='str'),
+    api_token=dict(type='str', no_log=True),
+    validate_certs=dict(type='bool', default=True),
+    timeout=dict(type='int', default=30),
+)
+
+
+def api_argument_spec():
+    from ansible.module_utils.basic import env_fallback
+    spec = dict((key, dict(value)) for key, value in API_ARGUMENT_SPEC.items())
+    spec['api_token']['fallback'] = (env_fallback, ['CERNIQ_API_TOKEN'])
+    return spec
+
+
+def _headers(token):
+    return {'Authorization': 'Bearer %s' % token, 'Content-Type': 'application/json', 'Accept': 'application/json'}
+
+
+def module_post(module):
+    from ansible.module_utils.urls import open_url
+
+    def post(url, payload):
+        try:
+            response = open_url(url, data=json.dumps(payload), method='POST', headers=_headers(module.params['api_token']),
+                                validate_certs=module.params['validate_certs'], timeout=module.params['timeout'],
+                                follow_redirects='none')
+            return response.getcode(), response.read().decode('utf-8', 'replace')
+        except HTTPError as error:
+            return error.code, error.read().decode('utf-8', 'replace')
+    return post
+
+
+def urllib_post(token, timeout=30):
+    from urllib.request import Request, urlopen
+
+    def post(url, payload):
+        request = Request(url, data=json.dumps(payload).encode('utf-8'), method='POST', headers=_headers(token))
+        try:
+            with urlopen(request, timeout=timeout) as response:
+                return response.status, response.read().decode('utf-8', 'replace')
+        except HTTPError as error:
+            return error.code, error.read().decode('utf-8', 'replace')
+    return post

@@ -1,0 +1,142 @@
+# -*- coding: utf-8 -*-
+# Copyright: cerniq.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Imports stuck in ``processing`` (runbook 2.1): find them, cancel them safely (plain Python).
+
+A batch is stuck when it is ``processing``, started more than ``stuck_after_minutes``
+ago, its row has not been updated (no progress) for as long, and no contact of it
+was created for as long. ``cancel`` re-checks all of that inside the ``UPDATE``'s
+``WHERE``, so a batch that made progress between the diagnosis and the update is
+left alone; a cancelled batch is no longer ``processing``, so a rerun changes nothing.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import uuid
+
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import quote_ident, split_qualified_name
+
+DEFAULT_REASON = 'Manually cancelled - stuck processing'
+DEFAULT_STUCK_AFTER_MINUTES = 30
+
+
+class ImportBatchError(Exception):
+    """Bad input (ids, thresholds, table names)."""
+
+
+def _table(name):
+    try:
+        schema, table = split_qualified_name(name)
+    except ValueError as error:
+        raise ImportBatchError(str(error))
+    return quote_ident((schema, table) if schema else table)
+
+
+def _check_ids(ids):
+    checked = []
+    for value in ids or []:
+        try:
+            checked.append(str(uuid.UUID(str(value))))
+        except ValueError:
+            raise ImportBatchError('invalid import batch id %r: expected a UUID' % (value,))
+    return checked
+
+
+def _where(ids, tenant_id):
+    where = """b.status = 'processing'
+  AND coalesce(b.started_at, b.created_at) < now() - %(minutes)s * interval '1 minute'
+  AND b.updated_at < now() - %(minutes)s * interval '1 minute'
+  AND NOT EXISTS (SELECT 1 FROM {contacts} c
+                  WHERE c.import_batch_id = b.id AND c.created_at > now() - %(minutes)s * interval '1 minute')"""
+    if ids is not None:
+        where += '\n  AND b.id = ANY(%(ids)s::uuid[])'
+    if tenant_id:
+        where += '\n  AND b.tenant_id = %(tenant_id)s::uuid'
+    return where
+
+
+_COLUMNS = """b.id::text, b.tenant_id::text, b.status, b.progress_percent::float8, b.total_rows, b.processed_rows,
+       b.error_message, b.started_at, b.updated_at,
+       (extract(epoch FROM now() - greatest(b.started_at, b.created_at, b.updated_at)) / 60)::float8,
+       b.queue_name, b.job_ids"""
+_KEYS = ('id', 'tenant_id', 'status', 'progress_percent', 'total_rows', 'processed_rows', 'error_message',
+         'started_at', 'updated_at', 'stalled_minutes', 'queue_name', 'job_ids')
+
+
+def _row(row):
+    item = dict(zip(_KEYS, row))
+    for key in ('started_at', 'updated_at'):
+        item[key] = item[key].isoformat() if item[key] is not None else None
+    item['stalled_minutes'] = round(item['stalled_minutes'], 1)
+    item['job_ids'] = list(item['job_ids'] or [])
+    return item
+
+
+def _params(stuck_after_minutes, ids, tenant_id):
+    minutes = int(stuck_after_minutes)
+    if minutes < 1:
+        raise ImportBatchError('stuck_after_minutes must be at least 1')
+    if tenant_id:
+        _check_ids([tenant_id])
+    return dict(minutes=minutes, ids=_check_ids(ids) if ids is not None else None, tenant_id=tenant_id)
+
+
+def find_stuck(conn, stuck_after_minutes=DEFAULT_STUCK_AFTER_MINUTES, ids=None, tenant_id=None,
+               table='bronze_import_batches', contacts_table='bronze_contacts'):
+    """The stuck batches, oldest first, as dicts (id, progress, rows, stalled_minutes, queue_name, job_ids ...)."""
+    params = _params(stuck_after_minutes, ids, tenant_id)
+    sql = 'SELECT %s\nFROM %s b\nWHERE %s\nORDER BY coalesce(b.started_at, b.created_at), b.id' % (
+        _COLUMNS, _table(table), _where(params['ids'], tenant_id).format(contacts=_table(contacts_table)))
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        rows = [_row(row) for row in cur.fetchall()]
+    if not conn.autocommit:
+        conn.rollback()
+    return rows
+
+
+def queues_of(batches):
+    """``[{'name': queue, 'job_ids': [...]}]`` for the batches, one entry per queue, in name order."""
+    queues = {}
+    for batch in batches:
+        if batch.get('queue_name'):
+            queues.setdefault(batch['queue_name'], [])
+            queues[batch['queue_name']].extend(j for j in batch['job_ids'] if j not in queues[batch['queue_name']])
+    return [dict(name=name, job_ids=queues[name]) for name in sorted(queues)]
+
+
+def cancel(conn, reason=DEFAULT_REASON, stuck_after_minutes=DEFAULT_STUCK_AFTER_MINUTES, ids=None, tenant_id=None,
+           table='bronze_import_batches', contacts_table='bronze_contacts', check_mode=False):
+    """Cancel the stuck batches (``status='cancelled'``, ``error_message=reason``, ``cancelled_at=now()``).
+
+    Returns ``dict(changed, stuck=[found before], cancelled=[updated], skipped=[ids no longer stuck],
+    queues=[{name, job_ids}] of the cancelled batches)``.
+    """
+    if not reason or not reason.strip():
+        raise ImportBatchError('a cancellation reason is required')
+    stuck = find_stuck(conn, stuck_after_minutes, ids, tenant_id, table, contacts_table)
+    if check_mode or not stuck:
+        return dict(changed=bool(stuck), stuck=stuck, cancelled=stuck if check_mode else [], skipped=[],
+                    queues=queues_of(stuck))
+    params = _params(stuck_after_minutes, [b['id'] for b in stuck], tenant_id)
+    params['reason'] = reason
+    sql = ("UPDATE %s AS b SET status = 'cancelled', error_message = %%(reason)s, cancelled_at = now(), "
+           "updated_at = now()\nWHERE %s\nRETURNING %s") % (
+        _table(table), _where(params['ids'], tenant_id).format(contacts=_table(contacts_table)), _COLUMNS)
+    autocommit = conn.autocommit
+    conn.autocommit = False
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            cancelled = sorted((_row(row) for row in cur.fetchall()), key=lambda b: b['started_at'] or '')
+        conn.commit()
+    except Exception:
+        conn.rollback()
+        raise
+    finally:
+        conn.autocommit = autocommit
+    done = set(b['id'] for b in cancelled)
+    return dict(changed=bool(cancelled), stuck=stuck, cancelled=cancelled,
+                skipped=[b['id'] for b in stuck if b['id'] not in done], queues=queues_of(cancelled))

@@ -1,0 +1,166 @@
+# -*- coding: utf-8 -*-
+# Copyright: cerniq.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Quality score anomalies (runbook 2.4) on ``silver_companies`` (plain Python).
+
+- ``report``: master companies without ``total_quality_score`` by enrichment and
+  promotion status, how many could be scored now, how many keep stale sub-scores.
+- ``reset``: clear the sub-scores (completeness, accuracy, freshness) of companies whose
+  total is NULL so the scorer recalculates them from scratch; only rows that still have
+  a sub-score change, so a rerun changes nothing.
+- ``trigger``: send the eligible companies to the scoring API
+  (``POST <api>/api/v1/internal/scoring/batch``, ``{"companyIds": [...]}``) in batches
+  read by keyset pagination (memory-flat); ``scoring_requested_at`` is set for each
+  accepted batch, so a rerun within ``retrigger_after_minutes`` sends nothing again.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import quote_ident, split_qualified_name
+
+SCORING_PATH = '/api/v1/internal/scoring/batch'
+DEFAULT_REASON = 'total_quality_score missing - runbook 2.4'
+
+
+class QualityError(Exception):
+    """Bad input."""
+
+
+def _table(name):
+    try:
+        schema, table = split_qualified_name(name)
+    except ValueError as error:
+        raise QualityError(str(error))
+    return quote_ident((schema, table) if schema else table)
+
+
+def _end_read(conn):
+    if not conn.autocommit:
+        conn.rollback()
+
+
+def _tenant(tenant_id):
+    return ' AND tenant_id = %(tenant)s::uuid' if tenant_id else ''
+
+
+def report(conn, enrichment_statuses=('complete',), tenant_id=None, table='silver_companies'):
+    t = _table(table)
+    params = dict(tenant=tenant_id, statuses=list(enrichment_statuses))
+    with conn.cursor() as cur:
+        cur.execute("SELECT count(*), enrichment_status, promotion_status FROM %s "
+                    "WHERE total_quality_score IS NULL AND is_master_record = true%s "
+                    "GROUP BY enrichment_status, promotion_status ORDER BY count(*) DESC, 2, 3"
+                    % (t, _tenant(tenant_id)), params)
+        groups = [dict(count=row[0], enrichment_status=row[1], promotion_status=row[2]) for row in cur.fetchall()]
+        cur.execute("SELECT count(*) FILTER (WHERE is_master_record AND enrichment_status = ANY(%%(statuses)s)), "
+                    "count(*) FILTER (WHERE completeness_score IS NOT NULL OR accuracy_score IS NOT NULL "
+                    "OR freshness_score IS NOT NULL), "
+                    "count(*) FILTER (WHERE is_master_record AND enrichment_status = ANY(%%(statuses)s) "
+                    "AND scoring_requested_at IS NOT NULL) "
+                    "FROM %s WHERE total_quality_score IS NULL%s" % (t, _tenant(tenant_id)), params)
+        eligible, stale, requested = cur.fetchone()
+    _end_read(conn)
+    return dict(unscored=groups, unscored_count=sum(g['count'] for g in groups), eligible_count=eligible,
+                stale_subscores_count=stale, requested_count=requested)
+
+
+def reset(conn, tenant_id=None, master_only=False, table='silver_companies', check_mode=False, sample_size=20):
+    """Clear the sub-scores where the total is NULL. Returns ``dict(changed, reset_count, sample=[ids])``."""
+    t = _table(table)
+    where = ("total_quality_score IS NULL AND (completeness_score IS NOT NULL OR accuracy_score IS NOT NULL "
+             "OR freshness_score IS NOT NULL)%s%s" % (' AND is_master_record' if master_only else '',
+                                                      _tenant(tenant_id)))
+    params = dict(tenant=tenant_id)
+    autocommit = conn.autocommit
+    conn.autocommit = False
+    try:
+        with conn.cursor() as cur:
+            if check_mode:
+                cur.execute('SELECT id::text FROM %s WHERE %s ORDER BY id' % (t, where), params)
+            else:
+                cur.execute('UPDATE %s SET completeness_score = NULL, accuracy_score = NULL, freshness_score = NULL, '
+                            'updated_at = now() WHERE %s RETURNING id::text' % (t, where), params)
+            count = cur.rowcount
+            sample = sorted(row[0] for row in cur.fetchmany(max(sample_size, 0) or 1))[:sample_size]
+        if check_mode:
+            conn.rollback()
+        else:
+            conn.commit()
+    except Exception:
+        conn.rollback()
+        raise
+    finally:
+        conn.autocommit = autocommit
+    return dict(changed=count > 0, reset_count=count, sample=sample)
+
+
+def trigger(conn, post, api_url, batch_size=100, enrichment_statuses=('complete',), retrigger_after_minutes=60,
+            max_companies=None, tenant_id=None, reason=DEFAULT_REASON, table='silver_companies', check_mode=False):
+    """Request scoring of eligible unscored master companies, ``batch_size`` ids per call.
+
+    Returns ``dict(changed, requested_count, batches=[{count, status}], failed=[{count, error}], sample)``.
+    """
+    t = _table(table)
+    if not api_url:
+        raise QualityError('api_url is required to trigger scoring')
+    if int(batch_size) < 1:
+        raise QualityError('batch_size must be at least 1')
+    if not enrichment_statuses:
+        raise QualityError('enrichment_statuses must not be empty')
+    where = ("total_quality_score IS NULL AND is_master_record AND enrichment_status = ANY(%%(statuses)s) "
+             "AND (scoring_requested_at IS NULL OR scoring_requested_at < now() - %%(minutes)s * interval '1 minute')"
+             "%s" % _tenant(tenant_id))
+    params = dict(statuses=list(enrichment_statuses), minutes=int(retrigger_after_minutes), tenant=tenant_id)
+    url = api_url.rstrip('/') + SCORING_PATH
+    limit = int(max_companies) if max_companies else None
+    if check_mode:
+        with conn.cursor() as cur:
+            cur.execute('SELECT count(*) FROM %s WHERE %s' % (t, where), params)
+            count = cur.fetchone()[0]
+            cur.execute('SELECT id::text FROM %s WHERE %s ORDER BY id LIMIT 20' % (t, where), params)
+            sample = [row[0] for row in cur.fetchall()]
+        _end_read(conn)
+        count = min(count, limit) if limit else count
+        return dict(changed=count > 0, requested_count=count, batches=[], failed=[], sample=sample,
+                    batch_count=-(-count // int(batch_size)))
+    requested, batches, failed, sample, last = 0, [], [], [], '00000000-0000-0000-0000-000000000000'
+    autocommit = conn.autocommit
+    conn.autocommit = False
+    try:
+        while limit is None or requested + sum(f['count'] for f in failed) < limit:
+            size = int(batch_size) if limit is None else min(int(batch_size),
+                                                             limit - requested - sum(f['count'] for f in failed))
+            with conn.cursor() as cur:
+                cur.execute('SELECT id::text FROM %s WHERE %s AND id > %%(last)s::uuid ORDER BY id LIMIT %d'
+                            % (t, where, size), dict(params, last=last))
+                ids = [row[0] for row in cur.fetchall()]
+            conn.rollback()
+            if not ids:
+                break
+            last = ids[-1]
+            try:
+                status, body = post(url, dict(companyIds=ids, reason=reason))
+            except Exception as error:
+                failed.append(dict(count=len(ids), error='request failed: %s' % (
+                    str(error).splitlines() or [error.__class__.__name__])[0]))
+                continue
+            if not 200 <= int(status) < 300:
+                failed.append(dict(count=len(ids), error='scoring API answered HTTP %s: %s' % (status, (body or '')[:200]),
+                                   api_status=int(status)))
+                continue
+            with conn.cursor() as cur:
+                cur.execute('UPDATE %s SET scoring_requested_at = now() WHERE id = ANY(%%(ids)s::uuid[])' % t,
+                            dict(ids=ids))
+            conn.commit()
+            requested += len(ids)
+            batches.append(dict(count=len(ids), api_status=int(status)))
+            sample.extend(ids[:max(0, 20 - len(sample))])
+    except Exception:
+        conn.rollback()
+        raise
+    finally:
+        conn.autocommit = autocommit
+    return dict(changed=requested > 0, requested_count=requested, batches=batches, failed=failed, sample=sample,
+                batch_count=len(batches))

@@ -1,0 +1,287 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: cerniq.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: approval_tasks
+short_description: Diagnose and resolve CERNIQ HITL SLA breaches (approval tasks)
+description:
+  - Runbook 2.3 (HITL SLA Breach) on the C(approval_tasks) table.
+  - O(action=report) lists the breached tasks (C(pending) and past C(due_at)) and the workload of every
+    operator (pending and assigned tasks, overdue ones, average wait); operators above
+    O(max_tasks_per_operator) are RV(overloaded).
+  - O(action=release) puts the C(assigned) tasks of O(operators) (default the overloaded ones) that are due
+    within O(window_minutes) back to the unassigned C(pending) pool.
+  - O(action=escalate) escalates every breached task not yet escalated since it breached through the HITL
+    API (C(POST <api_url>/api/v1/approvals/<id>/escalate), bearer O(api_token), JSON
+    C({"escalateTo":"<user id>", "reason":"<text>"})) to O(escalate_to) or, by default, the assignee's manager. The
+    task row is locked during the call and the escalation is recorded in the same transaction
+    (C(escalation_level) + 1, C(escalated_at), a row in C(approval_task_escalations)), so a rerun or a
+    concurrent run never escalates a task twice. A failed call leaves the task unchanged and fails the task
+    after trying the others.
+  - O(action=auto_approve) approves C(pending) tasks whose type is in O(approval_types) and whose
+    C(metadata.confidence) is at least O(min_confidence) (only overdue ones unless O(only_overdue=false)), at
+    most O(max_count), recording O(reason) and O(decided_by) for the audit trail. Only where the policy
+    allows it.
+version_added: 0.1.0
+author: cerniq.ops contributors (@cerniq)
+extends_documentation_fragment:
+  - cerniq.ops.postgres
+attributes:
+  check_mode:
+    support: full
+    description: Reports the tasks that would be released, escalated or approved; no request is sent.
+  diff_mode:
+    support: full
+    description: Each affected task before and after.
+options:
+  action:
+    description: What to do.
+    type: str
+    choices: [report, release, escalate, auto_approve]
+    default: report
+  tenant_id:
+    description: Only tasks of this tenant.
+    type: str
+  max_tasks_per_operator:
+    description: An operator with more pending and assigned tasks than this is overloaded.
+    type: int
+    default: 10
+  operators:
+    description: With O(action=release), the operators (user ids or e-mails) whose tasks to release.
+    type: list
+    elements: str
+  window_minutes:
+    description: With O(action=release), release tasks due within this many minutes (runbook 2 hours).
+    type: int
+    default: 120
+  api_url:
+    description: Base URL of the CERNIQ API, for example C(https://api.cerniq.app).
+    type: str
+  api_token:
+    description: Bearer token of the HITL API (E(CERNIQ_API_TOKEN) when unset). Never logged.
+    type: str
+  validate_certs:
+    description: Verify the API's TLS certificate.
+    type: bool
+    default: true
+  timeout:
+    description: Seconds to wait for each API call.
+    type: int
+    default: 30
+  escalate_to:
+    description: User id or e-mail to escalate every task to; by default the manager of each task's assignee.
+    type: str
+  fallback_escalate_to:
+    description: User id or e-mail for tasks that are unassigned or whose assignee has no manager (they are
+      skipped and reported in RV(skipped) when unset).
+    type: str
+  reason:
+    description:
+      - Escalation reason (default C(SLA breach - manual escalation)) or decision reason of an auto-approval
+        (default C(Auto-approved due to SLA breach)).
+    type: str
+  escalated_by:
+    description: Recorded as the author of each escalation.
+    type: str
+    default: cerniq.ops
+  task_ids:
+    description: With O(action=escalate), only these tasks.
+    type: list
+    elements: str
+  max_tasks:
+    description: With O(action=escalate), escalate at most this many tasks (oldest breach first).
+    type: int
+  approval_types:
+    description: With O(action=auto_approve), the approval types the policy allows.
+    type: list
+    elements: str
+    default: [dedup_review]
+  min_confidence:
+    description: With O(action=auto_approve), the minimum C(metadata.confidence) (0-1).
+    type: float
+    default: 0.9
+  only_overdue:
+    description: With O(action=auto_approve), only tasks past C(due_at).
+    type: bool
+    default: true
+  max_count:
+    description: With O(action=auto_approve), approve at most this many tasks (oldest due first).
+    type: int
+  decided_by:
+    description: With O(action=auto_approve), recorded in C(decided_by).
+    type: str
+    default: cerniq.ops auto-approve
+  tasks_table:
+    description: Table of the approval tasks.
+    type: str
+    default: approval_tasks
+  users_table:
+    description: Table of the users.
+    type: str
+    default: users
+  escalations_table:
+    description: Table recording the escalations.
+    type: str
+    default: approval_task_escalations
+'''
+
+EXAMPLES = r'''
+- name: Diagnose the SLA breach
+  cerniq.ops.approval_tasks:
+    login_db: cerniq_db
+    action: report
+  register: hitl
+
+- name: Give the overloaded operators' urgent tasks back to the pool
+  cerniq.ops.approval_tasks:
+    login_db: cerniq_db
+    action: release
+    max_tasks_per_operator: 10
+    window_minutes: 120
+
+- name: Escalate breached tasks to the assignees' managers (unassigned ones to the team lead)
+  cerniq.ops.approval_tasks:
+    login_db: cerniq_db
+    action: escalate
+    api_url: https://api.cerniq.app
+    api_token: "{{ vault_cerniq_admin_token }}"
+    fallback_escalate_to: team.lead@cerniq.app
+
+- name: Auto-approve confident duplicate reviews (policy)
+  cerniq.ops.approval_tasks:
+    login_db: cerniq_db
+    action: auto_approve
+    approval_types: [dedup_review]
+    min_confidence: 0.90
+    max_count: 50
+'''
+
+RETURN = r'''
+breached:
+  description: Pending tasks past due (O(action=report)), oldest first, with C(overdue_minutes).
+  returned: when action is report
+  type: list
+  elements: dict
+workload:
+  description: Per operator, C(pending_tasks) (pending and assigned), C(assigned_tasks), C(overdue_tasks),
+    C(avg_wait_hours).
+  returned: when action is report
+  type: list
+  elements: dict
+overloaded:
+  description: The operators of RV(workload) above O(max_tasks_per_operator).
+  returned: when action is report
+  type: list
+  elements: dict
+released:
+  description: Tasks put back to the pool (with C(previous_assignee)).
+  returned: when action is release
+  type: list
+  elements: dict
+escalated:
+  description: Tasks escalated (C(id), C(escalate_to), C(level), C(api_status)).
+  returned: when action is escalate
+  type: list
+  elements: dict
+skipped:
+  description: Breached tasks not escalated, with the reason (no manager, taken by another run).
+  returned: when action is escalate
+  type: list
+  elements: dict
+failed:
+  description: Tasks whose API call failed (left unchanged), with the error.
+  returned: when action is escalate
+  type: list
+  elements: dict
+approved:
+  description: Tasks auto-approved (C(id), C(approval_type), C(confidence), C(due_at)).
+  returned: when action is auto_approve
+  type: list
+  elements: dict
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
+    postgres_argument_spec, postgres_connect_module)
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_api import api_argument_spec, module_post
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_approvals import (
+    DEFAULT_APPROVE_REASON, DEFAULT_ESCALATION_REASON, ApprovalError, auto_approve, escalate, release, report)
+
+
+def _lines(items, text):
+    return ''.join('%s: %s\n' % (item['id'], text(item)) for item in items)
+
+
+def main():
+    argument_spec = postgres_argument_spec()
+    argument_spec.update(api_argument_spec())
+    argument_spec.update(
+        action=dict(type='str', choices=['report', 'release', 'escalate', 'auto_approve'], default='report'),
+        tenant_id=dict(type='str'),
+        max_tasks_per_operator=dict(type='int', default=10),
+        operators=dict(type='list', elements='str'),
+        window_minutes=dict(type='int', default=120),
+        escalate_to=dict(type='str'),
+        fallback_escalate_to=dict(type='str'),
+        reason=dict(type='str'),
+        escalated_by=dict(type='str', default='cerniq.ops'),
+        task_ids=dict(type='list', elements='str'),
+        max_tasks=dict(type='int'),
+        approval_types=dict(type='list', elements='str', default=['dedup_review']),
+        min_confidence=dict(type='float', default=0.9),
+        only_overdue=dict(type='bool', default=True),
+        max_count=dict(type='int'),
+        decided_by=dict(type='str', default='cerniq.ops auto-approve'),
+        tasks_table=dict(type='str', default='approval_tasks'),
+        users_table=dict(type='str', default='users'),
+        escalations_table=dict(type='str', default='approval_task_escalations'),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           required_if=[('action', 'escalate', ('api_url', 'api_token'))])
+    p = module.params
+    tables = dict(tasks=p['tasks_table'], users=p['users_table'], escalations=p['escalations_table'])
+    conn = postgres_connect_module(module)
+    try:
+        if p['action'] == 'report':
+            result = report(conn, p['max_tasks_per_operator'], p['tenant_id'], tables)
+            result['changed'] = False
+        elif p['action'] == 'release':
+            result = release(conn, p['operators'], p['max_tasks_per_operator'], p['window_minutes'], p['tenant_id'],
+                             tables, check_mode=module.check_mode)
+            result['diff'] = dict(
+                before=_lines(result['released'], lambda t: 'assigned to %s' % t['previous_assignee']),
+                after=_lines(result['released'], lambda t: 'pending, unassigned'))
+        elif p['action'] == 'escalate':
+            result = escalate(conn, module_post(module), p['api_url'], p['reason'] or DEFAULT_ESCALATION_REASON,
+                              p['escalate_to'], p['escalated_by'], p['task_ids'], p['max_tasks'], p['tenant_id'],
+                              tables, check_mode=module.check_mode, fallback_to=p['fallback_escalate_to'])
+            result['diff'] = dict(
+                before=_lines(result['escalated'], lambda t: 'escalation level %d' % (t['level'] - 1)),
+                after=_lines(result['escalated'],
+                             lambda t: 'escalation level %d to %s' % (t['level'], t['escalate_to'])))
+            if result['failed']:
+                module.fail_json(msg='escalation failed for %d task(s): %s' % (
+                    len(result['failed']), '; '.join('%s: %s' % (f['id'], f['error']) for f in result['failed'])),
+                    **result)
+        else:
+            result = auto_approve(conn, p['approval_types'], p['min_confidence'], p['only_overdue'], p['max_count'],
+                                  p['reason'] or DEFAULT_APPROVE_REASON, p['decided_by'], p['tenant_id'], tables,
+                                  check_mode=module.check_mode)
+            result['diff'] = dict(before=_lines(result['approved'], lambda t: 'pending'),
+                                  after=_lines(result['approved'], lambda t: 'approved (%s)' % p['decided_by']))
+    except ApprovalError as error:
+        module.fail_json(msg=str(error))
+    finally:
+        conn.close()
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

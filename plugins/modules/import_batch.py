@@ -1,0 +1,168 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: cerniq.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: import_batch
+short_description: Find CERNIQ imports stuck in processing and cancel them safely
+description:
+  - Runbook 2.1 (Import Stuck in Processing). A batch of C(bronze_import_batches) is stuck when its status
+    is C(processing), it started more than O(stuck_after_minutes) ago, its row has not been updated (no
+    progress) for as long and no C(bronze_contacts) row of it was created for as long.
+  - O(state=stuck) reports the stuck batches (progress, rows, minutes without progress, queue and job ids).
+  - O(state=cancelled) sets them to C(cancelled) with O(reason) in C(error_message). The conditions are
+    re-checked in the C(UPDATE) itself, so a batch that moved on since the diagnosis is not touched and is
+    reported in RV(skipped). A second run changes nothing.
+  - RV(queues) names the BullMQ queues and job ids of the batches, ready for M(cerniq.ops.bullmq_queue)
+    (O(cerniq.ops.bullmq_queue#module:state=repaired)).
+version_added: 0.1.0
+author: cerniq.ops contributors (@cerniq)
+extends_documentation_fragment:
+  - cerniq.ops.postgres
+attributes:
+  check_mode:
+    support: full
+    description: Reports the batches that would be cancelled; writes nothing.
+  diff_mode:
+    support: full
+    description: Status of each affected batch before and after.
+options:
+  state:
+    description: V(stuck) reports only; V(cancelled) cancels the stuck batches.
+    type: str
+    choices: [stuck, cancelled]
+    default: stuck
+  ids:
+    description: Only these batch ids (UUIDs); all stuck batches when unset.
+    type: list
+    elements: str
+  tenant_id:
+    description: Only batches of this tenant.
+    type: str
+  stuck_after_minutes:
+    description: Minutes without progress (and since the start) after which a processing batch is stuck.
+    type: int
+    default: 30
+  reason:
+    description: Recorded in C(error_message) of each cancelled batch.
+    type: str
+    default: Manually cancelled - stuck processing
+  batches_table:
+    description: Table of the import batches (C([schema.]name)).
+    type: str
+    default: bronze_import_batches
+  contacts_table:
+    description: Table of the imported contacts (C([schema.]name)).
+    type: str
+    default: bronze_contacts
+'''
+
+EXAMPLES = r'''
+- name: Diagnose imports stuck for more than 30 minutes
+  cerniq.ops.import_batch:
+    login_db: cerniq_db
+    state: stuck
+  register: stuck
+
+- name: Cancel them so the tenant can retry
+  cerniq.ops.import_batch:
+    login_db: cerniq_db
+    state: cancelled
+    ids: "{{ stuck.batches | map(attribute='id') }}"
+    reason: "Cancelled by on-call (INC-1234) - stuck processing"
+  register: cancelled
+
+- name: Repair their stalled BullMQ jobs
+  cerniq.ops.bullmq_queue:
+    name: "{{ item.name }}"
+    state: repaired
+  loop: "{{ cancelled.queues }}"
+'''
+
+RETURN = r'''
+batches:
+  description: The batches found stuck (before any change), oldest first.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - id: 7b1e...
+      tenant_id: 0c3a...
+      status: processing
+      progress_percent: 37.0
+      total_rows: 500
+      processed_rows: 185
+      started_at: '2026-01-15T08:00:00+00:00'
+      stalled_minutes: 117.0
+      queue_name: bronze:ingest:csv
+      job_ids: [import-7b1e...]
+cancelled:
+  description: The batches cancelled by this run (in check mode, those that would be).
+  returned: always
+  type: list
+  elements: dict
+skipped:
+  description: Ids found stuck but no longer stuck at the moment of the update (left alone).
+  returned: always
+  type: list
+  elements: str
+queues:
+  description: BullMQ queues of the cancelled (O(state=cancelled)) or stuck (O(state=stuck)) batches.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{name: bronze:ingest:csv, job_ids: [import-7b1e...]}]
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
+    postgres_argument_spec, postgres_connect_module)
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_imports import (
+    DEFAULT_REASON, ImportBatchError, cancel, find_stuck, queues_of)
+
+
+def _diff(batches, after_status):
+    return dict(before=''.join('%s: processing\n' % b['id'] for b in batches),
+                after=''.join('%s: %s\n' % (b['id'], after_status) for b in batches))
+
+
+def main():
+    argument_spec = postgres_argument_spec()
+    argument_spec.update(
+        state=dict(type='str', choices=['stuck', 'cancelled'], default='stuck'),
+        ids=dict(type='list', elements='str'),
+        tenant_id=dict(type='str'),
+        stuck_after_minutes=dict(type='int', default=30),
+        reason=dict(type='str', default=DEFAULT_REASON),
+        batches_table=dict(type='str', default='bronze_import_batches'),
+        contacts_table=dict(type='str', default='bronze_contacts'),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    p = module.params
+    common = dict(stuck_after_minutes=p['stuck_after_minutes'], ids=p['ids'], tenant_id=p['tenant_id'],
+                  table=p['batches_table'], contacts_table=p['contacts_table'])
+    conn = postgres_connect_module(module)
+    try:
+        if p['state'] == 'stuck':
+            batches = find_stuck(conn, **common)
+            result = dict(changed=False, batches=batches, cancelled=[], skipped=[], queues=queues_of(batches))
+        else:
+            outcome = cancel(conn, reason=p['reason'], check_mode=module.check_mode, **common)
+            result = dict(changed=outcome['changed'], batches=outcome['stuck'], cancelled=outcome['cancelled'],
+                          skipped=outcome['skipped'], queues=outcome['queues'],
+                          diff=_diff(outcome['cancelled'], 'cancelled'))
+    except ImportBatchError as error:
+        module.fail_json(msg=str(error))
+    finally:
+        conn.close()
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,202 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: cerniq.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: quality_scores
+short_description: Diagnose and repair missing CERNIQ quality scores
+description:
+  - Runbook 2.4 (Quality Score Anomalies) on C(silver_companies).
+  - O(action=report) counts the master companies without C(total_quality_score) by enrichment and promotion
+    status, those eligible for scoring now (enrichment status in O(enrichment_statuses)) and those still
+    holding stale sub-scores.
+  - O(action=reset) clears C(completeness_score), C(accuracy_score) and C(freshness_score) where
+    C(total_quality_score) is NULL (and a sub-score is still set), so the scorer recalculates them.
+  - O(action=trigger) sends the eligible companies to the scoring API
+    (C(POST <api_url>/api/v1/internal/scoring/batch), bearer O(api_token), JSON
+    C({"companyIds":[...], "reason":"<text>"})), O(batch_size) ids per call. Each accepted batch is marked
+    (C(scoring_requested_at)); a rerun within O(retrigger_after_minutes) sends nothing again. A failed call
+    leaves its companies unmarked and fails the task after the other batches.
+version_added: 0.1.0
+author: cerniq.ops contributors (@cerniq)
+extends_documentation_fragment:
+  - cerniq.ops.postgres
+attributes:
+  check_mode:
+    support: full
+    description: Reports counts and samples of what would change; no request is sent.
+  diff_mode:
+    support: none
+    description: The result holds counts and a sample of company ids.
+options:
+  action:
+    description: What to do.
+    type: str
+    choices: [report, reset, trigger]
+    default: report
+  tenant_id:
+    description: Only companies of this tenant.
+    type: str
+  enrichment_statuses:
+    description: Enrichment statuses whose unscored master companies can be scored.
+    type: list
+    elements: str
+    default: [complete]
+  master_only:
+    description: With O(action=reset), only master records (the runbook resets every unscored row).
+    type: bool
+    default: false
+  api_url:
+    description: Base URL of the CERNIQ API, for example C(https://api.cerniq.app).
+    type: str
+  api_token:
+    description: Bearer token of the internal API (E(CERNIQ_API_TOKEN) when unset). Never logged.
+    type: str
+  validate_certs:
+    description: Verify the API's TLS certificate.
+    type: bool
+    default: true
+  timeout:
+    description: Seconds to wait for each API call.
+    type: int
+    default: 30
+  batch_size:
+    description: Company ids per scoring request.
+    type: int
+    default: 100
+  max_companies:
+    description: Request scoring for at most this many companies.
+    type: int
+  retrigger_after_minutes:
+    description: A company already sent to scoring is sent again only after this many minutes.
+    type: int
+    default: 60
+  reason:
+    description: Sent with each scoring request.
+    type: str
+    default: total_quality_score missing - runbook 2.4
+  companies_table:
+    description: Table of the silver companies.
+    type: str
+    default: silver_companies
+'''
+
+EXAMPLES = r'''
+- name: How many master companies have no quality score
+  cerniq.ops.quality_scores:
+    login_db: cerniq_db
+    action: report
+  register: quality
+
+- name: Force a recalculation of their sub-scores
+  cerniq.ops.quality_scores:
+    login_db: cerniq_db
+    action: reset
+
+- name: Re-trigger scoring through the API
+  cerniq.ops.quality_scores:
+    login_db: cerniq_db
+    action: trigger
+    api_url: https://api.cerniq.app
+    api_token: "{{ vault_cerniq_admin_token }}"
+    batch_size: 200
+'''
+
+RETURN = r'''
+unscored:
+  description: Unscored master companies grouped by C(enrichment_status) and C(promotion_status), with C(count).
+  returned: when action is report
+  type: list
+  elements: dict
+unscored_count:
+  description: Unscored master companies.
+  returned: when action is report
+  type: int
+eligible_count:
+  description: Unscored master companies whose enrichment status allows scoring.
+  returned: when action is report
+  type: int
+stale_subscores_count:
+  description: Unscored companies still holding a sub-score.
+  returned: when action is report
+  type: int
+reset_count:
+  description: Companies whose sub-scores were (or would be) cleared.
+  returned: when action is reset
+  type: int
+requested_count:
+  description: Companies sent (or that would be sent) to scoring.
+  returned: when action is trigger
+  type: int
+batches:
+  description: Accepted requests, with C(count) and C(api_status).
+  returned: when action is trigger
+  type: list
+  elements: dict
+failed:
+  description: Rejected or failed requests, with C(count) and C(error).
+  returned: when action is trigger
+  type: list
+  elements: dict
+sample:
+  description: Up to 20 affected company ids.
+  returned: when action is reset or trigger
+  type: list
+  elements: str
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
+    postgres_argument_spec, postgres_connect_module)
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_api import api_argument_spec, module_post
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_quality import (
+    DEFAULT_REASON, QualityError, report, reset, trigger)
+
+
+def main():
+    argument_spec = postgres_argument_spec()
+    argument_spec.update(api_argument_spec())
+    argument_spec.update(
+        action=dict(type='str', choices=['report', 'reset', 'trigger'], default='report'),
+        tenant_id=dict(type='str'),
+        enrichment_statuses=dict(type='list', elements='str', default=['complete']),
+        master_only=dict(type='bool', default=False),
+        batch_size=dict(type='int', default=100),
+        max_companies=dict(type='int'),
+        retrigger_after_minutes=dict(type='int', default=60),
+        reason=dict(type='str', default=DEFAULT_REASON),
+        companies_table=dict(type='str', default='silver_companies'),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           required_if=[('action', 'trigger', ('api_url', 'api_token'))])
+    p = module.params
+    conn = postgres_connect_module(module)
+    try:
+        if p['action'] == 'report':
+            result = dict(report(conn, p['enrichment_statuses'], p['tenant_id'], p['companies_table']), changed=False)
+        elif p['action'] == 'reset':
+            result = reset(conn, p['tenant_id'], p['master_only'], p['companies_table'], check_mode=module.check_mode)
+        else:
+            result = trigger(conn, module_post(module), p['api_url'], p['batch_size'], p['enrichment_statuses'],
+                             p['retrigger_after_minutes'], p['max_companies'], p['tenant_id'], p['reason'],
+                             p['companies_table'], check_mode=module.check_mode)
+            if result['failed']:
+                module.fail_json(msg='scoring request failed for %d of %d companies: %s' % (
+                    sum(f['count'] for f in result['failed']),
+                    result['requested_count'] + sum(f['count'] for f in result['failed']),
+                    '; '.join(f['error'] for f in result['failed'])), **result)
+    except QualityError as error:
+        module.fail_json(msg=str(error))
+    finally:
+        conn.close()
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

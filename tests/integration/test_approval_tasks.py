@@ -1,0 +1,154 @@
+"""Runbook 2.3 (HITL SLA breach): cerniq.ops.approval_tasks against a real PostgreSQL.
+
+The incident (overdue pending tasks, an overloaded operator) is injected with the synthetic data
+engine. The CERNIQ HITL API cannot run here: escalations go to tests.support.http_recorder, a small
+HTTP server on 127.0.0.1 that records each request so the test checks path, bearer token and JSON body.
+"""
+
+import json
+
+import pytest
+
+from tests.support.ansible_run import run_module
+from tests.support.http_recorder import HttpRecorder
+
+from ansible_collections.cerniq.ops.plugins.module_utils import cerniq_schema, cerniq_synthetic
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import connect_postgres
+
+SEED = '23'
+TOKEN = 'tok-secret-123'
+
+
+@pytest.fixture
+def breach(pg_db):
+    conn = connect_postgres(pg_db)
+    try:
+        cerniq_schema.apply(conn, cerniq_schema.load_migrations_dir(cerniq_schema.default_migrations_dir()))
+        cerniq_synthetic.load(conn, SEED, dict(scale=0.05, tenants=1))
+        return cerniq_synthetic.inject(conn, SEED, ['sla_breach'])['incidents']['sla_breach']
+    finally:
+        conn.close()
+
+
+def _one(pg_conn, sql, *args):
+    with pg_conn.cursor() as cur:
+        cur.execute(sql, args)
+        return cur.fetchone()
+
+
+def test_report_and_release(pg_db, pg_conn, breach):
+    rep = run_module('approval_tasks', dict(pg_db, action='report'))
+    assert not rep.failed and not rep['changed'], rep
+    assert sorted(t['id'] for t in rep['breached']) == sorted(breach['overdue_task_ids'])
+    assert [o['user_id'] for o in rep['overloaded']] == [breach['overloaded_operator_id']]
+    assert rep['overloaded'][0]['pending_tasks'] > 10 and rep['overloaded'][0]['avg_wait_hours'] > 0
+
+    check = run_module('approval_tasks', dict(pg_db, action='release'), check_mode=True, diff=True)
+    assert not check.failed and check['changed'] and len(check['released']) == 7, check
+    assert breach['overloaded_operator_id'] in check['diff']['before']
+    assert _one(pg_conn, "SELECT count(*) FROM approval_tasks WHERE status = 'assigned' AND assigned_to = %s",
+                breach['overloaded_operator_id'])[0] == 15
+
+    done = run_module('approval_tasks', dict(pg_db, action='release', window_minutes=120))
+    assert not done.failed and done['changed'] and len(done['released']) == 7
+    released = [t['id'] for t in done['released']]
+    assert _one(pg_conn, "SELECT count(*) FROM approval_tasks WHERE id = ANY(%s::uuid[]) AND status = 'pending' "
+                "AND assigned_to IS NULL", released)[0] == 7
+    # the tasks due later stay with the operator; a rerun changes nothing
+    assert _one(pg_conn, "SELECT count(*) FROM approval_tasks WHERE status = 'assigned' AND assigned_to = %s",
+                breach['overloaded_operator_id'])[0] == 8
+    again = run_module('approval_tasks', dict(pg_db, action='release'))
+    assert not again.failed and not again['changed']
+
+    bad = run_module('approval_tasks', dict(pg_db, action='release', operators=['nobody@cerniq.invalid']))
+    assert bad.failed and 'nobody@cerniq.invalid' in bad['msg']
+
+
+def test_escalate_once_through_the_api(pg_db, pg_conn, breach):
+    manager = breach['manager_id']
+    with HttpRecorder() as api:
+        failing = breach['overdue_task_ids'][0]
+        api.responses['/api/v1/approvals/%s/escalate' % failing] = (503, {'error': 'unavailable'})
+        args = dict(pg_db, action='escalate', api_url=api.url, api_token=TOKEN)
+
+        check = run_module('approval_tasks', args, check_mode=True)
+        assert not check.failed and len(check['escalated']) == 8 and api.requests == []
+
+        first = run_module('approval_tasks', args, diff=True)
+        assert first.failed and failing in first['msg'] and 'HTTP 503' in first['msg']
+        assert TOKEN not in json.dumps(first) and TOKEN not in first.stderr
+        assert len(first['escalated']) == 7 and len(first['skipped']) == 4   # 4 unassigned tasks: no manager
+        assert len(api.requests) == 8
+        request = api.requests[-1]
+        assert request['headers']['Authorization'] == 'Bearer %s' % TOKEN
+        assert request['headers']['Content-Type'] == 'application/json'
+        assert request['body'] == {'escalateTo': manager, 'reason': 'SLA breach - manual escalation'}
+        assert request['path'].startswith('/api/v1/approvals/') and request['path'].endswith('/escalate')
+        assert _one(pg_conn, 'SELECT escalation_level, escalated_at FROM approval_tasks WHERE id = %s',
+                    failing) == (0, None)
+        assert _one(pg_conn, 'SELECT count(*), min(level), max(escalated_to::text) FROM approval_task_escalations')\
+            == (7, 1, manager)
+
+        # the API is back: only the failed task is sent again
+        del api.responses['/api/v1/approvals/%s/escalate' % failing]
+        second = run_module('approval_tasks', args)
+        assert not second.failed and [t['id'] for t in second['escalated']] == [failing]
+        assert len(api.requests) == 9
+        third = run_module('approval_tasks', args)
+        assert not third.failed and not third['changed'] and len(api.requests) == 9
+
+        # unassigned breached tasks go to the fallback target
+        email = 'MANAGER2.t1.s%s@cerniq.invalid' % SEED
+        fourth = run_module('approval_tasks', dict(args, fallback_escalate_to=email))
+        assert not fourth.failed and len(fourth['escalated']) == 4
+        assert {r['body']['escalateTo'] for r in api.requests[9:]} == {cerniq_synthetic.manager_id(SEED, 1, 2)}
+    assert _one(pg_conn, "SELECT count(*) FROM approval_tasks WHERE status = 'pending' AND due_at < now() "
+                "AND escalation_level = 1 AND escalated_at IS NOT NULL")[0] == 12
+
+
+def test_escalate_unreachable_api_changes_nothing(pg_db, pg_conn, breach):
+    result = run_module('approval_tasks', dict(pg_db, action='escalate', api_url='http://127.0.0.1:9',
+                                               api_token=TOKEN, timeout=5))
+    assert result.failed and 'request failed' in result['msg'] and TOKEN not in json.dumps(result)
+    assert _one(pg_conn, 'SELECT count(*) FROM approval_tasks WHERE escalation_level > 0')[0] == 0
+
+
+def test_auto_approve_by_policy(pg_db, pg_conn, breach):
+    with pg_conn.cursor() as cur:  # a confidence that is not a number is never approved, never an error
+        cur.execute("INSERT INTO approval_tasks (approval_type, status, due_at, metadata) VALUES "
+                    "('dedup_review', 'pending', now() - interval '1 hour', '{\"confidence\": \"high\"}')")
+    args = dict(pg_db, action='auto_approve', approval_types=['dedup_review'], min_confidence=0.9)
+    check = run_module('approval_tasks', dict(args, max_count=1), check_mode=True)
+    assert not check.failed and len(check['approved']) == 1
+    first = run_module('approval_tasks', dict(args, max_count=1), diff=True)
+    assert not first.failed and len(first['approved']) == 1 and first['approved'][0]['confidence'] == 0.96
+    rest = run_module('approval_tasks', args)
+    assert not rest.failed and [t['confidence'] for t in rest['approved']] == [0.92]
+    assert not run_module('approval_tasks', args)['changed']
+    ids = [first['approved'][0]['id'], rest['approved'][0]['id']]
+    assert _one(pg_conn, "SELECT count(*) FROM approval_tasks WHERE id = ANY(%s::uuid[]) AND status = 'approved' "
+                "AND decision = 'approve' AND decided_by = 'cerniq.ops auto-approve' "
+                "AND decision_reason = 'Auto-approved due to SLA breach' AND decided_at IS NOT NULL", ids)[0] == 2
+    # lower-confidence and other-type breached tasks are still waiting for a human
+    assert _one(pg_conn, "SELECT count(*) FROM approval_tasks WHERE status = 'pending' AND due_at < now()")[0] == 11
+    bad = run_module('approval_tasks', dict(args, approval_types=[]))
+    assert bad.failed and 'approval types' in bad['msg']
+
+
+def test_task_locked_by_another_run_is_not_escalated(pg_db, pg_conn, breach):
+    import psycopg2
+    other = psycopg2.connect(host=pg_db['login_host'], port=pg_db['login_port'], dbname=pg_db['login_db'],
+                             user=pg_db['login_user'], password=pg_db['login_password'])
+    busy = breach['overdue_task_ids'][0]
+    try:
+        with other.cursor() as cur:   # another escalation run holds this task
+            cur.execute('SELECT 1 FROM approval_tasks WHERE id = %s FOR UPDATE', (busy,))
+        with HttpRecorder() as api:
+            result = run_module('approval_tasks', dict(pg_db, action='escalate', api_url=api.url, api_token=TOKEN))
+            assert not result.failed, result
+            assert busy in [s['id'] for s in result['skipped']]
+            assert all(busy not in r['path'] for r in api.requests) and len(api.requests) == 7
+    finally:
+        other.rollback()
+        other.close()
+    assert _one(pg_conn, 'SELECT escalation_level FROM approval_tasks WHERE id = %s', busy)[0] == 0

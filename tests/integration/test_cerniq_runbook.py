@@ -1,0 +1,169 @@
+"""Runbook playbooks 2.2, 2.3 and 2.4 end to end (2.1 is in test_import_batch.py).
+
+Each incident is injected with the synthetic data engine into a real PostgreSQL / Redis, the
+playbook runs on localhost with cerniq_confirm=true (the AWX path), and the fix is checked in the
+data. The CERNIQ HITL and scoring APIs cannot run here: they are replaced by
+tests.support.http_recorder, a small HTTP server on 127.0.0.1 that records each request.
+"""
+
+import os
+
+import pytest
+
+from tests.support.ansible_run import REPO, run_playbook
+from tests.support.http_recorder import HttpRecorder
+
+from ansible_collections.cerniq.ops.plugins.module_utils import cerniq_schema, cerniq_synthetic
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import connect_postgres
+
+SEED = '31'
+TOKEN = 'runbook-token-secret'
+
+
+def _playbook(name):
+    return os.path.join(REPO, 'playbooks', 'runbook', name)
+
+
+@pytest.fixture
+def incident(pg_db, redis_client):
+    def inject(names, **options):
+        conn = connect_postgres(pg_db)
+        try:
+            cerniq_schema.apply(conn, cerniq_schema.load_migrations_dir(cerniq_schema.default_migrations_dir()))
+            cerniq_synthetic.load(conn, SEED, dict(scale=0.05, tenants=1))
+            return cerniq_synthetic.inject(conn, SEED, names, options, redis_client=redis_client)['incidents']
+        finally:
+            conn.close()
+    return inject
+
+
+def _one(pg_conn, sql, *args):
+    with pg_conn.cursor() as cur:
+        cur.execute(sql, args)
+        return cur.fetchone()
+
+
+def test_sla_breach_playbook(pg_db, pg_conn, incident):
+    breach = incident(['sla_breach'])['sla_breach']
+    with HttpRecorder() as api:
+        extra = dict(cerniq_postgres=pg_db, cerniq_api_url=api.url, cerniq_api_token=TOKEN,
+                     cerniq_escalate_fallback='manager2.t1.s%s@cerniq.invalid' % SEED, cerniq_auto_approve=True)
+        report = run_playbook(_playbook('sla_breach.yml'), extra_vars=extra)
+        assert report.returncode == 0, report.stdout
+        assert 'Report only' in report.stdout and api.requests == []
+
+        fixed = run_playbook(_playbook('sla_breach.yml'), extra_vars=dict(extra, cerniq_confirm=True))
+        assert fixed.returncode == 0, fixed.stdout
+        assert TOKEN not in fixed.stdout
+        # 2 confident dedup reviews auto-approved after escalation; every breached task escalated once
+        assert len(api.requests) == 12
+        targets = sorted(r['body']['escalateTo'] for r in api.requests)
+        assert targets.count(breach['manager_id']) == 8    # the overloaded operator's manager
+        assert targets.count(cerniq_synthetic.manager_id(SEED, 1, 2)) == 4   # unassigned: the fallback
+        assert _one(pg_conn, "SELECT count(*) FROM approval_tasks WHERE id = ANY(%s::uuid[]) AND escalation_level = 1",
+                    breach['overdue_task_ids'])[0] == 12
+        assert _one(pg_conn, "SELECT count(*) FROM approval_tasks WHERE id = ANY(%s::uuid[]) AND status = 'approved' "
+                    "AND decided_by = 'cerniq.ops auto-approve'", breach['overdue_task_ids'])[0] == 2
+        assert _one(pg_conn, "SELECT count(*) FROM approval_tasks WHERE assigned_to = %s AND status = 'assigned' "
+                    "AND due_at < now() + interval '2 hours'", breach['overloaded_operator_id'])[0] == 0
+
+        again = run_playbook(_playbook('sla_breach.yml'), extra_vars=dict(extra, cerniq_confirm=True))
+        assert again.returncode == 0, again.stdout
+        assert len(api.requests) == 12 and 'changed=0' in again.stdout
+
+
+def test_quality_anomalies_playbook(pg_db, pg_conn, incident):
+    company_ids = incident(['missing_scores'], missing_scores=5)['missing_scores']['company_ids']
+    with HttpRecorder() as api:
+        extra = dict(cerniq_postgres=pg_db, cerniq_api_url=api.url, cerniq_api_token=TOKEN, cerniq_confirm=True,
+                     cerniq_scoring_batch_size=2)
+        fixed = run_playbook(_playbook('quality_anomalies.yml'), extra_vars=extra)
+        assert fixed.returncode == 0, fixed.stdout
+        sent = sorted(i for r in api.requests for i in r['body']['companyIds'])
+        assert len(api.requests) == 3 and len(sent) == 5 and set(sent) <= set(company_ids)
+    assert _one(pg_conn, 'SELECT count(*) FROM silver_companies WHERE total_quality_score IS NULL '
+                'AND completeness_score IS NOT NULL')[0] == 0
+    assert _one(pg_conn, 'SELECT count(*) FROM silver_companies WHERE id = ANY(%s::uuid[]) '
+                'AND scoring_requested_at IS NOT NULL', sent)[0] == 5
+
+
+def test_rate_limiting_playbook(pg_db, redis_params, redis_client, incident):
+    injected = incident(['circuit_open'], delayed_jobs=5)['circuit_open']
+    assert redis_client.get('circuit:anaf:state') == b'OPEN'
+    extra = dict(cerniq_redis=redis_params, cerniq_confirm=True)
+    fixed = run_playbook(_playbook('rate_limiting.yml'), extra_vars=extra)
+    assert fixed.returncode == 0, fixed.stdout
+    assert redis_client.get('circuit:anaf:state') is None and redis_client.get('circuit:anaf:failures') is None
+    # without cerniq_promote_delayed the backoff keeps running: delayed jobs stay delayed
+    assert redis_client.zcard('bull:silver:enrich:anaf-fiscal-status:delayed') == len(injected['delayed_job_ids'])
+    again = run_playbook(_playbook('rate_limiting.yml'), extra_vars=extra)
+    assert again.returncode == 0 and 'Nothing to fix' in again.stdout, again.stdout
+
+
+DECIDE_PLAY = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - ansible.builtin.include_tasks: %s
+      vars:
+        cerniq_problem_found: true
+        cerniq_decision_prompt: "Test problem."
+    - ansible.builtin.debug:
+        msg: "DECISION={{ cerniq_act }}"
+"""
+
+
+def _run_on_terminal(playbook, answer, limit=600):
+    """ansible-playbook on a pseudo-terminal (its controlling TTY); answers the prompt when it appears.
+    The child is killed if it has not finished after ``limit`` seconds (a hang, not a timing check)."""
+    import pty
+    import select
+    import signal
+    import sys
+    import time
+    pid, master = pty.fork()
+    if pid == 0:  # child: becomes ansible-playbook
+        os.environ['ANSIBLE_NOCOLOR'] = '1'
+        binary = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
+        os.execv(binary, [binary, '-i', 'localhost,', '-c', 'local', playbook])
+    # Ansible flushes pending input right after showing the prompt, and the terminal echoes what is
+    # typed even when it is then flushed: answer once the output is quiet, and answer again while the
+    # next task has not started (extra answers after an accepted one are never read).
+    output, prompt_seen, sent, last_output = b'', False, None, time.monotonic()
+    deadline = time.monotonic() + limit
+    try:
+        while time.monotonic() < deadline:
+            now = time.monotonic()
+            if prompt_seen and b'TASK [Record the decision]' not in output and now - last_output > 1 \
+                    and (sent is None or now - sent > 20):
+                os.write(master, answer + b'\r')
+                sent = now
+            ready, _, _ = select.select([master], [], [], 0.5)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:   # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            output += chunk
+            last_output = time.monotonic()
+            prompt_seen = prompt_seen or b"'yes' to proceed" in output
+    finally:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if not done:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(master)
+    return output.decode('utf-8', 'replace')
+
+
+@pytest.mark.parametrize('answer,decision', [(b'yes', 'True'), (b'no', 'False')])
+def test_decision_prompt_on_a_terminal(tmp_path, answer, decision):
+    """Run by hand without cerniq_confirm: the operator is asked, and only 'yes' acts."""
+    playbook = tmp_path / 'decide.yml'
+    playbook.write_text(DECIDE_PLAY % _playbook(os.path.join('tasks', 'decide.yml')))
+    output = _run_on_terminal(str(playbook), answer)
+    assert 'Apply the fix?' in output
+    assert 'DECISION=%s' % decision in output, output[-2000:]

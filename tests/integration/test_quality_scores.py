@@ -1,0 +1,87 @@
+"""Runbook 2.4 (quality score anomalies): cerniq.ops.quality_scores against a real PostgreSQL.
+
+The incident (master companies without a total quality score) is injected with the synthetic data
+engine. The CERNIQ scoring API cannot run here: scoring requests go to tests.support.http_recorder,
+a small HTTP server on 127.0.0.1 that records each request so the test checks its path, bearer token
+and JSON body; the test then plays the scoring worker and writes the scores.
+"""
+
+import json
+
+import pytest
+
+from tests.support.ansible_run import run_module
+from tests.support.http_recorder import HttpRecorder
+
+from ansible_collections.cerniq.ops.plugins.module_utils import cerniq_schema, cerniq_synthetic
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import connect_postgres
+
+SEED = '24'
+TOKEN = 'scoring-token-xyz'
+
+
+@pytest.fixture
+def unscored(pg_db):
+    conn = connect_postgres(pg_db)
+    try:
+        cerniq_schema.apply(conn, cerniq_schema.load_migrations_dir(cerniq_schema.default_migrations_dir()))
+        cerniq_synthetic.load(conn, SEED, dict(scale=0.1, tenants=1))
+        return cerniq_synthetic.inject(conn, SEED, ['missing_scores'], dict(missing_scores=8))[
+            'incidents']['missing_scores']['company_ids']
+    finally:
+        conn.close()
+
+
+def _count(pg_conn, sql, *args):
+    with pg_conn.cursor() as cur:
+        cur.execute(sql, args)
+        return cur.fetchone()[0]
+
+
+def test_report_reset_trigger_and_verify(pg_db, pg_conn, unscored):
+    rep = run_module('quality_scores', dict(pg_db, action='report'))
+    assert not rep.failed and not rep['changed'], rep
+    assert rep['unscored_count'] == len(unscored) and rep['eligible_count'] == 8
+    assert rep['stale_subscores_count'] == len(unscored)
+    assert {'count': 8, 'enrichment_status': 'complete', 'promotion_status': 'pending'} in rep['unscored']
+
+    check = run_module('quality_scores', dict(pg_db, action='reset'), check_mode=True)
+    assert not check.failed and check['changed'] and check['reset_count'] == len(unscored)
+    assert _count(pg_conn, 'SELECT count(*) FROM silver_companies WHERE completeness_score IS NULL') == 0
+    done = run_module('quality_scores', dict(pg_db, action='reset'))
+    assert not done.failed and done['reset_count'] == len(unscored)
+    assert _count(pg_conn, 'SELECT count(*) FROM silver_companies WHERE total_quality_score IS NULL AND '
+                  '(completeness_score IS NOT NULL OR accuracy_score IS NOT NULL OR freshness_score IS NOT NULL)') == 0
+    assert _count(pg_conn, 'SELECT count(*) FROM silver_companies WHERE completeness_score IS NULL') == len(unscored)
+    assert not run_module('quality_scores', dict(pg_db, action='reset'))['changed']
+
+    with HttpRecorder() as api:
+        args = dict(pg_db, action='trigger', api_url=api.url, api_token=TOKEN, batch_size=3)
+        check = run_module('quality_scores', args, check_mode=True)
+        assert not check.failed and check['requested_count'] == 8 and check['batch_count'] == 3
+        assert api.requests == []
+
+        api.queued.append((500, {'error': 'boom'}))
+        first = run_module('quality_scores', args)
+        assert first.failed and 'HTTP 500' in first['msg'] and TOKEN not in json.dumps(first)
+        assert first['requested_count'] == 5 and len(api.requests) == 3
+        sent = [i for r in api.requests[1:] for i in r['body']['companyIds']]
+        for request in api.requests:
+            assert request['path'] == '/api/v1/internal/scoring/batch'
+            assert request['headers']['Authorization'] == 'Bearer %s' % TOKEN
+            assert set(request['body']) == {'companyIds', 'reason'} and len(request['body']['companyIds']) <= 3
+
+        second = run_module('quality_scores', args)   # only the rejected batch is sent again
+        assert not second.failed and second['requested_count'] == 3
+        sent += api.requests[-1]['body']['companyIds']
+        assert sorted(sent) == sorted(api.requests[0]['body']['companyIds'] + sent[:5])
+        third = run_module('quality_scores', args)
+        assert not third.failed and not third['changed'] and len(api.requests) == 4
+
+    eligible = set(sent)
+    assert eligible <= set(unscored) and len(eligible) == 8
+    with pg_conn.cursor() as cur:   # the scoring worker does its job
+        cur.execute('UPDATE silver_companies SET completeness_score = 80, accuracy_score = 90, freshness_score = 70, '
+                    "total_quality_score = 80, scored_at = now() WHERE id = ANY(%s::uuid[])", (sorted(eligible),))
+    after = run_module('quality_scores', dict(pg_db, action='report'))
+    assert after['eligible_count'] == 0 and after['unscored_count'] == len(unscored) - 8
