@@ -63,34 +63,51 @@ fi
 
 LOGDIR=${CERNIQ_MOLECULE_LOGDIR:-$ROOT/tests/output/molecule}
 mkdir -p "$LOGDIR"
-passed=0 failed=0
-for s in "${scenarios[@]}"; do
+# One scenario: prints "scenario NAME: passed|FAILED (...)"; exit status = result.
+run_one() {
+  local s=$1 log t0 rc
   if [ ! -f "$SCENARIO_ROOT/$s/molecule.yml" ]; then
     echo "scenario $s: FAILED (no $SCENARIO_ROOT/$s/molecule.yml)"
-    failed=$((failed + 1))
-    break
+    return 1
   fi
   log="$LOGDIR/${s//\//_}.log"
   t0=$SECONDS
   say "scenario $s: molecule test (log: $log)"
   # One run per scenario at a time on this host: the container, network and
   # Molecule's ephemeral directory are named after the scenario.
-  lock="/var/tmp/cerniq-molecule-${s//\//_}.lock"
+  local lock="/var/tmp/cerniq-molecule-${s//\//_}.lock"
   exec 8>"$lock"
   flock -n 8 || { say "scenario $s: another run holds $lock, waiting"; flock 8; }
-  if molecule test -s "$s" </dev/null 2>&1 | tee "$log"; then
+  if molecule test -s "$s" </dev/null >"$log" 2>&1; then
     echo "scenario $s: passed ($((SECONDS - t0)) s)"
-    passed=$((passed + 1))
+    rc=0
   else
     echo "scenario $s: FAILED ($((SECONDS - t0)) s, log: $log)"
-    failed=$((failed + 1))
+    tail -n 40 "$log" | sed "s/^/  [$s] /"
     # leave nothing running behind a failed scenario
     molecule destroy -s "$s" </dev/null >>"$log" 2>&1 || true
-    exec 8>&-
-    break
+    rc=1
   fi
   exec 8>&-
-done
+  return $rc
+}
 
+# Scenarios are independent (own container names, network, Molecule directory), so
+# CERNIQ_MOLECULE_JOBS of them run at once (default 2: most of a scenario is waiting
+# on apt and systemd). With 1, the run stops at the first failure.
+JOBS=${CERNIQ_MOLECULE_JOBS:-2}
+RESULTS=$(mktemp "${TMPDIR:-/tmp}/cerniq-molecule-results.XXXXXX")
+if [ "$JOBS" -le 1 ]; then
+  for s in "${scenarios[@]}"; do
+    run_one "$s" | tee -a "$RESULTS" || break
+  done
+else
+  export -f run_one say
+  export SCENARIO_ROOT LOGDIR
+  printf '%s\n' "${scenarios[@]}" | xargs -P "$JOBS" -I{} bash -c 'run_one "$1"' _ {} | tee -a "$RESULTS"
+fi
+passed=$(grep -c '^scenario .*: passed' "$RESULTS")
+failed=$(grep -c '^scenario .*: FAILED' "$RESULTS")
+rm -f "$RESULTS"
 echo "molecule: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
