@@ -35,6 +35,7 @@ REDIS_MODULES = {
 # Modules that connect only for part of their work, tested in their own files.
 EXEMPT = {
     'pg_backup_verify': 'connects only for the restore check; covered in test_pg_backup_verify.py',
+    'signoz_dashboard': 'talks to the SigNoz HTTP API, not PostgreSQL or Redis; covered in test_signoz_dashboard.py',
 }
 SECRET = 'a-wrong-secret-9f8e'
 
