@@ -25,7 +25,7 @@ __metaclass__ = type
 
 import uuid
 
-from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import quote_ident, split_qualified_name
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import quote_relation
 
 DEFAULT_TABLES = dict(tasks='approval_tasks', users='users', escalations='approval_task_escalations')
 DEFAULT_ESCALATION_REASON = 'SLA breach - manual escalation'
@@ -48,10 +48,9 @@ def _tables(tables):
     quoted = {}
     for key, name in merged.items():
         try:
-            schema, table = split_qualified_name(name)
+            quoted[key] = quote_relation(name)
         except ValueError as error:
             raise ApprovalError(str(error))
-        quoted[key] = quote_ident((schema, table) if schema else table)
     return quoted
 
 

@@ -18,7 +18,7 @@ __metaclass__ = type
 import datetime
 import html
 
-from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import quote_ident, split_qualified_name
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import quote_relation
 
 # Runbook 6.2. Values are the thresholds as written there; latency in seconds.
 DEFAULT_THRESHOLDS = {
@@ -42,10 +42,9 @@ class CapacityError(Exception):
 
 def _table(name):
     try:
-        schema, table = split_qualified_name(name)
+        return quote_relation(name)
     except ValueError as error:
         raise CapacityError(str(error))
-    return quote_ident([part for part in (schema, table) if part])
 
 
 def _rows(conn, sql, args):

@@ -16,7 +16,7 @@ __metaclass__ = type
 
 import uuid
 
-from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import quote_ident, split_qualified_name
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import quote_relation
 
 DEFAULT_REASON = 'Manually cancelled - stuck processing'
 DEFAULT_STUCK_AFTER_MINUTES = 30
@@ -28,10 +28,9 @@ class ImportBatchError(Exception):
 
 def _table(name):
     try:
-        schema, table = split_qualified_name(name)
+        return quote_relation(name)
     except ValueError as error:
         raise ImportBatchError(str(error))
-    return quote_ident((schema, table) if schema else table)
 
 
 def _check_ids(ids):

@@ -18,7 +18,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import quote_ident, split_qualified_name
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import quote_relation
 
 SCORING_PATH = '/api/v1/internal/scoring/batch'
 DEFAULT_REASON = 'total_quality_score missing - runbook 2.4'
@@ -30,10 +30,9 @@ class QualityError(Exception):
 
 def _table(name):
     try:
-        schema, table = split_qualified_name(name)
+        return quote_relation(name)
     except ValueError as error:
         raise QualityError(str(error))
-    return quote_ident((schema, table) if schema else table)
 
 
 def _end_read(conn):

@@ -19,7 +19,7 @@ import hashlib
 import os
 import re
 
-from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import quote_ident, split_qualified_name
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import quote_relation
 
 MIGRATION_NAME = re.compile(r'^[0-9]{3,}_[A-Za-z0-9_.-]+\.sql$')
 # Arbitrary constant: the advisory lock key shared by every cerniq.ops migration run.
@@ -70,8 +70,7 @@ def load_migrations_dir(path):
 
 
 def _table(table):
-    schema, name = split_qualified_name(table)
-    return quote_ident((schema, name) if schema else name)
+    return quote_relation(table)
 
 
 def ensure_table(cur, table='schema_migrations'):

@@ -190,6 +190,15 @@ def quote_ident(name):
     return '.'.join('"%s"' % part.replace('"', '""') for part in parts)
 
 
+def quote_relation(name):
+    """``[schema.]name`` as given by a user, quoted for SQL (``"schema"."name"``).
+
+    Raises ``ValueError`` for anything that is not one or two identifiers.
+    """
+    schema, relation = split_qualified_name(name)
+    return quote_ident((schema, relation) if schema else relation)
+
+
 def split_qualified_name(name):
     """Split ``schema.table`` into a tuple, honouring double quotes.
 

@@ -1,0 +1,74 @@
+"""The role's handlers under systemd: a configuration change reloads Prometheus (same
+process, new reload time, new configuration in force); a broken rule file is refused
+by the role's validation while Prometheus keeps running with the old rules.
+
+Runs reconfigure.yml (the role with vars/scenario.yml) against the converged container."""
+
+import json
+
+import yaml
+from prometheus_helpers import (
+    RULES_DIR,
+    SCENARIO_DIR,
+    SERVICE,
+    api,
+    main_pid,
+    own_metric,
+    process_start,
+    rule_groups,
+    run_role,
+)
+
+RELOAD_TS = "prometheus_config_last_reload_success_timestamp_seconds"
+BROKEN_RULES = SCENARIO_DIR / "tests" / "files" / "broken-rules.yml"
+
+
+def loaded_scrape_interval(host):
+    return yaml.safe_load(api(host, "/api/v1/status/config")["yaml"])["global"]["scrape_interval"]
+
+
+def test_config_change_reloads_without_restart(host):
+    # 5s after converge; alternate so that a repeated verify still changes something.
+    new_interval = "7s" if loaded_scrape_interval(host) == "5s" else "5s"
+    pid = main_pid(host)
+    started = process_start(host, pid)
+    reloaded_at = own_metric(host, RELOAD_TS)
+
+    result = run_role("--tags", "configure", "-e", json.dumps({"prometheus_scrape_interval": new_interval}))
+
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Send Prometheus the reload signal" in result.stdout
+    assert "Restart Prometheus" not in result.stdout
+    assert host.file("/etc/prometheus/prometheus.yml").contains(f'scrape_interval: "{new_interval}"')
+    # Reloaded, not restarted: same process, a later successful reload, new config in force.
+    assert main_pid(host) == pid
+    assert process_start(host, pid) == started
+    assert own_metric(host, RELOAD_TS) > reloaded_at
+    assert own_metric(host, "prometheus_config_last_reload_successful") == 1
+    assert loaded_scrape_interval(host) == new_interval
+
+
+def test_broken_rule_file_is_refused(host):
+    pid = main_pid(host)
+    groups_before = set(rule_groups(host))
+    assert "cerniq-queues" in groups_before
+    interval = loaded_scrape_interval(host)  # keep whatever the previous test left
+
+    result = run_role(
+        "--tags",
+        "rules",
+        "-e",
+        json.dumps({"prometheus_scrape_interval": interval, "prometheus_extra_rule_files": [str(BROKEN_RULES)]}),
+    )
+
+    assert result.returncode != 0
+    assert "Deploy the site rule files" in result.stdout
+    assert "failed to validate" in result.stdout + result.stderr
+    assert not host.file(f"{RULES_DIR}/{BROKEN_RULES.name}").exists
+    # Prometheus was not touched: same process, same rules, last reload still good.
+    assert host.service(SERVICE).is_running
+    assert main_pid(host) == pid
+    groups_after = set(rule_groups(host))
+    assert groups_after == groups_before
+    assert "molecule-broken" not in groups_after
+    assert own_metric(host, "prometheus_config_last_reload_successful") == 1
