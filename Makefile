@@ -3,12 +3,13 @@
 SHELL := /bin/bash
 VENV ?= .venv
 
-.PHONY: help bootstrap demo demo-down test test-fast sanity lint unit integration rules molecule build changelog clean
+.PHONY: help bootstrap demo demo-down lab lab-down test test-fast sanity lint unit integration rules molecule build changelog clean
 
 help:
 	@echo "make demo       run the main job (see README)"
 	@echo "make test       the whole test suite (sanity, lint, unit, integration, rules, molecule)"
 	@echo "make test-fast  everything but Molecule"
+	@echo "make lab        the podman lab: database, redis, monitor, worker hosts (docs/lab.md)"
 	@echo "make build      build the collection tarball into build/"
 
 bootstrap:
@@ -19,6 +20,12 @@ demo: bootstrap
 
 demo-down:
 	@scripts/demo.sh down
+
+lab: bootstrap
+	@scripts/lab.sh up
+
+lab-down:
+	@scripts/lab.sh down
 
 test: bootstrap
 	@scripts/run-tests.sh all

@@ -4,9 +4,9 @@
 """Calls to the CERNIQ HTTP API (HITL, scoring) for engines that take a ``post`` callable.
 
 ``module_post(module)`` is the Ansible front end (``open_url``, bearer token from the module's
-no_log ``api_token``); ``urllib_post(token)`` is the plain-Python one for scripts and tests.
-Both return ``post(url, payload) -> (status, body)``: an HTTP error status is a return value,
-a network failure an exception. The token is sent in a header only, never on a command line.
+no_log ``api_token``); scripts pass their own callable. It returns
+``post(url, payload) -> (status, body)``: an HTTP error status is a return value, a network
+failure an exception. The token is sent in a header only, never on a command line.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -44,19 +44,6 @@ def module_post(module):
                                 validate_certs=module.params['validate_certs'], timeout=module.params['timeout'],
                                 follow_redirects='none')
             return response.getcode(), response.read().decode('utf-8', 'replace')
-        except HTTPError as error:
-            return error.code, error.read().decode('utf-8', 'replace')
-    return post
-
-
-def urllib_post(token, timeout=30):
-    from urllib.request import Request, urlopen
-
-    def post(url, payload):
-        request = Request(url, data=json.dumps(payload).encode('utf-8'), method='POST', headers=_headers(token))
-        try:
-            with urlopen(request, timeout=timeout) as response:
-                return response.status, response.read().decode('utf-8', 'replace')
         except HTTPError as error:
             return error.code, error.read().decode('utf-8', 'replace')
     return post

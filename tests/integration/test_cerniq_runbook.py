@@ -138,7 +138,7 @@ def _run_on_terminal(playbook, answer, limit=600):
                     and (sent is None or now - sent > 20):
                 os.write(master, answer + b'\r')
                 sent = now
-            ready, _, _ = select.select([master], [], [], 0.5)
+            ready, _unused, _unused = select.select([master], [], [], 0.5)
             if not ready:
                 continue
             try:
@@ -151,7 +151,7 @@ def _run_on_terminal(playbook, answer, limit=600):
             last_output = time.monotonic()
             prompt_seen = prompt_seen or b"'yes' to proceed" in output
     finally:
-        done, _ = os.waitpid(pid, os.WNOHANG)
+        done, _unused = os.waitpid(pid, os.WNOHANG)
         if not done:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)

@@ -139,7 +139,7 @@ def test_concurrent_runs_apply_each_migration_once(pg_db, pg_conn):
         finally:
             conn.close()
 
-    threads = [threading.Thread(target=run) for _ in range(3)]
+    threads = [threading.Thread(target=run) for _unused in range(3)]
     for thread in threads:
         thread.start()
     for thread in threads:

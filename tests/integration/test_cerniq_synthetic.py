@@ -48,7 +48,7 @@ def test_load_is_deterministic_idempotent_and_check_mode_writes_nothing(pg_db, s
     try:
         check = cerniq_synthetic.load(conn, 7, dict(SMALL, reference_time=REF), check_mode=True)
         assert check['changed'] and check['inserted']['bronze_contacts'] == 100
-        assert all(count == 0 for count, _ in fingerprints(conn).values())
+        assert all(count == 0 for count, _unused in fingerprints(conn).values())
 
         first = cerniq_synthetic.load(conn, 7, dict(SMALL, reference_time=REF))
         assert first['inserted'] == check['inserted']

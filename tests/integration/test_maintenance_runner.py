@@ -16,7 +16,7 @@ import pytest
 from ansible_collections.cerniq.ops.plugins.module_utils import cerniq_schema
 from tests.support.ansible_run import REPO, collections_root
 
-RUNNER = os.path.join(REPO, 'roles', 'maintenance', 'files', 'cerniq-maintenance')
+RUNNER = os.path.join(REPO, 'roles', 'maintenance', 'files', 'cerniq_maintenance.py')
 
 
 @pytest.fixture

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """cerniq-maintenance: run one scheduled maintenance job of the CERNIQ runbook (3.1, 3.2).
 
 Installed by the cerniq.ops.maintenance role; the steps call the collection's own

@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# The CERNIQ demo lab: four Debian 12 systemd containers (podman) on their own network,
+# configured by playbooks/site.yml with inventory/lab (docs/lab.md).
+#
+#   scripts/lab.sh up       create or reuse the network and containers, run site.yml
+#   scripts/lab.sh status   containers, published addresses, Prometheus target health
+#   scripts/lab.sh down     remove exactly what `up` created (containers, network)
+#
+# Prometheus and Alertmanager are published on 127.0.0.1 only (9090/9093, or the next
+# free ports; override with CERNIQ_LAB_PROMETHEUS_PORT / CERNIQ_LAB_ALERTMANAGER_PORT).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+VENV=${CERNIQ_VENV:-$ROOT/.venv}
+export CONTAINERS_CONF=${CONTAINERS_CONF:-$ROOT/extensions/molecule/containers.conf}
+export PATH="$VENV/bin:$PATH"
+
+NETWORK=cerniq-lab
+LABEL=cerniq.lab=1
+MONITOR=cerniq-lab-monitor
+CONTAINERS=(cerniq-lab-db cerniq-lab-redis cerniq-lab-worker "$MONITOR")
+
+say() { printf '[lab] %s\n' "$*"; }
+die() { say "$*"; exit 1; }
+
+exists() { podman container exists "$1"; }
+ours() { [ "$(podman container inspect -f '{{index .Config.Labels "cerniq.lab"}}' "$1" 2>/dev/null)" = 1 ]; }
+
+port_free() {
+  python3 - "$1" <<'PY'
+import socket, sys
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(1)
+finally:
+    s.close()
+PY
+}
+
+pick_port() {  # first free port from $1 upwards (20 tries)
+  local p=$1
+  for _ in $(seq 20); do
+    if port_free "$p"; then echo "$p"; return 0; fi
+    p=$((p + 1))
+  done
+  return 1
+}
+
+published() {  # host port the monitor publishes for container port $1
+  podman port "$MONITOR" "$1/tcp" 2>/dev/null | head -n1 | sed 's/.*://'
+}
+
+wait_systemd() {
+  local c=$1 state
+  for _ in $(seq 60); do
+    state=$(podman exec "$c" systemctl is-system-running 2>/dev/null || true)
+    case "$state" in running|degraded) return 0 ;; esac
+    sleep 1
+  done
+  die "$c: systemd did not finish booting (state: ${state:-unknown})"
+}
+
+up() {
+  local t0=$SECONDS image prom_port am_port
+  image=$(scripts/build-image.sh | tail -n1)
+  [ -n "$image" ] || die "image build failed"
+  say "image $image"
+
+  if ! podman network exists "$NETWORK"; then
+    podman network create --label "$LABEL" "$NETWORK" >/dev/null
+    say "network $NETWORK created"
+  fi
+
+  if exists "$MONITOR"; then
+    prom_port=$(published 9090); am_port=$(published 9093)
+  else
+    prom_port=${CERNIQ_LAB_PROMETHEUS_PORT:-$(pick_port 9090)} || die "no free port for Prometheus"
+    am_port=${CERNIQ_LAB_ALERTMANAGER_PORT:-$(pick_port 9093)} || die "no free port for Alertmanager"
+    [ "$prom_port" != "$am_port" ] || am_port=$(pick_port $((am_port + 1)))
+  fi
+
+  local c args
+  for c in "${CONTAINERS[@]}"; do
+    if exists "$c"; then
+      ours "$c" || die "$c exists but was not created by the lab; not touching it"
+      [ "$(podman container inspect -f '{{.State.Running}}' "$c")" = true ] || podman start "$c" >/dev/null
+      say "$c reused"
+      continue
+    fi
+    args=(--detach --name "$c" --hostname "$c" --label "$LABEL" --network "$NETWORK"
+          --cap-add SYS_ADMIN --systemd always)
+    if [ "$c" = "$MONITOR" ]; then
+      args+=(--publish "127.0.0.1:$prom_port:9090" --publish "127.0.0.1:$am_port:9093")
+    fi
+    podman run "${args[@]}" "$image" /sbin/init >/dev/null
+    say "$c created"
+  done
+  for c in "${CONTAINERS[@]}"; do
+    wait_systemd "$c"
+  done
+
+  # Name resolution between the containers (aardvark-dns on the lab network).
+  podman exec cerniq-lab-db getent hosts "$MONITOR" >/dev/null \
+    || die "containers do not resolve each other on $NETWORK (podman DNS missing?)"
+
+  COLL_TMP=$(mktemp -d "${TMPDIR:-/tmp}/cerniq-lab.XXXXXX")
+  trap 'rm -rf "$COLL_TMP"' EXIT
+  mkdir -p "$COLL_TMP/ansible_collections/cerniq"
+  ln -s "$ROOT" "$COLL_TMP/ansible_collections/cerniq/ops"
+  say "running playbooks/site.yml"
+  ANSIBLE_COLLECTIONS_PATH="$COLL_TMP" ANSIBLE_DEPRECATION_WARNINGS=false \
+    ansible-playbook -i inventory/lab playbooks/site.yml "${LAB_PLAYBOOK_ARGS[@]}"
+
+  # One run of each maintenance job now, so that their freshness metrics exist
+  # (otherwise MaintenanceStatusMissing fires until the first timer run at night).
+  for job in daily weekly; do
+    if podman exec cerniq-lab-db systemctl start "cerniq-maintenance@$job.service"; then
+      say "maintenance $job: ran"
+    else
+      say "maintenance $job: FAILED (podman exec cerniq-lab-db journalctl -u cerniq-maintenance@$job)"
+    fi
+  done
+
+  say "lab up in $((SECONDS - t0)) s"
+  say "Prometheus:   http://127.0.0.1:$prom_port"
+  say "Alertmanager: http://127.0.0.1:$am_port"
+}
+
+down() {
+  local c
+  for c in "${CONTAINERS[@]}"; do
+    if exists "$c"; then
+      if ours "$c"; then podman rm -f -t 5 "$c" >/dev/null; say "$c removed"
+      else say "$c was not created by the lab; left alone"; fi
+    fi
+  done
+  if podman network exists "$NETWORK"; then
+    if [ "$(podman network inspect -f '{{index .Labels "cerniq.lab"}}' "$NETWORK" 2>/dev/null)" = 1 ]; then
+      podman network rm "$NETWORK" >/dev/null && say "network $NETWORK removed"
+    else
+      say "network $NETWORK was not created by the lab; left alone"
+    fi
+  fi
+}
+
+status() {
+  local c state
+  for c in "${CONTAINERS[@]}"; do
+    if exists "$c"; then
+      state=$(podman container inspect -f '{{.State.Status}}' "$c")
+      printf '%-20s %s\n' "$c" "$state"
+    else
+      printf '%-20s %s\n' "$c" absent
+    fi
+  done
+  exists "$MONITOR" || return 0
+  local prom_port am_port
+  prom_port=$(published 9090); am_port=$(published 9093)
+  echo "Prometheus:   http://127.0.0.1:$prom_port"
+  echo "Alertmanager: http://127.0.0.1:$am_port"
+  python3 - "$prom_port" <<'PY' || true
+import json, sys, urllib.request
+base = f"http://127.0.0.1:{sys.argv[1]}"
+try:
+    targets = json.load(urllib.request.urlopen(base + "/api/v1/targets", timeout=5))["data"]["activeTargets"]
+    alerts = json.load(urllib.request.urlopen(base + "/api/v1/alerts", timeout=5))["data"]["alerts"]
+except OSError as exc:
+    print(f"Prometheus not answering: {exc}")
+    sys.exit(0)
+for t in sorted(targets, key=lambda t: (t["labels"]["job"], t["labels"]["instance"])):
+    print(f"  target {t['labels']['job']:<15} {t['labels']['instance']:<28} {t['health']}")
+for a in alerts:
+    print(f"  alert  {a['labels']['alertname']:<28} {a['labels'].get('severity', ''):<5} {a['state']}")
+PY
+}
+
+LAB_PLAYBOOK_ARGS=("${@:2}")
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  *) echo "usage: $0 up [ansible-playbook args] | down | status" >&2; exit 2 ;;
+esac
