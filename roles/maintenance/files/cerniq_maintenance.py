@@ -230,7 +230,7 @@ def write_metrics(engines, config, status, started, counters, step_status):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser = argparse.ArgumentParser(description=__doc__.split('\n', maxsplit=1)[0])
     parser.add_argument('--config', required=True)
     parser.add_argument('--dry-run', action='store_true', help='report what each step would do, change nothing')
     parser.add_argument('--lib', default=DEFAULT_LIB)
@@ -262,8 +262,8 @@ def main(argv=None):
     counters = {}
     step_status = []
     status = 0
-    log('start%s: %d steps, timeout %d s' % (' (dry run)' if args.dry_run else '', len(config.get('steps', [])),
-                                            timeout))
+    mode = ' (dry run)' if args.dry_run else ''
+    log('start%s: %d steps, timeout %d s' % (mode, len(config.get('steps', [])), timeout))
     for step in config.get('steps', []):
         name = step.get('name') or step['type']
         if not step.get('enabled', True):
