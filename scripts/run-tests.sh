@@ -14,7 +14,6 @@ LOGDIR=$(mktemp -d /tmp/cerniq-test-logs-XXXXXX)
 # The repository seen as ansible_collections/cerniq/ops, for ansible-lint's syntax checks.
 mkdir -p "$LOGDIR/collections/ansible_collections/cerniq"
 ln -s "$REPO" "$LOGDIR/collections/ansible_collections/cerniq/ops"
-export ANSIBLE_COLLECTIONS_PATH="$LOGDIR/collections"
 
 declare -a SUMMARY=()
 TOTAL_PASSED=0
@@ -45,14 +44,15 @@ run_sanity() {
   echo "== sanity: ansible-test sanity (offline) =="
   scripts/sanity.sh >"$log" 2>&1 || fail sanity "$log"
   local n
-  n=$(grep -cE "^Running sanity test '" "$log")
+  n=$(grep -cE '^Running sanity test ' "$log")
   layer_done sanity "$n" "ansible-test sanity tests"
 }
 
 run_lint() {
   local log=$LOGDIR/lint.log
   echo "== lint: ansible-lint --profile production =="
-  ansible-lint --profile production --offline >"$log" 2>&1 || fail lint "$log"
+  ANSIBLE_COLLECTIONS_PATH="$LOGDIR/collections" ansible-lint --profile production --offline >"$log" 2>&1 \
+    || fail lint "$log"
   local files
   files=$(grep -oE "on [0-9]+ files" "$log" | grep -oE "[0-9]+" | tail -1)
   layer_done lint 1 "production profile clean (${files:-?} files)"

@@ -24,8 +24,12 @@ def installed(tmp_path_factory):
     with tarfile.open(tarball) as tar:
         names = tar.getnames()
     dest = tmp_path_factory.mktemp('collections')
-    subprocess.run([os.path.join(BIN, 'ansible-galaxy'), 'collection', 'install', '--offline', '-p', str(dest), tarball],
-                   check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # Only the empty path is configured, or galaxy finds the checkout (test runner's collection
+    # path) and installs nothing.
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(dest))
+    subprocess.run([os.path.join(BIN, 'ansible-galaxy'), 'collection', 'install', '--offline', '--force',
+                    '-p', str(dest), tarball], check=True, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    assert os.path.exists(os.path.join(str(dest), 'ansible_collections', 'cerniq', 'ops', 'MANIFEST.json'))
     return names, dest
 
 
