@@ -53,3 +53,43 @@ def test_podman_worker_is_restarted_and_none_leaves_it(worker_container, tmp_pat
     assert restarted.returncode == 0, restarted.stdout
     assert _podman('inspect', '-f', '{{.State.StartedAt}}', worker_container) != started
     assert _podman('inspect', '-f', '{{.State.Running}}', worker_container) == 'true'
+
+
+def _restart_play(tmp_path, worker, redis_params, retries):
+    import json
+    play = tmp_path / 'restart_and_wait.yml'
+    play.write_text(json.dumps([{
+        'name': 'Restart a worker and wait for progress', 'hosts': 'localhost', 'gather_facts': False,
+        'module_defaults': {'group/cerniq.ops.redis': redis_params},
+        'vars': {'cerniq_restart_workers': [worker], 'cerniq_restart_progress_retries': retries,
+                 'cerniq_restart_progress_delay': 1},
+        'tasks': [{'name': 'Restart', 'ansible.builtin.include_tasks': REPO + '/playbooks/tasks/restart_workers.yml'}],
+    }]))
+    return run_playbook(str(play), env={'CONTAINERS_CONF': ENV['CONTAINERS_CONF']})
+
+
+def test_env_change_restart_and_wait_for_progress(worker_container, tmp_path, redis_server, redis_params,
+                                                  redis_client):
+    """runbook 2.2 step 3-4: lower the concurrency in the env file, restart, wait until the queue moves."""
+    from tests.support.bullmq_helpers import PY_CURRENT, run, start_worker
+    env_file = tmp_path / 'workers.env'
+    env_file.write_text('ANAF_CONCURRENCY=4\nTERMENE_CONCURRENCY=10\n')
+    queue = 'silver:enrich:anaf-fiscal-status'
+    run(PY_CURRENT, 'produce', redis_server.port, queue, '--count', 20)
+    worker = dict(name=worker_container, kind='podman', queue=queue, env_file=str(env_file),
+                  env=['ANAF_CONCURRENCY=1'])
+    # No BullMQ worker consumes the queue: no progress, the wait gives up and says so.
+    stuck = _restart_play(tmp_path, worker, redis_params, retries=3)
+    assert stuck.returncode != 0
+    assert 'Wait for progress' in stuck.stdout and 'FAILED - RETRYING' in stuck.stdout
+    assert env_file.read_text() == 'ANAF_CONCURRENCY=1\nTERMENE_CONCURRENCY=10\n'
+    # A real worker takes the jobs: the wait sees completed jobs and the restart succeeds.
+    consumer = start_worker(PY_CURRENT, redis_server.port, queue, '--sleep-ms', 200, '--seconds', 60,
+                            '--until', 20, '--record', 'test:restart-progress')
+    try:
+        moving = _restart_play(tmp_path, worker, redis_params, retries=60)
+        assert moving.returncode == 0, moving.stdout
+        assert redis_client.zcard('bull:%s:completed' % queue) > 0
+    finally:
+        consumer.kill()
+        consumer.wait()
