@@ -35,6 +35,8 @@ import hashlib
 import json
 import uuid
 
+from ansible_collections.cerniq.ops.plugins.module_utils.bullmq import QueueKeys
+
 INCIDENTS = ('stuck_import', 'circuit_open', 'sla_breach', 'missing_scores')
 
 # CERNIQ defaults (runbook values); every one can be overridden by the caller.
@@ -331,7 +333,8 @@ def _load(conn, seed, opts, tenants, batches, contacts, scale, check_mode):
 # ---------------------------------------------------------------------------------------
 
 def _queue_key(opts, queue, suffix):
-    return '%s:%s:%s' % (opts['bullmq_prefix'], queue, suffix)
+    """A key of a queue or job, built by the BullMQ engine's one key model."""
+    return QueueKeys(opts['bullmq_prefix'], queue).job(suffix)
 
 
 def _write_job(client, opts, queue, job_id, fields):
