@@ -16,7 +16,7 @@ DEB_PACKAGES=(
   postgresql postgresql-contrib
   redis-server redis-tools
   prometheus prometheus-alertmanager
-  podman runc debootstrap uidmap slirp4netns fuse-overlayfs
+  podman runc netavark aardvark-dns debootstrap uidmap slirp4netns fuse-overlayfs
   logrotate iproute2 git make
   python3 python3-venv
 )
