@@ -24,18 +24,21 @@ PLACEHOLDER = '<!-- TODO: fill in -->'
 
 SEVERITIES = ('SEV1', 'SEV2', 'SEV3', 'SEV4')
 
-# Impact of runbook 5.2, as counts over the incident window [start, end).
+# Impact of runbook 5.2 over the incident window [start, end): what the incident touched,
+# including what was already waiting or overdue when it began.
 DEFAULT_IMPACT_QUERIES = {
+    # Not processed when the incident ended (or failed): created before the end, whenever that was.
     'bronze_contacts_affected': (
-        "SELECT count(*) FROM bronze_contacts WHERE created_at >= %(start)s AND created_at < %(end)s "
+        "SELECT count(*) FROM bronze_contacts WHERE created_at < %(end)s "
         "AND (processed_at IS NULL OR processed_at > %(end)s OR processing_status = 'error')"),
     # Waited through (part of) the incident: existed before it ended, not enriched before it began.
     'silver_companies_delayed': (
         "SELECT count(*) FROM silver_companies WHERE created_at < %(end)s "
         "AND (enriched_at IS NULL OR enriched_at >= %(start)s)"),
+    # Overdue at some moment of the window: due before its end, undecided when it began or when due.
     'approval_tasks_breached': (
-        "SELECT count(*) FROM approval_tasks WHERE due_at >= %(start)s AND due_at < %(end)s "
-        "AND (decided_at IS NULL OR decided_at > due_at)"),
+        "SELECT count(*) FROM approval_tasks WHERE due_at < %(end)s "
+        "AND (decided_at IS NULL OR decided_at > greatest(due_at, %(start)s))"),
 }
 
 IMPACT_LABELS = {

@@ -66,6 +66,10 @@ options:
     description:
       - Impact counts, name to SQL returning one count, with C(%(start)s) and C(%(end)s) parameters; merged with the
         defaults C(bronze_contacts_affected), C(silver_companies_delayed), C(approval_tasks_breached).
+      - "The defaults count what the incident touched, including what was already waiting when it began:
+        bronze contacts created before the end and not processed by then (or failed), silver companies created
+        before the end and not enriched before the start, approval tasks due before the end and undecided at
+        the later of their due time and the start."
       - Trusted SQL from the playbook author; it runs in a read-only transaction.
     type: dict
     default: {}

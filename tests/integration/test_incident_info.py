@@ -49,6 +49,17 @@ def impact_db(pg_conn):
         cur.execute("INSERT INTO approval_tasks (approval_type, due_at, created_at, decided_at, status) VALUES "
                     "('dedup_review', now() - interval '5 minutes', now() - interval '3 hours', "
                     "now() - interval '20 minutes', 'approved')")
+        # Before the window (start = 30 minutes ago): 2 contacts still unprocessed and 2 tasks still overdue
+        # count (the incident found them waiting); a contact processed and a task decided before it do not.
+        cur.execute("INSERT INTO bronze_contacts (tenant_id, created_at) SELECT gen_random_uuid(), now() - interval "
+                    "'2 hours' FROM generate_series(1, 2)")
+        cur.execute("INSERT INTO bronze_contacts (tenant_id, created_at, processed_at, processing_status) VALUES "
+                    "(gen_random_uuid(), now() - interval '2 hours', now() - interval '1 hour', 'promoted')")
+        cur.execute("INSERT INTO approval_tasks (approval_type, due_at, created_at) SELECT 'dedup_review', "
+                    "now() - interval '1 hour', now() - interval '5 hours' FROM generate_series(1, 2)")
+        cur.execute("INSERT INTO approval_tasks (approval_type, due_at, created_at, decided_at, status) VALUES "
+                    "('dedup_review', now() - interval '1 hour', now() - interval '5 hours', "
+                    "now() - interval '40 minutes', 'approved')")
     return pg_conn
 
 
@@ -63,13 +74,13 @@ def test_report_from_live_alerts_and_impact(monitoring, impact_db, pg_db):
     assert all(p['end'] is None for p in result['periods'])  # still firing
     assert {a['alertname'] for a in result['active']} == names
     assert result['severity'] == 'SEV2'
-    assert result['impact'] == dict(bronze_contacts_affected=12, silver_companies_delayed=5,
-                                    approval_tasks_breached=4)
+    assert result['impact'] == dict(bronze_contacts_affected=14, silver_companies_delayed=5,
+                                    approval_tasks_breached=6)
     md = result['markdown']
     assert md.startswith('# Incident Report: INC-42')
     assert '- **Severity:** SEV2' in md and '- **Status:** Active' in md
     assert 'Alert CerniqEnrichmentStalled (SEV2) fired' in md
-    assert '- 12 bronze contacts affected' in md and '- 4 approval tasks breached SLA' in md
+    assert '- 14 bronze contacts affected' in md and '- 6 approval tasks breached SLA' in md
     assert md.count('<!-- TODO: fill in -->') >= 5
     assert 'enrichment' in md.split('Affected Services:')[1].splitlines()[0]
 
@@ -101,6 +112,6 @@ def test_incident_report_playbook_writes_markdown(monitoring, impact_db, pg_db, 
         cerniq_incident_id='INC-7', cerniq_incident_start=start_iso(), cerniq_report_dir=str(tmp_path)))
     assert result.returncode == 0, result.stdout
     report = (tmp_path / 'INC-7.md').read_text()
-    assert report.startswith('# Incident Report: INC-7') and '12 bronze contacts affected' in report
+    assert report.startswith('# Incident Report: INC-7') and '14 bronze contacts affected' in report
     assert '"# Incident Report: INC-7"' in result.stdout
     assert pg_db['login_password'] not in result.stdout
