@@ -63,6 +63,18 @@ wait_systemd() {
   die "$c: systemd did not finish booting (state: ${state:-unknown})"
 }
 
+WHEELS=$ROOT/.cache/lab-wheels
+wheelhouse() {  # the lab workers' wheels, downloaded again only when their requirements change
+  local req=extensions/lab/worker/requirements.txt stamp
+  stamp=$(sha256sum "$req" | cut -d' ' -f1)
+  if [ "$(cat "$WHEELS/.stamp" 2>/dev/null)" = "$stamp" ]; then return 0; fi
+  say "downloading the lab workers' wheels into $WHEELS"
+  rm -rf "$WHEELS" && mkdir -p "$WHEELS"
+  "$VENV/bin/python" -m pip download -q --disable-pip-version-check -d "$WHEELS" -r "$req" \
+    || die "pip download of $req failed"
+  echo "$stamp" >"$WHEELS/.stamp"
+}
+
 up() {
   local t0=$SECONDS image prom_port am_port
   image=$(scripts/build-image.sh | tail -n1)
@@ -113,6 +125,13 @@ up() {
   say "running playbooks/site.yml"
   ANSIBLE_COLLECTIONS_PATH="$COLL_TMP" ANSIBLE_DEPRECATION_WARNINGS=false \
     ansible-playbook -i inventory/lab playbooks/site.yml "${LAB_PLAYBOOK_ARGS[@]}"
+
+  # The stand-in workers (real BullMQ workers with the workers' metrics), from a wheelhouse
+  # downloaded here once (the containers install offline from it).
+  wheelhouse
+  say "running extensions/lab/lab_workers.yml"
+  ANSIBLE_COLLECTIONS_PATH="$COLL_TMP" ANSIBLE_DEPRECATION_WARNINGS=false CERNIQ_LAB_WHEELHOUSE="$WHEELS" \
+    ansible-playbook -i inventory/lab extensions/lab/lab_workers.yml "${LAB_PLAYBOOK_ARGS[@]}"
 
   # One run of each maintenance job now, so that their freshness metrics exist
   # (otherwise MaintenanceStatusMissing fires until the first timer run at night).
