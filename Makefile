@@ -3,10 +3,12 @@
 SHELL := /bin/bash
 VENV ?= .venv
 
-.PHONY: help bootstrap demo demo-down lab lab-down test test-fast sanity lint unit integration rules molecule build changelog clean
+.PHONY: help bootstrap demo demo-local demo-down lab lab-down test test-fast sanity lint unit integration rules molecule lab-test build changelog clean
 
 help:
-	@echo "make demo       run the main job (see README)"
+	@echo "make demo       run the main job: the runbook end to end on the podman lab (see README)"
+	@echo "make demo-local the same procedures against local throwaway servers (no containers, ~90 s)"
+	@echo "make demo-down  remove what the demo created"
 	@echo "make test       the whole test suite (sanity, lint, unit, integration, rules, molecule)"
 	@echo "make test-fast  everything but Molecule"
 	@echo "make lab        the podman lab: database, redis, monitor, worker hosts (docs/lab.md)"
@@ -18,7 +20,10 @@ bootstrap:
 demo: bootstrap
 	@scripts/demo.sh
 
-demo-down:
+demo-local: bootstrap
+	@scripts/demo.sh local
+
+demo-down: bootstrap
 	@scripts/demo.sh down
 
 lab: bootstrap
@@ -35,6 +40,9 @@ test-fast: bootstrap
 
 sanity lint unit integration rules molecule: bootstrap
 	@scripts/run-tests.sh $@
+
+lab-test: bootstrap
+	@scripts/run-tests.sh lab
 
 build: bootstrap
 	@mkdir -p build && $(VENV)/bin/ansible-galaxy collection build --force --output-path build .

@@ -1,14 +1,15 @@
-"""make demo: the collection finding and fixing a broken CERNIQ pipeline, end to end.
+"""The local demo (``scripts/demo.py local``): no containers, about 90 seconds.
 
-Local mode (this script): throwaway PostgreSQL and Redis on loopback ports, the
+Throwaway PostgreSQL and Redis on loopback ports, the
 CERNIQ schema and synthetic data, every incident of runbook section 2 injected,
 then the collection's playbooks diagnose, repair and maintain it, a real BullMQ
 worker proves the requeued jobs run exactly once, and a summary shows what was
 found and what was done. The CERNIQ HTTP API (escalations, scoring) cannot run
 here; a small local stand-in records the calls and the summary lists them.
+The summary is also written to ``<state dir>/summary.json`` (read by the tests).
 
-    python scripts/demo.py          run the demo (stages announced; logs under the state dir)
-    python scripts/demo.py down     stop whatever an interrupted demo left running
+``make demo`` runs the lab demo (scripts/demo.py), which does the same on podman hosts
+with the monitoring stack and reports the alerts.
 """
 
 import json
@@ -19,65 +20,33 @@ import sys
 import tempfile
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
+from demo_common import BOLD, RESET, StageFailed, Stages, every_line, playbook_command, playbook_env
 
-from tests.support.ansible_run import collections_root  # noqa: E402
-from tests.support.bullmq_helpers import PY_CURRENT, orphan_active_jobs, run, start_worker  # noqa: E402
-from tests.support.http_recorder import HttpRecorder  # noqa: E402
-from tests.support.servers import PostgresServer, RedisServer  # noqa: E402
+from tests.support.bullmq_helpers import PY_CURRENT, orphan_active_jobs, run, start_worker
+from tests.support.http_recorder import HttpRecorder
+from tests.support.servers import PostgresServer, RedisServer
 
-STATE_DIR = os.environ.get('CERNIQ_DEMO_DIR', os.path.join(tempfile.gettempdir(), 'cerniq-demo'))
-VENV_BIN = os.path.dirname(sys.executable)
+STATE_DIR = os.environ.get('CERNIQ_DEMO_DIR', os.path.join(tempfile.gettempdir(), 'cerniq-demo-local'))
 SEED = '42'
 INGEST_QUEUE = 'bronze:ingest:csv'
 API_TOKEN = 'demo-token-not-a-secret'
 
-BOLD, RESET = ('\033[1m', '\033[0m') if sys.stdout.isatty() else ('', '')
-
-
-class StageFailed(Exception):
-    pass
-
 
 class Demo:
     def __init__(self):
-        self.stage_no = 0
-        self.stages_total = 12
-        self.logs = os.path.join(STATE_DIR, 'logs')
+        self.stages = Stages(STATE_DIR, 12)
         self.pg = self.redis = self.api = None
         self.inventory = None
         self.vars_file = None
 
     # ------------------------------------------------------------------ plumbing
     def stage(self, title):
-        self.stage_no += 1
-        self.current = title
-        print('\n%s==> [%d/%d] %s%s' % (BOLD, self.stage_no, self.stages_total, title, RESET), flush=True)
-
-    def log_path(self, name):
-        return os.path.join(self.logs, '%02d-%s.log' % (self.stage_no, name))
+        self.stages.stage(title)
 
     def playbook(self, name, path, extra=None, show=True):
-        log = self.log_path(name)
-        cmd = [os.path.join(VENV_BIN, 'ansible-playbook'), '-i', self.inventory, '-e', '@' + self.vars_file,
-               os.path.join(REPO, path)]
-        for key, value in (extra or {}).items():
-            cmd += ['-e', json.dumps({key: value})]
-        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_root(), ANSIBLE_NOCOLOR='1',
-                   ANSIBLE_RETRY_FILES_ENABLED='False', ANSIBLE_DISPLAY_SKIPPED_HOSTS='False',
-                   ANSIBLE_CALLBACK_RESULT_FORMAT='yaml', CERNIQ_API_TOKEN=API_TOKEN)
-        with open(log, 'w') as handle:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                                    cwd=REPO)
-            for line in proc.stdout:
-                handle.write(line)
-                if show:
-                    sys.stdout.write('    ' + line)
-            proc.wait()
-        if proc.returncode != 0:
-            raise StageFailed('%s failed (exit %d); log: %s' % (path, proc.returncode, log))
-        return log
+        return self.stages.command(name, playbook_command(self.inventory, path, extra, self.vars_file),
+                                   env=playbook_env(CERNIQ_API_TOKEN=API_TOKEN), show=every_line if show else None,
+                                   what=path)
 
     def sql(self, query):
         import psycopg2
@@ -122,7 +91,6 @@ class Demo:
 
     # ------------------------------------------------------------------ the run
     def run(self):
-        os.makedirs(self.logs, exist_ok=True)
         started = time.monotonic()
         self.stage('Starting throwaway PostgreSQL and Redis on free loopback ports')
         self.pg = PostgresServer().start()
@@ -240,6 +208,9 @@ class Demo:
         received = ', '.join('%s x%d' % item for item in sorted(calls.items())) or 'no calls'
         print('CERNIQ API stand-in received: %s' % received)
         print('Capacity report: %s' % os.path.join(STATE_DIR, 'reports', 'capacity.md'))
+        with open(os.path.join(STATE_DIR, 'summary.json'), 'w') as handle:
+            json.dump(dict(mode='local', found=before, after=after, bullmq=processed, api_calls=calls,
+                           elapsed_s=round(elapsed)), handle, indent=2)
 
     # ------------------------------------------------------------------ state
     def write_inventory(self):
@@ -289,9 +260,6 @@ def down():
 
 
 def main():
-    if len(sys.argv) > 1 and sys.argv[1] == 'down':
-        down()
-        return 0
     down_quietly = os.path.exists(os.path.join(STATE_DIR, 'state.json'))
     if down_quietly:
         down()
@@ -299,15 +267,12 @@ def main():
     try:
         demo.run()
     except StageFailed as error:
-        print('\ndemo FAILED at stage %d (%s): %s' % (demo.stage_no, demo.current, error), file=sys.stderr)
+        print('\ndemo FAILED at stage %d (%s): %s' % (demo.stages.number, demo.stages.current, error),
+              file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print('\ndemo interrupted at stage %d (%s)' % (demo.stage_no, demo.current), file=sys.stderr)
+        print('\ndemo interrupted at stage %d (%s)' % (demo.stages.number, demo.stages.current), file=sys.stderr)
         return 130
     finally:
         demo.stop()
     return 0
-
-
-if __name__ == '__main__':
-    sys.exit(main())

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The test layers of cerniq.ops, run in order, stopping at the first failure,
 # with a short summary at the end.
-#   run-tests.sh all    sanity, lint, unit, integration, rules, molecule
-#   run-tests.sh fast   all but molecule
+#   run-tests.sh all    sanity, lint, unit, integration, rules, molecule, lab
+#   run-tests.sh fast   all but molecule and lab
 #   run-tests.sh LAYER  one layer
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -99,11 +99,22 @@ run_molecule() {
   layer_done molecule "${n:-0}" "scenarios"
 }
 
+run_lab() {
+  local log=$LOGDIR/lab.log
+  echo "== lab: make demo on the podman lab, end to end (tests/lab) =="
+  python -m pytest tests/lab -x -q -p no:cacheprovider 2>&1 | tee "$log" | grep -E "passed|failed|error" | tail -1
+  local rc=${PIPESTATUS[0]}
+  [ "$rc" = 0 ] || fail lab "$log"
+  local n
+  n=$(grep -oE "[0-9]+ passed" "$log" | tail -1 | grep -oE "[0-9]+")
+  layer_done lab "${n:-0}" "pytest tests/lab (the demo on the podman lab)"
+}
+
 target=${1:-all}
 case "$target" in
-  all)         layers="sanity lint unit integration rules molecule" ;;
+  all)         layers="sanity lint unit integration rules molecule lab" ;;
   fast)        layers="sanity lint unit integration rules" ;;
-  sanity|lint|unit|integration|rules|molecule) layers=$target ;;
+  sanity|lint|unit|integration|rules|molecule|lab) layers=$target ;;
   *) echo "unknown target $target"; exit 2 ;;
 esac
 for layer in $layers; do
@@ -114,6 +125,7 @@ for layer in $layers; do
     integration) run_pytest integration tests/integration ;;
     rules) run_rules ;;
     molecule) run_molecule ;;
+    lab) run_lab ;;
   esac
 done
 print_summary

@@ -1,6 +1,6 @@
 """A tiny local HTTP server that stands in for the CERNIQ HITL / scoring API in tests.
 
-The real API cannot run here. ``HttpRecorder`` listens on 127.0.0.1 on a free port in a
+The real API cannot run here. ``HttpRecorder`` listens on 127.0.0.1 (or ``host``) on a free port in a
 thread, records every request (method, path, headers, JSON body) and answers with a
 status chosen by the test (queued answers first, then per path, default 200 and ``{"ok": true}``), so tests can
 check the shape of what the modules send.
@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 class HttpRecorder:
 
-    def __init__(self):
+    def __init__(self, host='127.0.0.1'):
         self.requests = []
         self.responses = {}   # path -> (status, body dict)
         self.default = (200, {'ok': True})
@@ -46,8 +46,8 @@ class HttpRecorder:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-        self.url = 'http://127.0.0.1:%d' % self.server.server_address[1]
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.url = 'http://%s:%d' % (host, self.server.server_address[1])
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self):
