@@ -17,7 +17,7 @@ DEB_PACKAGES=(
   redis-server redis-tools
   prometheus prometheus-alertmanager
   podman runc netavark aardvark-dns debootstrap uidmap slirp4netns fuse-overlayfs
-  logrotate iproute2 git make
+  logrotate iproute2 git make shellcheck
   python3 python3-venv
 )
 

@@ -13,7 +13,7 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-cd "$ROOT"
+cd "$ROOT" || exit 1
 VENV=${CERNIQ_VENV:-$ROOT/.venv}
 SCENARIO_ROOT=extensions/molecule
 
@@ -104,6 +104,7 @@ if [ "$JOBS" -le 1 ]; then
 else
   export -f run_one say
   export SCENARIO_ROOT LOGDIR
+  # shellcheck disable=SC2016  # $1 is expanded by the inner bash, not here
   printf '%s\n' "${scenarios[@]}" | xargs -P "$JOBS" -I{} bash -c 'run_one "$1"' _ {} | tee -a "$RESULTS"
 fi
 passed=$(grep -c '^scenario .*: passed' "$RESULTS")

@@ -5,7 +5,7 @@
 #   run-tests.sh fast   all but molecule and lab
 #   run-tests.sh LAYER  one layer
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 REPO=$PWD
 VENV=${CERNIQ_VENV:-.venv}
 export PATH="$REPO/$VENV/bin:$PATH"
