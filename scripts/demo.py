@@ -33,7 +33,7 @@ import urllib.request
 import yaml
 
 from demo_common import BOLD, REPO, RESET, StageFailed, Stages, collections_root, every_line, markdown_table
-from demo_common import playbook_command, playbook_env
+from demo_common import playbook_command, playbook_env, run_demo
 
 STATE_DIR = os.environ.get('CERNIQ_DEMO_DIR', os.path.join(tempfile.gettempdir(), 'cerniq-demo'))
 INVENTORY = os.path.join(REPO, 'inventory', 'lab')
@@ -428,17 +428,7 @@ def main(argv):
         print('usage: scripts/demo.py [lab|local|down]', file=sys.stderr)
         return 2
     shutil.rmtree(STATE_DIR, ignore_errors=True)
-    demo = LabDemo()
-    try:
-        demo.run()
-    except StageFailed as error:
-        print('\ndemo FAILED at stage %d (%s): %s' % (demo.stages.number, demo.stages.current, error),
-              file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print('\ndemo interrupted at stage %d (%s)' % (demo.stages.number, demo.stages.current), file=sys.stderr)
-        return 130
-    return 0
+    return run_demo(LabDemo())
 
 
 if __name__ == '__main__':

@@ -60,6 +60,22 @@ class Stages:
         return log
 
 
+def run_demo(demo):
+    """Run ``demo.run()``; a failed stage names itself and its log. Returns the exit code."""
+    try:
+        demo.run()
+    except StageFailed as error:
+        print('\ndemo FAILED at stage %d (%s): %s' % (demo.stages.number, demo.stages.current, error),
+              file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print('\ndemo interrupted at stage %d (%s)' % (demo.stages.number, demo.stages.current), file=sys.stderr)
+        return 130
+    finally:
+        getattr(demo, 'stop', lambda: None)()
+    return 0
+
+
 def playbook_command(inventory, path, extra_vars=None, vars_file=None):
     cmd = [os.path.join(VENV_BIN, 'ansible-playbook'), '-i', inventory]
     if vars_file:

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from demo_common import BOLD, RESET, StageFailed, Stages, every_line, playbook_command, playbook_env
+from demo_common import BOLD, RESET, Stages, every_line, playbook_command, playbook_env, run_demo
 
 from tests.support.bullmq_helpers import PY_CURRENT, orphan_active_jobs, run, start_worker
 from tests.support.http_recorder import HttpRecorder
@@ -263,16 +263,4 @@ def main():
     down_quietly = os.path.exists(os.path.join(STATE_DIR, 'state.json'))
     if down_quietly:
         down()
-    demo = Demo()
-    try:
-        demo.run()
-    except StageFailed as error:
-        print('\ndemo FAILED at stage %d (%s): %s' % (demo.stages.number, demo.stages.current, error),
-              file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print('\ndemo interrupted at stage %d (%s)' % (demo.stages.number, demo.stages.current), file=sys.stderr)
-        return 130
-    finally:
-        demo.stop()
-    return 0
+    return run_demo(Demo())

@@ -32,6 +32,7 @@ version_added: 0.1.0
 author: cerniq.ops contributors (@cerniq)
 extends_documentation_fragment:
   - cerniq.ops.postgres
+  - cerniq.ops.api
 attributes:
   check_mode:
     support: full
@@ -60,20 +61,6 @@ options:
     description: With O(action=release), release tasks due within this many minutes (runbook 2 hours).
     type: int
     default: 120
-  api_url:
-    description: Base URL of the CERNIQ API, for example C(https://api.cerniq.app).
-    type: str
-  api_token:
-    description: Bearer token of the HITL API (E(CERNIQ_API_TOKEN) when unset). Never logged.
-    type: str
-  validate_certs:
-    description: Verify the API's TLS certificate.
-    type: bool
-    default: true
-  timeout:
-    description: Seconds to wait for each API call.
-    type: int
-    default: 30
   escalate_to:
     description: User id or e-mail to escalate every task to; by default the manager of each task's assignee.
     type: str

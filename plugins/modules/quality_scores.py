@@ -26,6 +26,7 @@ version_added: 0.1.0
 author: cerniq.ops contributors (@cerniq)
 extends_documentation_fragment:
   - cerniq.ops.postgres
+  - cerniq.ops.api
 attributes:
   check_mode:
     support: full
@@ -51,20 +52,6 @@ options:
     description: With O(action=reset), only master records (the runbook resets every unscored row).
     type: bool
     default: false
-  api_url:
-    description: Base URL of the CERNIQ API, for example C(https://api.cerniq.app).
-    type: str
-  api_token:
-    description: Bearer token of the internal API (E(CERNIQ_API_TOKEN) when unset). Never logged.
-    type: str
-  validate_certs:
-    description: Verify the API's TLS certificate.
-    type: bool
-    default: true
-  timeout:
-    description: Seconds to wait for each API call.
-    type: int
-    default: 30
   batch_size:
     description: Company ids per scoring request.
     type: int
