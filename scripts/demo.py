@@ -33,7 +33,7 @@ import urllib.request
 import yaml
 
 from demo_common import BOLD, REPO, RESET, StageFailed, Stages, collections_root, every_line, markdown_table
-from demo_common import playbook_command, playbook_env, run_demo
+from demo_common import RETENTION_SQL, playbook_command, playbook_env, run_demo
 
 STATE_DIR = os.environ.get('CERNIQ_DEMO_DIR', os.path.join(tempfile.gettempdir(), 'cerniq-demo'))
 INVENTORY = os.path.join(REPO, 'inventory', 'lab')
@@ -250,6 +250,7 @@ class LabDemo:
             'unscored companies, scoring not requested': int(self.sql(
                 'SELECT count(*) FROM silver_companies WHERE total_quality_score IS NULL AND is_master_record '
                 'AND scoring_requested_at IS NULL')),
+            'rows past retention (bronze 30 d, log 90 d)': int(self.sql(RETENTION_SQL)),
             'Redis cache keys': len(self.redis('--scan', '--pattern', 'cache:*').split()),
         }
 

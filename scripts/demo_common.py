@@ -19,6 +19,14 @@ VENV_BIN = os.path.dirname(sys.executable)
 BOLD, RESET = ('\033[1m', '\033[0m') if sys.stdout.isatty() else ('', '')
 
 
+# What the daily maintenance (runbook 3.1) purges and archives: promoted bronze contacts older
+# than 30 days and enrichment log rows older than 90 days.
+RETENTION_SQL = (
+    "SELECT (SELECT count(*) FROM bronze_contacts WHERE processing_status = 'promoted' "
+    "AND created_at < now() - interval '30 days') "
+    "+ (SELECT count(*) FROM silver_enrichment_log WHERE created_at < now() - interval '90 days')")
+
+
 class StageFailed(Exception):
     pass
 

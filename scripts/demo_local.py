@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from demo_common import BOLD, RESET, Stages, every_line, playbook_command, playbook_env, run_demo
+from demo_common import BOLD, RESET, RETENTION_SQL, Stages, every_line, playbook_command, playbook_env, run_demo
 
 from tests.support.bullmq_helpers import PY_CURRENT, orphan_active_jobs, run, start_worker
 from tests.support.http_recorder import HttpRecorder
@@ -84,6 +84,7 @@ class Demo:
             'unscored companies, scoring not requested': self.sql(
                 'SELECT count(*) FROM silver_companies WHERE total_quality_score IS NULL AND is_master_record '
                 'AND scoring_requested_at IS NULL'),
+            'rows past retention (bronze 30 d, log 90 d)': self.sql(RETENTION_SQL),
             'Redis cache keys': sum(1 for _key in client.scan_iter(match='cache:*', count=1000)),
         }
         client.close()

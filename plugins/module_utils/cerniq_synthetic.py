@@ -22,6 +22,9 @@ same rows. Ids being deterministic, a second load inserts nothing.
 - ``sla_breach`` (2.3): overdue pending approval tasks (dedup reviews of varying
   confidence among them) and an operator holding many assigned tasks.
 - ``missing_scores`` (2.4): master companies whose ``total_quality_score`` is NULL.
+- ``retention_due`` (3.1, not an incident but the daily maintenance's input): promoted bronze
+  contacts older than 30 days (none of them a silver row's source) and enrichment log rows
+  older than 90 days, for the purge and the archive to move.
 
 Each function runs in one transaction; ``check_mode`` rolls it back (and writes nothing
 to Redis) and still reports the counts.
@@ -37,7 +40,7 @@ import uuid
 
 from ansible_collections.cerniq.ops.plugins.module_utils.bullmq import QueueKeys
 
-INCIDENTS = ('stuck_import', 'circuit_open', 'sla_breach', 'missing_scores')
+INCIDENTS = ('stuck_import', 'circuit_open', 'sla_breach', 'missing_scores', 'retention_due')
 
 # CERNIQ defaults (runbook values); every one can be overridden by the caller.
 DEFAULTS = dict(
@@ -62,6 +65,8 @@ DEFAULTS = dict(
     overdue_tasks=12,
     overloaded_tasks=15,
     missing_scores=20,
+    retention_bronze=400,
+    retention_log=3000,
 )
 
 _FUNCTIONS = r"""
@@ -535,8 +540,41 @@ RETURNING sc.id::text
     return bool(changed_ids), dict(company_ids=sorted(changed_ids))
 
 
+# Explicit ids of the injected enrichment log rows: far above what the identity hands out.
+RETENTION_LOG_ID_BASE = 900000000000
+
+
+def _inject_retention_due(cur, params, opts, redis_client, check_mode):
+    params = dict(params, bronze=int(opts['retention_bronze']), log=int(opts['retention_log']),
+                  base=RETENTION_LOG_ID_BASE)
+    cur.execute(r"""
+INSERT INTO bronze_contacts (id, tenant_id, source_type, row_number, company_name, raw_data, processing_status,
+                             created_at, processed_at)
+SELECT pg_temp.cq_id(%(s)s || ':retention:bronze:' || k), pg_temp.cq_id(%(s)s || ':tenant:1'), 'csv', k,
+       'SC Arhiva ' || k || ' SRL', jsonb_build_object('row', k), 'promoted',
+       %(ref)s - (31 + k %% 60) * interval '1 day', %(ref)s - (31 + k %% 60) * interval '1 day' + interval '1 hour'
+FROM generate_series(1, %(bronze)s) k
+ON CONFLICT (id) DO NOTHING
+""", params)
+    bronze = cur.rowcount
+    cur.execute(r"""
+INSERT INTO silver_enrichment_log (id, tenant_id, company_id, source, operation, status, http_status, duration_ms,
+                                   created_at)
+SELECT %(base)s + k, c.tenant_id, c.ids[1 + k %% array_length(c.ids, 1)], (ARRAY['anaf', 'termene'])[1 + k %% 2],
+       'lookup', 'success', 200, 150 + k %% 1800, %(ref)s - (91 + k %% 90) * interval '1 day'
+FROM generate_series(1, %(log)s) k,
+     (SELECT tenant_id, array_agg(id ORDER BY id) AS ids FROM silver_companies
+      WHERE tenant_id = pg_temp.cq_id(%(s)s || ':tenant:1') GROUP BY tenant_id) c
+ON CONFLICT (id) DO NOTHING
+""", params)
+    log = cur.rowcount
+    return bool(bronze or log), dict(bronze_contacts=bronze, enrichment_log_rows=log,
+                                     bronze_older_than_days=31, log_older_than_days=91)
+
+
 _INJECTORS = dict(stuck_import=_inject_stuck_import, circuit_open=_inject_circuit_open,
-                  sla_breach=_inject_sla_breach, missing_scores=_inject_missing_scores)
+                  sla_breach=_inject_sla_breach, missing_scores=_inject_missing_scores,
+                  retention_due=_inject_retention_due)
 NEEDS_REDIS = ('stuck_import', 'circuit_open')
 
 

@@ -21,6 +21,8 @@ description:
   - O(action=inject) adds incidents of runbook section 2 on top of loaded data of the same O(seed)
     (C(stuck_import), C(circuit_open), C(sla_breach), C(missing_scores)); the Redis side (a stalled
     BullMQ job, an OPEN circuit breaker with delayed jobs) is written when O(inject_redis=true).
+  - C(retention_due) adds what the daily maintenance (runbook 3.1) moves - promoted bronze contacts older than
+    30 days and enrichment log rows older than 90 days.
   - For labs, demos and tests only - never point it at production data.
 version_added: 0.1.0
 author: cerniq.ops contributors (@cerniq)
@@ -61,7 +63,7 @@ options:
     description: Incidents to inject with O(action=inject).
     type: list
     elements: str
-    choices: [stuck_import, circuit_open, sla_breach, missing_scores]
+    choices: [stuck_import, circuit_open, sla_breach, missing_scores, retention_due]
     default: []
   inject_redis:
     description: Also write the Redis side of C(stuck_import) and C(circuit_open) (needs the redis options).
@@ -83,6 +85,14 @@ options:
     description: Number of enrichment-complete master companies whose score C(missing_scores) removes.
     type: int
     default: 20
+  retention_bronze:
+    description: Number of promoted bronze contacts older than 30 days C(retention_due) adds (for the daily purge).
+    type: int
+    default: 400
+  retention_log:
+    description: Number of enrichment log rows older than 90 days C(retention_due) adds (for the daily archive).
+    type: int
+    default: 3000
   delayed_jobs:
     description: Number of delayed enrichment jobs C(circuit_open) adds.
     type: int
@@ -111,7 +121,7 @@ EXAMPLES = r'''
     redis_host: 127.0.0.1
     action: inject
     seed: '2026'
-    incidents: [stuck_import, circuit_open, sla_breach, missing_scores]
+    incidents: [stuck_import, circuit_open, sla_breach, missing_scores, retention_due]
 '''
 
 RETURN = r'''
@@ -145,7 +155,7 @@ from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_synthetic import
     INCIDENTS, NEEDS_REDIS, SyntheticError, inject, load)
 
 TUNING = ('stuck_minutes', 'overdue_tasks', 'overloaded_tasks', 'missing_scores', 'delayed_jobs',
-          'circuit_source', 'bullmq_prefix')
+          'circuit_source', 'bullmq_prefix', 'retention_bronze', 'retention_log')
 
 
 def main():
@@ -164,6 +174,8 @@ def main():
         overloaded_tasks=dict(type='int', default=15),
         missing_scores=dict(type='int', default=20),
         delayed_jobs=dict(type='int', default=25),
+        retention_bronze=dict(type='int', default=400),
+        retention_log=dict(type='int', default=3000),
         circuit_source=dict(type='str', default='anaf'),
         bullmq_prefix=dict(type='str', default='bull'),
     )

@@ -106,6 +106,15 @@ def test_inject_every_incident(pg_db, redis_client, redis_params):
             cur.execute("SELECT count(*) FROM silver_companies WHERE total_quality_score IS NULL "
                         "AND is_master_record")
             assert cur.fetchone()[0] == len(inc['missing_scores']['company_ids']) > 0
+            # retention_due: what the daily purge (promoted, > 30 days) and archive (> 90 days) move
+            cur.execute("SELECT count(*) FROM bronze_contacts WHERE processing_status = 'promoted' "
+                        "AND created_at < now() - interval '30 days'")
+            assert cur.fetchone()[0] == inc['retention_due']['bronze_contacts'] == 400
+            cur.execute("SELECT count(*) FROM silver_companies s JOIN bronze_contacts b ON b.id = s.source_bronze_id "
+                        "WHERE b.created_at < now() - interval '30 days'")
+            assert cur.fetchone()[0] == 0  # purging them leaves no orphan
+            cur.execute("SELECT count(*) FROM silver_enrichment_log WHERE created_at < now() - interval '90 days'")
+            assert cur.fetchone()[0] == inc['retention_due']['enrichment_log_rows'] == 3000
         # Redis: a stalled BullMQ job (active, no lock) and an OPEN circuit with delayed jobs
         job_id = inc['stuck_import']['job_ids'][0]
         assert redis_client.lrange('bull:bronze:ingest:csv:active', 0, -1) == [job_id.encode()]

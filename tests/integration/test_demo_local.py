@@ -45,6 +45,9 @@ def test_local_demo_finds_every_incident_and_fixes_it(local_demo):
     assert found['overdue tasks auto-approved by policy'] == 0 < after['overdue tasks auto-approved by policy']
     assert found['unscored companies, scoring not requested'] > after['unscored companies, scoring not requested']
     assert found['Redis cache keys'] == 2000 and after['Redis cache keys'] == 0
+    # the daily maintenance purged the 400 promoted contacts and archived the 3,000 log rows of retention_due
+    assert found['rows past retention (bronze 30 d, log 90 d)'] == 3400
+    assert after['rows past retention (bronze 30 d, log 90 d)'] == 0
 
 
 def test_local_demo_jobs_of_the_crashed_worker_run_exactly_once(local_demo):

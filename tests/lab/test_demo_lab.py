@@ -68,6 +68,9 @@ def test_every_incident_is_found_and_fixed(demo):
     assert after['overdue tasks auto-approved by policy'] > 0
     assert found['unscored companies, scoring not requested'] > after['unscored companies, scoring not requested']
     assert found['Redis cache keys'] == 2000 and after['Redis cache keys'] == 0
+    # the daily maintenance purged the 400 promoted contacts and archived the 3,000 log rows of retention_due
+    assert found['rows past retention (bronze 30 d, log 90 d)'] == 3400
+    assert after['rows past retention (bronze 30 d, log 90 d)'] == 0
 
 
 def test_the_incidents_fire_the_shipped_alerts_and_the_fixes_clear_them(demo):
