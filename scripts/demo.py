@@ -92,7 +92,7 @@ def matches(alert, name, labels):
 
 class LabDemo:
     def __init__(self):
-        self.stages = Stages(STATE_DIR, 14)
+        self.stages = Stages(STATE_DIR, 13)
         self.secrets = lab_secrets()
         self.urls = {}
         self.receivers = {}

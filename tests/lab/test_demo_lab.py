@@ -47,7 +47,7 @@ def demo(tmp_path_factory):
 def test_demo_runs_every_stage(demo):
     proc, summary, _state = demo
     assert proc.returncode == 0, proc.stdout[-6000:]
-    assert '==> [14/14]' in proc.stdout
+    assert '==> [13/13]' in proc.stdout
     assert summary is not None and summary['mode'] == 'lab'
 
 
