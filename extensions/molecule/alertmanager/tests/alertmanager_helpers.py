@@ -1,14 +1,13 @@
 """Helpers for the alertmanager scenario's testinfra checks (HTTP from inside the container,
-re-running the role with ansible-playbook)."""
+re-running the role with ansible-playbook), on top of ../../shared/cerniq_testinfra.py."""
 
 import json
-import os
-import shutil
-import subprocess
 import sys
-import textwrap
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+from cerniq_testinfra import fetch as _fetch, main_pid as _main_pid, metric_value, process_start  # noqa: E402,F401
+from cerniq_testinfra import run_playbook, wait_for  # noqa: E402,F401
 
 SERVICE = "prometheus-alertmanager"
 BASE_URL = "http://127.0.0.1:9093"
@@ -16,65 +15,24 @@ CONFIG_FILE = "/etc/prometheus/alertmanager.yml"
 WEBHOOK_DIR = "/var/tmp/molecule-webhook"
 SCENARIO_DIR = Path(__file__).resolve().parents[1]
 
-# Runs inside the container (no curl in the image): GET, retried until the server answers.
-FETCH = textwrap.dedent("""\
-    import sys, time, urllib.error, urllib.request
-    for attempt in range(60):
-        try:
-            sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())
-            break
-        except urllib.error.HTTPError:
-            raise
-        except OSError:
-            time.sleep(1)
-    else:
-        sys.exit("no answer from " + sys.argv[1])
-    """)
-
 
 def fetch(host, path):
     """Body of GET BASE_URL+path, fetched inside the container."""
-    return host.check_output("python3 -c %s %s", FETCH, BASE_URL + path)
+    return _fetch(host, BASE_URL + path)
 
 
 def api(host, path):
     return json.loads(fetch(host, path))
 
 
-def wait_for(description, probe, attempts=90, delay=2):
-    """Poll probe() until it returns something truthy (a readiness wait, not a timing check)."""
-    for _unused in range(attempts):
-        value = probe()
-        if value:
-            return value
-        time.sleep(delay)
-    raise AssertionError(f"gave up waiting for {description}")
-
-
 def own_metric(host, name):
-    for line in fetch(host, "/metrics").splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not in /metrics")
+    return metric_value(fetch(host, "/metrics"), name)
 
 
 def main_pid(host):
-    pid = host.check_output("systemctl show -p MainPID --value %s", SERVICE)
-    assert pid not in ("", "0")
-    return pid
-
-
-def process_start(host, pid):
-    """Start time of a process (clock ticks since boot, /proc/PID/stat field 22)."""
-    stat = host.check_output("cat /proc/%s/stat", pid)
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    return _main_pid(host, SERVICE)
 
 
 def run_role(*args):
-    """Run reconfigure.yml (the role alone, with vars/scenario.yml) against the scenario's container
-    through Molecule's inventory; returns the CompletedProcess."""
-    playbook = shutil.which("ansible-playbook") or str(Path(sys.executable).with_name("ansible-playbook"))
-    command = [playbook, "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(SCENARIO_DIR / "reconfigure.yml"), *args]
-    result = subprocess.run(command, capture_output=True, text=True, check=False, env=os.environ.copy())
-    print(result.stdout, result.stderr)
-    return result
+    """Run reconfigure.yml (the role alone, with vars/scenario.yml) against the scenario's container."""
+    return run_playbook(SCENARIO_DIR / "reconfigure.yml", *args)

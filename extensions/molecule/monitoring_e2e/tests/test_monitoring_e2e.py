@@ -13,10 +13,15 @@ timing assertions.
 """
 
 import json
+import sys
 import time
+from pathlib import Path
 
 import pytest
 import testinfra
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+import cerniq_testinfra  # noqa: E402
 
 DB = testinfra.get_host("podman://cerniq-e2e-db")
 REDIS = testinfra.get_host("podman://cerniq-e2e-redis")
@@ -28,15 +33,9 @@ QUEUE_KEY = f"bull:{QUEUE}:wait"
 QUEUE_JOBS = 5200  # > 5000: the sev2 BullMQQueueDepth threshold
 OVERDUE_TASKS = 3
 
-FETCH = (
-    "import sys, urllib.request; "
-    "print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())"
-)
-
-
 def get_json(url):
     """GET a URL from inside the monitor container (the image has no curl)."""
-    return json.loads(MONITOR.check_output("python3 -c %s %s", FETCH, url))
+    return json.loads(cerniq_testinfra.fetch(MONITOR, url))
 
 
 def prom(path):

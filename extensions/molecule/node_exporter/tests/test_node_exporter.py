@@ -1,29 +1,18 @@
 """Verify cerniq.ops.node_exporter inside the scenario's systemd container."""
 
-import textwrap
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+import cerniq_testinfra  # noqa: E402
 
 SERVICE = "prometheus-node-exporter"
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 URL = "http://127.0.0.1:9100/metrics"
 
-SCRAPE = textwrap.dedent(
-    """\
-    import sys, time, urllib.request
-    for attempt in range(30):
-        try:
-            sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())
-            break
-        except OSError:
-            time.sleep(1)
-    else:
-        sys.exit("no answer from " + sys.argv[1])
-    """
-)
-
-
 def scrape(host):
     """Fetch the metrics page from inside the container (retries until it answers)."""
-    return host.check_output("python3 -c %s %s", SCRAPE, URL)
+    return cerniq_testinfra.fetch(host, URL, attempts=30)
 
 
 def test_package_installed(host):

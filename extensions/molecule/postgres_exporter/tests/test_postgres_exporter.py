@@ -1,6 +1,10 @@
 """Verify cerniq.ops.postgres_exporter inside the scenario's systemd container."""
 
-import textwrap
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+import cerniq_testinfra  # noqa: E402
 
 SERVICE = "prometheus-postgres-exporter"
 ENV_FILE = "/etc/default/prometheus-postgres-exporter"
@@ -9,34 +13,13 @@ URL = "http://127.0.0.1:9187/metrics"
 # The converge password (quote, space, dollar, backslash).
 PASSWORD = "mol'ecule pa$$ \\w0rd"
 
-SCRAPE = textwrap.dedent(
-    """\
-    import sys, time, urllib.request
-    for attempt in range(30):
-        try:
-            body = urllib.request.urlopen(sys.argv[1], timeout=10).read().decode()
-        except OSError:
-            time.sleep(1)
-            continue
-        if sys.argv[2] in body:
-            break
-        time.sleep(1)
-    else:
-        sys.exit("no %s from %s" % (sys.argv[2], sys.argv[1]))
-    sys.stdout.write(body)
-    """
-)
-
-
 def scrape(host, wait_for="pg_up 1"):
     """Fetch the metrics page from inside the container, until it shows wait_for."""
-    return host.check_output("python3 -c %s %s %s", SCRAPE, URL, wait_for)
+    return cerniq_testinfra.fetch(host, URL, wait_for, attempts=30)
 
 
 def main_pid(host):
-    pid = host.check_output("systemctl show -p MainPID --value %s", SERVICE)
-    assert pid not in ("", "0")
-    return pid
+    return cerniq_testinfra.main_pid(host, SERVICE)
 
 
 def test_service_running_and_enabled(host):

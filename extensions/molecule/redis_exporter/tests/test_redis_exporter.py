@@ -1,7 +1,11 @@
 """Verify cerniq.ops.redis_exporter inside the scenario's systemd container."""
 
 import re
-import textwrap
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+import cerniq_testinfra  # noqa: E402
 
 SERVICE = "prometheus-redis-exporter"
 ENV_FILE = "/etc/default/prometheus-redis-exporter"
@@ -16,27 +20,8 @@ QUEUES = [
 ]
 STATES = ["wait", "active", "paused", "prioritized", "delayed", "failed", "completed", "waiting-children"]
 
-SCRAPE = textwrap.dedent(
-    """\
-    import sys, time, urllib.request
-    for attempt in range(30):
-        try:
-            body = urllib.request.urlopen(sys.argv[1], timeout=10).read().decode()
-        except OSError:
-            time.sleep(1)
-            continue
-        if sys.argv[2] in body:
-            break
-        time.sleep(1)
-    else:
-        sys.exit("no %s from %s" % (sys.argv[2], sys.argv[1]))
-    sys.stdout.write(body)
-    """
-)
-
-
 def scrape(host, wait_for="redis_up 1"):
-    return host.check_output("python3 -c %s %s %s", SCRAPE, URL, wait_for)
+    return cerniq_testinfra.fetch(host, URL, wait_for, attempts=30)
 
 
 def key_sizes(metrics):
@@ -46,9 +31,7 @@ def key_sizes(metrics):
 
 
 def main_pid(host):
-    pid = host.check_output("systemctl show -p MainPID --value %s", SERVICE)
-    assert pid not in ("", "0")
-    return pid
+    return cerniq_testinfra.main_pid(host, SERVICE)
 
 
 def test_service_running_as_unprivileged_user(host):

@@ -7,9 +7,13 @@ asks of the prometheus role), so the stored names are checked end to end.
 
 import json
 import re
-import textwrap
+import sys
+from pathlib import Path
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
+import cerniq_testinfra  # noqa: E402
 
 SERVICE = "prometheus-sql-exporter"
 ENV_FILE = "/etc/default/prometheus-sql-exporter"
@@ -20,29 +24,12 @@ PASSWORD = "sql 'exporter' pa$$w\\rd"
 TENANT_A = "00000000-0000-0000-0000-00000000000a"
 TENANT_B = "00000000-0000-0000-0000-00000000000b"
 
-FETCH = textwrap.dedent(
-    """\
-    import sys, time, urllib.request
-    for attempt in range(60):
-        try:
-            body = urllib.request.urlopen(sys.argv[1], timeout=10).read().decode()
-        except OSError:
-            time.sleep(1)
-            continue
-        if sys.argv[2] in body:
-            break
-        time.sleep(1)
-    else:
-        sys.exit("no %s from %s" % (sys.argv[2], sys.argv[1]))
-    sys.stdout.write(body)
-    """
-)
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
 
 
 def fetch(host, url, wait_for):
-    return host.check_output("python3 -c %s %s %s", FETCH, url, wait_for)
+    return cerniq_testinfra.fetch(host, url, wait_for)
 
 
 def samples(text, name):
