@@ -6,8 +6,23 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from cerniq_testinfra import fetch as _fetch, main_pid as _main_pid, metric_value, process_start  # noqa: E402,F401
-from cerniq_testinfra import run_playbook, wait_for  # noqa: E402,F401
+from cerniq_testinfra import fetch as _fetch, main_pid as _main_pid, metric_value, process_start  # noqa: E402
+from cerniq_testinfra import run_playbook, wait_for  # noqa: E402
+
+__all__ = [
+    "BASE_URL",
+    "CONFIG_FILE",
+    "SCENARIO_DIR",
+    "SERVICE",
+    "WEBHOOK_DIR",
+    "api",
+    "fetch",
+    "main_pid",
+    "own_metric",
+    "process_start",
+    "run_role",
+    "wait_for",
+]
 
 SERVICE = "prometheus-alertmanager"
 BASE_URL = "http://127.0.0.1:9093"

@@ -33,6 +33,7 @@ QUEUE_KEY = f"bull:{QUEUE}:wait"
 QUEUE_JOBS = 5200  # > 5000: the sev2 BullMQQueueDepth threshold
 OVERDUE_TASKS = 3
 
+
 def get_json(url):
     """GET a URL from inside the monitor container (the image has no curl)."""
     return json.loads(cerniq_testinfra.fetch(MONITOR, url))

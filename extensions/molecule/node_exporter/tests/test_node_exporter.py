@@ -10,6 +10,7 @@ SERVICE = "prometheus-node-exporter"
 TEXTFILE_DIR = "/var/lib/prometheus/node-exporter"
 URL = "http://127.0.0.1:9100/metrics"
 
+
 def scrape(host):
     """Fetch the metrics page from inside the container (retries until it answers)."""
     return cerniq_testinfra.fetch(host, URL, attempts=30)

@@ -13,6 +13,7 @@ URL = "http://127.0.0.1:9187/metrics"
 # The converge password (quote, space, dollar, backslash).
 PASSWORD = "mol'ecule pa$$ \\w0rd"
 
+
 def scrape(host, wait_for="pg_up 1"):
     """Fetch the metrics page from inside the container, until it shows wait_for."""
     return cerniq_testinfra.fetch(host, URL, wait_for, attempts=30)

@@ -8,8 +8,26 @@ import urllib.parse
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
-from cerniq_testinfra import fetch as _fetch, main_pid as _main_pid, metric_value, process_start  # noqa: E402,F401
-from cerniq_testinfra import run_playbook, wait_for  # noqa: E402,F401
+from cerniq_testinfra import fetch as _fetch, main_pid as _main_pid, metric_value, process_start  # noqa: E402
+from cerniq_testinfra import run_playbook, wait_for  # noqa: E402
+
+__all__ = [
+    "BASE_URL",
+    "CONFIG_FILE",
+    "RULES_DIR",
+    "SCENARIO_DIR",
+    "SERVICE",
+    "SHIPPED_RULES_DIR",
+    "api",
+    "fetch",
+    "main_pid",
+    "own_metric",
+    "process_start",
+    "query",
+    "rule_groups",
+    "run_role",
+    "wait_for",
+]
 
 SERVICE = "prometheus"
 BASE_URL = "http://127.0.0.1:9090"

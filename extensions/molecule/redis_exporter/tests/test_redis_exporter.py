@@ -20,6 +20,7 @@ QUEUES = [
 ]
 STATES = ["wait", "active", "paused", "prioritized", "delayed", "failed", "completed", "waiting-children"]
 
+
 def scrape(host, wait_for="redis_up 1"):
     return cerniq_testinfra.fetch(host, URL, wait_for, attempts=30)
 
