@@ -43,7 +43,7 @@ FETCH = textwrap.dedent("""\
 
 def fetch(host, url, marker="", attempts=60):
     """Body of GET url, fetched inside the container once it answers (and shows marker)."""
-    return host.check_output("python3 -c %s %s %s %s", FETCH, url, marker, attempts)
+    return host.check_output("python3 -c %s %s %s %s", FETCH, url, marker, str(attempts))
 
 
 def wait_for(description, probe, attempts=90, delay=2):
