@@ -75,8 +75,50 @@ wheelhouse() {  # the lab workers' wheels, downloaded again only when their requ
   echo "$stamp" >"$WHEELS/.stamp"
 }
 
+answers() {  # podman exec works: podman can report "running" for a container whose processes are gone
+  local _
+  for _ in 1 2 3 4 5; do
+    podman exec "$1" true >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  return 1
+}
+
+reusable() {  # an existing lab container $1 is kept when it runs image $2 and answers
+  local c=$1 image=$2
+  if [ "$(podman container inspect -f '{{index .Config.Labels "cerniq.lab.image"}}' "$c")" != "$image" ]; then
+    say "$c was created from another image; recreating it"
+    return 1
+  fi
+  if [ "$(podman container inspect -f '{{.State.Running}}' "$c")" != true ] \
+      && ! podman start "$c" >/dev/null 2>&1; then
+    say "$c does not start; recreating it"
+    return 1
+  fi
+  if ! answers "$c"; then
+    say "$c does not answer (its processes are gone, e.g. killed with the session that ran it); recreating it"
+    return 1
+  fi
+}
+
+create() {  # container $1 from image $2; the monitor publishes Prometheus and Alertmanager on loopback
+  local c=$1 image=$2 args
+  args=(--detach --name "$c" --hostname "$c" --label "$LABEL" --label "cerniq.lab.image=$image"
+        --network "$NETWORK" --cap-add SYS_ADMIN --systemd always)
+  if [ "$c" = "$MONITOR" ]; then
+    # The ports it had before, when they are still free; else the next free ones.
+    prom_port=${CERNIQ_LAB_PROMETHEUS_PORT:-$(pick_port "${prom_port:-9090}")} || die "no free port for Prometheus"
+    am_port=${CERNIQ_LAB_ALERTMANAGER_PORT:-$(pick_port "${am_port:-9093}")} || die "no free port for Alertmanager"
+    [ "$prom_port" != "$am_port" ] || am_port=$(pick_port $((am_port + 1)))
+    args+=(--publish "127.0.0.1:$prom_port:9090" --publish "127.0.0.1:$am_port:9093")
+  fi
+  podman run "${args[@]}" "$image" /sbin/init >/dev/null
+  say "$c created"
+}
+
 up() {
-  local t0=$SECONDS image prom_port am_port
+  local t0=$SECONDS image
+  prom_port=""; am_port=""
   image=$(scripts/build-image.sh | tail -n1)
   [ -n "$image" ] || die "image build failed"
   say "image $image"
@@ -86,29 +128,18 @@ up() {
     say "network $NETWORK created"
   fi
 
-  if exists "$MONITOR"; then
-    prom_port=$(published 9090); am_port=$(published 9093)
-  else
-    prom_port=${CERNIQ_LAB_PROMETHEUS_PORT:-$(pick_port 9090)} || die "no free port for Prometheus"
-    am_port=${CERNIQ_LAB_ALERTMANAGER_PORT:-$(pick_port 9093)} || die "no free port for Alertmanager"
-    [ "$prom_port" != "$am_port" ] || am_port=$(pick_port $((am_port + 1)))
-  fi
-
-  local c args
+  local c
   for c in "${CONTAINERS[@]}"; do
     if exists "$c"; then
       ours "$c" || die "$c exists but was not created by the lab; not touching it"
-      [ "$(podman container inspect -f '{{.State.Running}}' "$c")" = true ] || podman start "$c" >/dev/null
-      say "$c reused"
-      continue
+      if reusable "$c" "$image"; then
+        say "$c reused"
+        continue
+      fi
+      [ "$c" != "$MONITOR" ] || { prom_port=$(published 9090); am_port=$(published 9093); }
+      podman rm -f -t 5 "$c" >/dev/null
     fi
-    args=(--detach --name "$c" --hostname "$c" --label "$LABEL" --network "$NETWORK"
-          --cap-add SYS_ADMIN --systemd always)
-    if [ "$c" = "$MONITOR" ]; then
-      args+=(--publish "127.0.0.1:$prom_port:9090" --publish "127.0.0.1:$am_port:9093")
-    fi
-    podman run "${args[@]}" "$image" /sbin/init >/dev/null
-    say "$c created"
+    create "$c" "$image"
   done
   for c in "${CONTAINERS[@]}"; do
     wait_systemd "$c"
@@ -143,6 +174,7 @@ up() {
     fi
   done
 
+  prom_port=$(published 9090); am_port=$(published 9093)
   say "lab up in $((SECONDS - t0)) s"
   say "Prometheus:   http://127.0.0.1:$prom_port"
   say "Alertmanager: http://127.0.0.1:$am_port"
