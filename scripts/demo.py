@@ -71,6 +71,15 @@ def lab_secrets():
         return yaml.safe_load(handle)
 
 
+STALLED_COUNT_LUA = """
+local n = 0
+for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  if redis.call('EXISTS', ARGV[1] .. id .. ':lock') == 0 then n = n + 1 end
+end
+return n
+"""
+
+
 def podman(*args, check=True, env=None):
     proc = subprocess.run(['podman'] + list(args), env=dict(PODMAN_ENV, **(env or {})), stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, check=False)
@@ -105,8 +114,10 @@ class LabDemo:
         return out.splitlines()[-1] if out else ''
 
     def redis(self, *args):
-        return podman('exec', '-e', 'REDISCLI_AUTH=' + self.secrets['vault_cerniq_redis_password'], REDIS,
-                      'redis-cli', '--no-auth-warning', *args)
+        # `-e NAME` without a value: podman passes its own environment's value, so the password
+        # never appears in a command line (ps).
+        return podman('exec', '-e', 'REDISCLI_AUTH', REDIS, 'redis-cli', '--no-auth-warning', *args,
+                      env={'REDISCLI_AUTH': self.secrets['vault_cerniq_redis_password']})
 
     @staticmethod
     def running(container):
@@ -229,8 +240,10 @@ class LabDemo:
         return facts
 
     def snapshot(self):
-        active = self.redis('LRANGE', 'bull:%s:active' % INGEST_QUEUE, '0', '-1').split()
-        stalled = sum(1 for job in active if self.redis('EXISTS', 'bull:%s:%s:lock' % (INGEST_QUEUE, job)) == '0')
+        # Counted in one script (atomic): read id by id, a job that completes between LRANGE and
+        # its EXISTS would look stalled on a busy queue.
+        stalled = int(self.redis('EVAL', STALLED_COUNT_LUA, '1', 'bull:%s:active' % INGEST_QUEUE,
+                                 'bull:%s:' % INGEST_QUEUE) or 0)
         return {
             'imports stuck in processing': int(self.sql(
                 "SELECT count(*) FROM bronze_import_batches WHERE status = 'processing' "
