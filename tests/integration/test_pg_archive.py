@@ -153,15 +153,15 @@ def test_concurrent_writers_match_oracle(pg_db, pg_conn):
 
 # ---------------------------------------------------------------- kill and rerun
 
-def test_sigkill_mid_run_then_rerun(pg_db, pg_conn):
+def test_sigkill_mid_run_then_rerun(pg_db, pg_conn, tmp_path):
     _make_events(pg_conn, rows=30000)
     due = set(r[0] for r in _q(pg_conn, 'SELECT id FROM events WHERE created_at < %s', (CUTOFF,)))
     args = dict(pg_db, source_table='events', archive_table='events_archive', create_archive=True,
                 cutoff=CUTOFF, batch_size=100, min_batch_size=50, max_batch_size=100, target_batch_ms=5,
                 application_name='pg_archive_kill_test',
                 _ansible_check_mode=False, _ansible_diff=False, _ansible_remote_tmp=tempfile.gettempdir(),
-                _ansible_tmpdir=tempfile.mkdtemp(prefix='cerniq-module-'), _ansible_keep_remote_files=False)
-    with tempfile.NamedTemporaryFile('w', suffix='.json', delete=False) as handle:
+                _ansible_tmpdir=str(tmp_path), _ansible_keep_remote_files=False)
+    with open(tmp_path / 'args.json', 'w') as handle:
         json.dump({'ANSIBLE_MODULE_ARGS': args}, handle)
     env = dict(os.environ, PYTHONPATH=collections_root())
     proc = subprocess.Popen([sys.executable, '-m', 'ansible_collections.cerniq.ops.plugins.modules.pg_archive',
