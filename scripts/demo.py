@@ -71,15 +71,6 @@ def lab_secrets():
         return yaml.safe_load(handle)
 
 
-STALLED_COUNT_LUA = """
-local n = 0
-for _, id in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
-  if redis.call('EXISTS', ARGV[1] .. id .. ':lock') == 0 then n = n + 1 end
-end
-return n
-"""
-
-
 def podman(*args, check=True, env=None):
     proc = subprocess.run(['podman'] + list(args), env=dict(PODMAN_ENV, **(env or {})), stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, check=False)
@@ -241,10 +232,13 @@ class LabDemo:
         return facts
 
     def snapshot(self):
-        # Counted in one script (atomic): read id by id, a job that completes between LRANGE and
-        # its EXISTS would look stalled on a busy queue.
-        stalled = int(self.redis('EVAL', STALLED_COUNT_LUA, '1', 'bull:%s:active' % INGEST_QUEUE,
-                                 'bull:%s:' % INGEST_QUEUE) or 0)
+        # The engine's atomic window read (id, locked, started per job): read id by id, a job that
+        # completes between LRANGE and its EXISTS would look stalled on a busy queue.
+        sys.path.insert(0, collections_root())
+        from ansible_collections.cerniq.ops.plugins.module_utils.bullmq_lua import SCAN_ACTIVE_WINDOW
+        window = self.redis('EVAL', SCAN_ACTIVE_WINDOW, '1', 'bull:%s:active' % INGEST_QUEUE,
+                            'bull:%s:' % INGEST_QUEUE, '0', '-1').split('\n')
+        stalled = window[1::3].count('0')
         return {
             'imports stuck in processing': int(self.sql(
                 "SELECT count(*) FROM bronze_import_batches WHERE status = 'processing' "

@@ -93,6 +93,13 @@ class QueueKeys(object):
         return self.base.encode('utf-8')
 
 
+def hash_tag(key):
+    """The hash tag Redis Cluster slots ``key`` by (the text in its first ``{...}``), or None."""
+    opening = key.find('{')
+    closing = key.find('}', opening + 1) if opening >= 0 else -1
+    return key[opening + 1:closing] if closing > opening + 1 else None
+
+
 def server_time_ms(client):
     seconds, micros = client.time()
     return int(seconds) * 1000 + int(micros) // 1000
@@ -130,6 +137,11 @@ class Queue(object):
             raise BullMQError("data_model must be one of auto, v5, v6, got %r" % (data_model,))
         self.client = client
         self.keys = QueueKeys(prefix, name)
+        if client.__class__.__name__ == 'RedisCluster' and not hash_tag(self.keys.base):
+            # BullMQ's scripts, and ours, touch every key of a queue in one call.
+            raise BullMQError('queue %r on Redis Cluster: its keys %s<type> have no hash tag, so they sit in '
+                              'different slots and no script can touch them together (BullMQ itself requires '
+                              'one); use a hash-tagged prefix such as {bull}' % (name, self.keys.base))
         self.name = name
         self.prefix = prefix
         self.batch_size = batch_size
@@ -239,37 +251,41 @@ class Queue(object):
         return self._age(now, self._job_times(ids, ('timestamp',))[0])
 
     def _active_windows(self):
-        """Read-only windows of active ids, from the tail (oldest) towards the head, tail first."""
+        """Windows of active jobs as (id, locked, started_ms) triples, from the tail (oldest) towards
+        the head. Each window is read in one atomic, read-only Lua call of at most batch_size jobs."""
+        script = self._script('SCAN_ACTIVE_WINDOW')
         offset = 0
         guard = self.client.llen(self.keys['active']) // self.batch_size + 2
         while guard > 0:
             guard -= 1
-            ids = self.client.lrange(self.keys['active'], -(offset + self.batch_size), -(offset + 1))
-            if not ids:
+            flat = script(keys=[self.keys['active']],
+                          args=[self.keys.job_prefix, -(offset + self.batch_size), -(offset + 1)])
+            window = []
+            for at in range(0, len(flat), 3):
+                try:
+                    started = int(float(flat[at + 2])) if flat[at + 2] else None
+                except ValueError:
+                    started = None
+                window.append((flat[at], bool(flat[at + 1]), started))
+            if not window:
                 return
-            ids.reverse()
-            yield ids
-            offset += len(ids)
-            if len(ids) < self.batch_size:
+            yield window
+            offset += len(window)
+            if len(window) < self.batch_size:
                 return
 
     def scan_active(self, now, sample=SAMPLE_SIZE):
         """Active jobs without a lock (stalled candidates) and with one; bounded samples with ages."""
         result = dict(candidates=0, candidate_sample=[], locked=0, locked_sample=[],
                       oldest_candidate_age_seconds=None, oldest_active_age_seconds=None)
-        for ids in self._active_windows():
-            pipe = self._pipe()
-            for job_id in ids:
-                pipe.exists(self.keys.lock(job_id))
-            locks = pipe.execute()
-            stamps = self._job_times(ids)
-            for job_id, lock, stamp in zip(ids, locks, stamps):
-                age = self._age(now, stamp)
+        for window in self._active_windows():
+            for job_id, locked, started in window:
+                age = self._age(now, started)
                 if age is not None and (result['oldest_active_age_seconds'] is None
                                         or age > result['oldest_active_age_seconds']):
                     result['oldest_active_age_seconds'] = age
                 entry = dict(id=_text(job_id), age_seconds=age)
-                if lock:
+                if locked:
                     result['locked'] += 1
                     if len(result['locked_sample']) < sample:
                         result['locked_sample'].append(entry)
@@ -334,11 +350,11 @@ class Queue(object):
         keys = [k['active'], k['wait'], k['paused'], k['meta'], k['marker'], k['events'], k['repeat'],
                 k['failed'], k['stalled']]
         if check_mode:
-            for ids in self._active_windows():
+            for window in self._active_windows():
                 if limit is not None and counts['moved'] + (counts['over_limit'] if treatment == 'fail' else 0) >= limit:
                     break
-                res_moved, res_locked, res_over = self._simulate_batch(ids, max_stalled_count, field, limit, counts,
-                                                                       treatment)
+                res_moved, res_locked, res_over = self._simulate_batch(window, max_stalled_count, field, limit,
+                                                                       counts, treatment)
                 self._tally(counts, moved, locked, over, res_moved, res_locked, res_over, sample)
         else:
             budget = self.client.llen(k['active'])
@@ -395,15 +411,14 @@ class Queue(object):
         over.extend(res_over[:max(0, sample - len(over))])
         locked.extend(res_locked[:max(0, sample - len(locked))])
 
-    def _simulate_batch(self, ids, max_stalled_count, field, limit, counts, treatment):
+    def _simulate_batch(self, window, max_stalled_count, field, limit, counts, treatment):
+        """What REPAIR_STALLED would do with one window of (id, locked, started) - reads only."""
         pipe = self._pipe()
-        for job_id in ids:
-            pipe.exists(self.keys.lock(job_id))
+        for job_id, _locked, _started in window:
             pipe.hmget(self.keys.job(job_id), field, 'rjk')
         replies = pipe.execute()
         moved, locked, over = [], [], []
-        for index, job_id in enumerate(ids):
-            lock, (stalls, rjk) = replies[2 * index], replies[2 * index + 1]
+        for (job_id, lock, _started), (stalls, rjk) in zip(window, replies):
             if lock:
                 locked.append(job_id)
                 continue

@@ -30,6 +30,24 @@ local function maxEvents(metaKey)
 end
 '''
 
+# Read one window of ``active`` and, in the same atomic step, whether each job holds a lock and
+# when it started (processedOn, else timestamp). Read-only. Reading the ids and then their locks in
+# a second round trip would show a job that completes in between as "active without a lock".
+# KEYS: 1 active.  ARGV: 1 job key prefix, 2 start, 3 stop (LRANGE indexes, negative from the tail).
+# Returns {id, locked (0|1), started ('' when unknown), ...} for the window, tail (oldest) first.
+SCAN_ACTIVE_WINDOW = r"""
+local ids = redis.call("LRANGE", KEYS[1], ARGV[2], ARGV[3])
+local out = {}
+for i = #ids, 1, -1 do
+  local key = ARGV[1] .. ids[i]
+  local times = redis.call("HMGET", key, "processedOn", "timestamp")
+  out[#out + 1] = ids[i]
+  out[#out + 1] = redis.call("EXISTS", key .. ":lock")
+  out[#out + 1] = times[1] or times[2] or ""
+end
+return out
+"""
+
 # Move a batch of orphaned active jobs back to wait.
 # The client reads the tail window of ``active`` (LRANGE -n -1) and passes the ids tail first.
 # For each id the script re-checks, atomically, that it is still the tail element of ``active``

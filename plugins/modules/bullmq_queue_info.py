@@ -42,7 +42,10 @@ options:
     elements: str
     default: []
   batch_size:
-    description: Ids read per LRANGE window and per pipeline.
+    description:
+      - Ids read per LRANGE window and per pipeline.
+      - Each window of the active list is read in one atomic, read-only Lua call (ids, locks and start
+        times together), so at most this many jobs are examined per server call.
     type: int
     default: 1000
   scan_active:
@@ -110,7 +113,9 @@ queues:
       description: C(v5) (paused queue keeps jobs in the C(paused) list), C(v6), or C(unknown).
       type: str
     stalled_candidates:
-      description: Active jobs without a lock key.
+      description:
+        - Active jobs without a lock key. Each window of the active list and its locks are read in one atomic
+          step, so a job that finishes during the scan is never counted.
       type: int
     stalled_candidate_sample:
       description: Up to O(sample_size) of them, with C(id) and C(age_seconds) (since processedOn).

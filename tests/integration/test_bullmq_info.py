@@ -2,7 +2,7 @@
 
 import pytest
 
-from ansible_collections.cerniq.ops.plugins.module_utils.bullmq import BullMQError, Queue, QueueKeys
+from ansible_collections.cerniq.ops.plugins.module_utils.bullmq import BullMQError, Queue, QueueKeys, hash_tag
 from tests.support.ansible_run import run_module
 from tests.support.bullmq_helpers import PY_CURRENT, PY_V5, orphan_active_jobs, run, snapshot, start_worker, \
     wait_until
@@ -19,6 +19,15 @@ def test_keys_are_built_never_split():
     assert keys.lock('a:b') == b'bull:bronze:ingest:csv:a:b:lock'
     with pytest.raises(BullMQError):
         QueueKeys('', 'x')
+
+
+def test_hash_tag_follows_redis_cluster_rules():
+    assert hash_tag('{bull}:q:') == 'bull'
+    assert hash_tag('bull:{q}:') == 'q'
+    assert hash_tag('{a}{b}:') == 'a'
+    assert hash_tag('bull:q:') is None
+    assert hash_tag('{}bull:q:') is None  # an empty tag does not count
+    assert hash_tag('bull:{q:') is None  # no closing brace in the part every key shares
 
 
 def test_info_counts_candidates_ages_and_discovery(redis_server, redis_client, redis_params):
@@ -112,3 +121,47 @@ def test_ids_with_colons_and_limit(redis_client):
     assert redis_client.lrange(keys['active'], 0, -1) == [b'b:2']
     assert sorted(redis_client.lrange(keys['wait'], 0, -1)) == [b'a:1', b'c:3']
     assert redis_client.exists(keys.lock('b:2'))
+
+
+def test_busy_queue_shows_no_false_stalled_candidates(redis_server, redis_client):
+    """Jobs finishing while the active list is read must not look stalled.
+
+    Two real workers (concurrency 25 each) drain 6,000 instant jobs while the engine scans the
+    active list again and again. Read in two round trips (ids, then locks) a job that completes in
+    between is "active without a lock"; each window is read atomically, so every scan finds 0.
+    """
+    run(PY_CURRENT, 'produce', redis_server.port, Q, '--count', 6000)
+    workers = [start_worker(PY_CURRENT, redis_server.port, Q, '--concurrency', 25, '--record', 'test:done',
+                            '--seconds', 120) for _ in range(2)]
+    queue = Queue(redis_client, Q, batch_size=10)  # several windows per scan
+    scans, busy, false_candidates = 0, 0, []
+    try:
+        wait_until(lambda: redis_client.llen('test:done') > 0, what='workers started')
+        while redis_client.llen('test:done') < 5500:
+            result = queue.scan_active(now=0)
+            scans += 1
+            busy += result['locked'] > 0
+            if result['candidates']:
+                false_candidates.append(result['candidate_sample'])
+    finally:
+        for worker in workers:
+            worker.kill()
+            worker.wait()
+    assert busy > 50, (scans, busy)  # the scans really saw a busy queue
+    assert false_candidates == [], '%d of %d scans saw stalled candidates: %s' % (
+        len(false_candidates), scans, false_candidates[:3])
+
+
+def test_cluster_queue_without_hash_tag_is_refused(redis_cluster):
+    import redis.cluster
+    client = redis.cluster.RedisCluster(host='127.0.0.1', port=redis_cluster.port)
+    try:
+        with pytest.raises(BullMQError, match=r'no hash tag.*use a hash-tagged prefix such as \{bull\}'):
+            Queue(client, Q, prefix='bull')
+        assert Queue(client, Q, prefix='{bull}').keys.base == '{bull}:%s:' % Q
+        assert Queue(client, '{%s}' % Q).keys.base == 'bull:{%s}:' % Q
+    finally:
+        client.close()
+    params = redis_cluster.params()
+    result = run_module('bullmq_queue', dict(params, name=Q, prefix='bull'))
+    assert result.failed and 'no hash tag' in result['msg'] and 'Traceback' not in result['msg']
