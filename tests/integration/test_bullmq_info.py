@@ -132,7 +132,7 @@ def test_busy_queue_shows_no_false_stalled_candidates(redis_server, redis_client
     """
     run(PY_CURRENT, 'produce', redis_server.port, Q, '--count', 6000)
     workers = [start_worker(PY_CURRENT, redis_server.port, Q, '--concurrency', 25, '--record', 'test:done',
-                            '--seconds', 120) for _ in range(2)]
+                            '--seconds', 120) for _worker in range(2)]
     queue = Queue(redis_client, Q, batch_size=10)  # several windows per scan
     scans, busy, false_candidates = 0, 0, []
     try:
