@@ -10,12 +10,12 @@ VENV=${CERNIQ_VENV:-.venv}
 VENV_BULLMQ5=${CERNIQ_VENV_BULLMQ5:-.venv-bullmq5}
 PYTHON=${PYTHON:-python3}
 
-# Debian packages: servers the tests start themselves (never the default
-# instances), Prometheus tooling, and podman for the Molecule/demo containers.
+# Debian packages: servers and exporters the tests start themselves (never the
+# default instances), Prometheus tooling, and podman for the Molecule/demo containers.
 DEB_PACKAGES=(
   postgresql postgresql-contrib
   redis-server redis-tools
-  prometheus prometheus-alertmanager
+  prometheus prometheus-alertmanager prometheus-postgres-exporter prometheus-redis-exporter
   podman runc netavark aardvark-dns debootstrap uidmap slirp4netns fuse-overlayfs
   logrotate iproute2 git make shellcheck
   python3 python3-venv
