@@ -64,9 +64,11 @@ run_pytest() {  # layer path
   python -m pytest "$2" -x -q -p no:cacheprovider 2>&1 | tee "$log" | grep -E "passed|failed|error" | tail -1
   local rc=${PIPESTATUS[0]}
   [ "$rc" = 0 ] || fail "$1" "$log"
-  local n
+  local n skipped detail="pytest $2"
   n=$(grep -oE "[0-9]+ passed" "$log" | tail -1 | grep -oE "[0-9]+")
-  layer_done "$1" "${n:-0}" "pytest $2"
+  skipped=$(grep -E "[0-9]+ passed" "$log" | tail -1 | grep -oE "[0-9]+ skipped" | grep -oE "[0-9]+")
+  [ -z "$skipped" ] || detail="$detail ($skipped skipped, reasons in $log)"
+  layer_done "$1" "${n:-0}" "$detail"
 }
 
 run_rules() {
