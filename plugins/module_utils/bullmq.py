@@ -22,6 +22,7 @@ import re
 import time
 
 from ansible_collections.cerniq.ops.plugins.module_utils import bullmq_lua
+from ansible_collections.cerniq.ops.plugins.module_utils.redis_connection import is_cluster
 
 STATES = ('wait', 'paused', 'active', 'prioritized', 'delayed', 'completed', 'failed', 'waiting-children')
 
@@ -137,7 +138,7 @@ class Queue(object):
             raise BullMQError("data_model must be one of auto, v5, v6, got %r" % (data_model,))
         self.client = client
         self.keys = QueueKeys(prefix, name)
-        if client.__class__.__name__ == 'RedisCluster' and not hash_tag(self.keys.base):
+        if is_cluster(client) and not hash_tag(self.keys.base):
             # BullMQ's scripts, and ours, touch every key of a queue in one call.
             raise BullMQError('queue %r on Redis Cluster: its keys %s<type> have no hash tag, so they sit in '
                               'different slots and no script can touch them together (BullMQ itself requires '
