@@ -12,11 +12,14 @@ PYTHON=${PYTHON:-python3}
 
 # Debian packages: servers and exporters the tests start themselves (never the
 # default instances), Prometheus tooling, and podman for the Molecule/demo containers.
+# netavark needs iptables at run time (its only Recommends/Suggests path to it, so
+# --no-install-recommends leaves it out): without it the first `podman network create`
+# fails with "netavark: No such file or directory".
 DEB_PACKAGES=(
   postgresql postgresql-contrib
   redis-server redis-tools
   prometheus prometheus-alertmanager prometheus-postgres-exporter prometheus-redis-exporter
-  podman runc netavark aardvark-dns debootstrap uidmap slirp4netns fuse-overlayfs
+  podman runc netavark aardvark-dns iptables catatonit debootstrap uidmap slirp4netns fuse-overlayfs
   logrotate iproute2 git make shellcheck
   python3 python3-venv
 )
@@ -69,7 +72,17 @@ make_venv() {
   echo "$stamp" > "$venv/.stamp"
 }
 
+# The container stack, checked right after installing: a throwaway network, a container
+# on it, a name resolved through aardvark-dns, both removed. A missing piece fails here in
+# seconds with what to install, not at the first stage of the demo. Needs an image: the
+# project's base image when it is built, else nothing to run yet (the check waits for it).
+check_container_stack() {
+  [ "${CERNIQ_SKIP_CONTAINER_CHECK:-}" = 1 ] && return 0
+  scripts/check-containers.sh || exit 1
+}
+
 install_debian_packages
+check_container_stack
 make_venv "$VENV" "$(requirements_stamp)" -r requirements-dev.txt -c constraints.txt
 make_venv "$VENV_BULLMQ5" "$(sha256sum requirements-bullmq-v5.txt | cut -d' ' -f1)" -r requirements-bullmq-v5.txt
 say "ready: $VENV"
