@@ -3,6 +3,7 @@
 # Debian packages (only the missing ones) and the project virtualenvs from the
 # pinned requirement files (rebuilt only when those files change).
 # Elsewhere, or when not root, it stops and says exactly what to install.
+#   scripts/bootstrap.sh --missing   only prints the listed packages that are not installed
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -81,6 +82,9 @@ check_container_stack() {
   scripts/check-containers.sh || exit 1
 }
 
+if [ "${1:-}" = --missing ]; then  # the listed packages not installed here (nothing installed)
+  missing_packages; echo; exit 0
+fi
 install_debian_packages
 check_container_stack
 make_venv "$VENV" "$(requirements_stamp)" -r requirements-dev.txt -c constraints.txt

@@ -14,6 +14,7 @@ with the monitoring stack and reports the alerts.
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -243,8 +244,7 @@ class Demo:
 
 
 def down():
-    """Stop what an interrupted demo left behind (servers recorded in the state file)."""
-    import shutil
+    """Stop what an interrupted demo left behind (servers recorded in the state file); keep its output."""
     state = os.path.join(STATE_DIR, 'state.json')
     if os.path.exists(state):
         with open(state) as handle:
@@ -256,12 +256,18 @@ def down():
                 pass
         for path in data.get('dirs', []):
             shutil.rmtree(path, ignore_errors=True)
-    shutil.rmtree(STATE_DIR, ignore_errors=True)
-    print('demo: removed %s and the servers it recorded' % STATE_DIR)
+        os.remove(state)
+        print('demo: stopped the local servers an interrupted local demo had left')
+    vars_file = os.path.join(STATE_DIR, 'vars.json')  # the throwaway servers' passwords
+    if os.path.exists(vars_file):
+        os.remove(vars_file)
+    if os.path.isdir(STATE_DIR):
+        print('demo: kept the local demo\'s summary and logs in %s (`rm -r %s` removes them)' % (STATE_DIR, STATE_DIR))
 
 
 def main():
     down_quietly = os.path.exists(os.path.join(STATE_DIR, 'state.json'))
     if down_quietly:
         down()
+    shutil.rmtree(STATE_DIR, ignore_errors=True)  # a new run replaces the last one's output
     return run_demo(Demo())

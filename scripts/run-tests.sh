@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
-# The test layers of cerniq.ops, run in order, stopping at the first failure,
-# with a short summary at the end.
-#   run-tests.sh all    sanity, lint, unit, integration, rules, molecule, lab
-#   run-tests.sh fast   all but molecule and lab
+# The test layers of cerniq.ops, with a short summary at the end.
+#   run-tests.sh all    every layer (what `make test` and CI run)
+#   run-tests.sh fast   all but the container layers (molecule, lab, fresh)
 #   run-tests.sh LAYER  one layer
+#
+# `all` overlaps what waits with what computes: the lab demo (most of it waiting out the
+# alert rules' real `for:` durations) and the fresh-machine set-up (most of it apt and pip
+# downloading) start first, in the background; the other layers run one after the other
+# meanwhile. The first failure stops the run (background layers included) and names its log.
+# A background layer prints a progress line every few minutes while the others run.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 REPO=$PWD
@@ -14,125 +19,185 @@ LOGDIR=$(mktemp -d /tmp/cerniq-test-logs-XXXXXX)
 # The repository seen as ansible_collections/cerniq/ops, for ansible-lint's syntax checks.
 mkdir -p "$LOGDIR/collections/ansible_collections/cerniq"
 ln -s "$REPO" "$LOGDIR/collections/ansible_collections/cerniq/ops"
+T0=$SECONDS
 
-declare -a SUMMARY=()
-TOTAL_PASSED=0
+# --- one layer = one function; it writes "$LOGDIR/<layer>.result": "<count>\t<unit>\t<detail>" ------
 
-layer_done() {  # name passed detail
-  SUMMARY+=("$(printf '%-12s %5s passed   %s' "$1" "$2" "$3")")
-  TOTAL_PASSED=$((TOTAL_PASSED + $2))
+result() {  # layer count unit detail
+  printf '%s\t%s\t%s\n' "$2" "$3" "$4" >"$LOGDIR/$1.result"
 }
 
-fail() {  # name log
-  echo
-  echo "FAILED layer: $1 (log: $2)"
-  tail -n 60 "$2"
-  print_summary
-  echo "total: $TOTAL_PASSED passed, 1 failed"
-  exit 1
-}
-
-print_summary() {
-  echo
-  echo "== summary =="
-  local line
-  for line in "${SUMMARY[@]}"; do echo "$line"; done
-}
-
-run_sanity() {
-  local log=$LOGDIR/sanity.log
-  echo "== sanity: ansible-test sanity (offline) =="
-  scripts/sanity.sh >"$log" 2>&1 || fail sanity "$log"
-  local n
-  n=$(grep -cE '^Running sanity test ' "$log")
-  layer_done sanity "$n" "ansible-test sanity tests"
-}
-
-run_lint() {
-  local log=$LOGDIR/lint.log
-  echo "== lint: ansible-lint --profile production =="
-  ANSIBLE_COLLECTIONS_PATH="$LOGDIR/collections" ansible-lint --profile production --offline >"$log" 2>&1 \
-    || fail lint "$log"
-  local files
-  files=$(grep -oE "on [0-9]+ files" "$log" | grep -oE "[0-9]+" | tail -1)
-  layer_done lint 1 "production profile clean (${files:-?} files)"
-}
-
-run_pytest() {  # layer path
-  local log=$LOGDIR/$1.log
-  echo "== $1: pytest $2 =="
-  python -m pytest "$2" -x -q -p no:cacheprovider 2>&1 | tee "$log" | grep -E "passed|failed|error" | tail -1
-  local rc=${PIPESTATUS[0]}
-  [ "$rc" = 0 ] || fail "$1" "$log"
-  local n skipped detail="pytest $2"
+pytest_layer() {  # layer path [pytest args...]
+  local layer=$1 path=$2; shift 2
+  local log=$LOGDIR/$layer.log
+  python -m pytest "$path" -x -q -p no:cacheprovider "$@" >"$log" 2>&1
+  local rc=$?
+  [ "$rc" = 0 ] || return 1
+  local n skipped detail="pytest $path"
   n=$(grep -oE "[0-9]+ passed" "$log" | tail -1 | grep -oE "[0-9]+")
   skipped=$(grep -E "[0-9]+ passed" "$log" | tail -1 | grep -oE "[0-9]+ skipped" | grep -oE "[0-9]+")
   if [ -n "$skipped" ]; then
-    grep -E '^SKIPPED' "$log"  # the reasons; the log itself is removed when every layer passes
-    detail="$detail ($skipped skipped, reasons above)"
+    grep -E '^SKIPPED' "$log" >"$LOGDIR/$layer.skips"  # printed with the summary; the log is removed on success
+    detail="$detail, $skipped skipped (reasons below)"
   fi
-  layer_done "$1" "${n:-0}" "$detail"
+  result "$layer" "${n:-0}" tests "$detail"
 }
 
-run_rules() {
-  local log=$LOGDIR/rules.log
-  echo "== rules: promtool check/test rules =="
-  local n=0 f
+layer_sanity() {
+  scripts/sanity.sh >"$LOGDIR/sanity.log" 2>&1 || return 1
+  result sanity "$(grep -cE '^Running sanity test ' "$LOGDIR/sanity.log")" tests "ansible-test sanity, empty ignore files"
+}
+
+layer_lint() {
+  ANSIBLE_COLLECTIONS_PATH="$LOGDIR/collections" ansible-lint --profile production --offline \
+    >"$LOGDIR/lint.log" 2>&1 || return 1
+  local files
+  files=$(grep -oE "on [0-9]+ files" "$LOGDIR/lint.log" | grep -oE "[0-9]+" | tail -1)
+  result lint "${files:-0}" files "ansible-lint --profile production: no finding"
+}
+
+layer_rules() {
+  local log=$LOGDIR/rules.log f n
   : >"$log"
   for f in roles/prometheus/files/rules/*.yml; do
-    [ -e "$f" ] || continue
-    promtool check rules --lint-fatal "$f" >>"$log" 2>&1 || fail rules "$log"
+    promtool check rules --lint-fatal "$f" >>"$log" 2>&1 || return 1
   done
   for f in tests/rules/*.test.yml; do
-    [ -e "$f" ] || continue
-    promtool test rules "$f" >>"$log" 2>&1 || fail rules "$log"
-    n=$((n + 1))
+    promtool test rules "$f" >>"$log" 2>&1 || return 1
   done
-  layer_done rules "$n" "promtool rule test files"
+  # A rule test = one alert_rule_test / promql_expr_test case (an alert at one evaluation time).
+  n=$(python - tests/rules/*.test.yml <<'PY'
+import sys, yaml
+print(sum(len(case.get('alert_rule_test', [])) + len(case.get('promql_expr_test', []))
+          for path in sys.argv[1:] for case in yaml.safe_load(open(path))['tests']))
+PY
+)
+  result rules "$n" tests "promtool test rules ($(ls tests/rules/*.test.yml | wc -l) files), check rules --lint-fatal"
 }
 
-run_molecule() {
-  local log=$LOGDIR/molecule.log
-  echo "== molecule: role scenarios in podman systemd containers =="
-  if [ ! -x scripts/run-molecule.sh ]; then
-    layer_done molecule 0 "no scenarios yet"
-    return
-  fi
-  scripts/run-molecule.sh 2>&1 | tee "$log" | grep -E "^(molecule|scenario)" ; [ "${PIPESTATUS[0]}" = 0 ] || fail molecule "$log"
+layer_molecule() {
+  scripts/run-molecule.sh >"$LOGDIR/molecule.log" 2>&1 || return 1
   local n
-  n=$(grep -oE "molecule: [0-9]+ passed" "$log" | grep -oE "[0-9]+" | tail -1)
-  layer_done molecule "${n:-0}" "scenarios"
+  n=$(grep -oE "molecule: [0-9]+ passed" "$LOGDIR/molecule.log" | grep -oE "[0-9]+" | tail -1)
+  result molecule "${n:-0}" scenarios "converge, idempotence, check, testinfra verify in systemd containers"
 }
 
-run_lab() {
-  local log=$LOGDIR/lab.log
-  echo "== lab: make demo on the podman lab, end to end (tests/lab) =="
-  python -m pytest tests/lab -x -q -p no:cacheprovider 2>&1 | tee "$log" | grep -E "passed|failed|error" | tail -1
-  local rc=${PIPESTATUS[0]}
-  [ "$rc" = 0 ] || fail lab "$log"
-  local n
-  n=$(grep -oE "[0-9]+ passed" "$log" | tail -1 | grep -oE "[0-9]+")
-  layer_done lab "${n:-0}" "pytest tests/lab (the demo on the podman lab)"
+layer_unit() { pytest_layer unit tests/unit; }
+layer_integration() { pytest_layer integration tests/integration; }
+layer_hostile() { [ -d tests/hostile ] || { result hostile 0 tests "no tests/hostile yet"; return 0; }; pytest_layer hostile tests/hostile; }
+layer_runner() { [ -d tests/runner ] || { result runner 0 tests "no tests/runner yet"; return 0; }; pytest_layer runner tests/runner; }
+layer_lab() { pytest_layer lab tests/lab; }
+layer_fresh() { pytest_layer fresh tests/fresh; }
+
+# --- running layers -------------------------------------------------------------------------------
+
+declare -a DONE=()
+declare -A BG_PID=() BG_START=()
+
+elapsed() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+
+print_summary() {
+  echo
+  echo "== summary ($(elapsed $((SECONDS - T0))) in all) =="
+  local layer count unit detail tests=0 files=0 scenarios=0
+  for layer in "${DONE[@]}"; do
+    IFS=$'\t' read -r count unit detail <"$LOGDIR/$layer.result"
+    printf '%-12s %5s %-9s %s\n' "$layer" "$count" "$unit" "$detail"
+    case $unit in
+      tests) tests=$((tests + count)) ;;
+      files) files=$((files + count)) ;;
+      scenarios) scenarios=$((scenarios + count)) ;;
+    esac
+    [ -f "$LOGDIR/$layer.skips" ] && sed 's/^/             /' "$LOGDIR/$layer.skips"
+  done
+  SUMMARY_TOTAL="$tests tests (pytest, ansible-test sanity and promtool rule tests), $scenarios Molecule scenarios, $files files linted"
 }
+
+stop_background() {
+  local layer
+  for layer in "${!BG_PID[@]}"; do
+    kill -- -"${BG_PID[$layer]}" 2>/dev/null || kill "${BG_PID[$layer]}" 2>/dev/null
+  done
+  wait 2>/dev/null
+  # Leave no lab or fresh container behind a stopped run.
+  [ -n "${BG_PID[lab]:-}" ] && scripts/lab.sh down >/dev/null 2>&1
+  podman rm -f -t 0 $(podman ps -aq --filter label=cerniq.fresh=1 2>/dev/null) >/dev/null 2>&1
+  BG_PID=()
+}
+
+fail() {  # layer
+  local log=$LOGDIR/$1.log
+  echo
+  echo "FAILED layer: $1 after $(elapsed $((SECONDS - T0))) (log: $log)"
+  tail -n 60 "$log" 2>/dev/null
+  stop_background
+  print_summary
+  echo "total: $SUMMARY_TOTAL passed; 1 layer failed ($1)"
+  exit 1
+}
+
+finished() {  # layer start
+  DONE+=("$1")
+  local count unit detail
+  IFS=$'\t' read -r count unit detail <"$LOGDIR/$1.result"
+  printf '== %-11s %5s %-9s passed in %s\n' "$1" "$count" "$unit" "$(elapsed $((SECONDS - $2)))"
+}
+
+run_foreground() {  # layer
+  local start=$SECONDS
+  echo "== $1 ..."
+  ( "layer_$1" ); local rc=$?
+  [ "$rc" = 0 ] || fail "$1"
+  finished "$1" "$start"
+  check_background
+}
+
+start_background() {  # layer
+  echo "== $1 started in the background"
+  set -m  # own process group: a failure elsewhere stops the whole layer
+  ( "layer_$1" ) &
+  BG_PID[$1]=$!
+  set +m
+  BG_START[$1]=$SECONDS
+}
+
+check_background() {  # report finished background layers; fail on the first failed one
+  local layer rc
+  for layer in "${!BG_PID[@]}"; do
+    if ! kill -0 "${BG_PID[$layer]}" 2>/dev/null; then
+      wait "${BG_PID[$layer]}"; rc=$?
+      unset "BG_PID[$layer]"
+      [ "$rc" = 0 ] || fail "$layer"
+      finished "$layer" "${BG_START[$layer]}"
+    fi
+  done
+}
+
+wait_background() {
+  local last=$SECONDS
+  while [ ${#BG_PID[@]} -gt 0 ]; do
+    check_background
+    [ ${#BG_PID[@]} -gt 0 ] || break
+    if [ $((SECONDS - last)) -ge 180 ]; then
+      echo "   ... still running: ${!BG_PID[*]} ($(elapsed $((SECONDS - T0))) so far)"
+      last=$SECONDS
+    fi
+    sleep 5
+  done
+}
+
+trap 'echo; echo "interrupted"; stop_background; exit 130' INT TERM
 
 target=${1:-all}
 case "$target" in
-  all)         layers="sanity lint unit integration rules molecule lab" ;;
-  fast)        layers="sanity lint unit integration rules" ;;
-  sanity|lint|unit|integration|rules|molecule|lab) layers=$target ;;
+  all)  background="lab fresh"; foreground="sanity lint unit rules integration hostile runner molecule" ;;
+  fast) background=""; foreground="sanity lint unit rules integration hostile runner" ;;
+  sanity|lint|unit|integration|rules|hostile|runner|molecule|lab|fresh) background=""; foreground=$target ;;
   *) echo "unknown target $target"; exit 2 ;;
 esac
-for layer in $layers; do
-  case "$layer" in
-    sanity) run_sanity ;;
-    lint) run_lint ;;
-    unit) run_pytest unit tests/unit ;;
-    integration) run_pytest integration tests/integration ;;
-    rules) run_rules ;;
-    molecule) run_molecule ;;
-    lab) run_lab ;;
-  esac
-done
+for layer in $background; do start_background "$layer"; done
+for layer in $foreground; do run_foreground "$layer"; done
+wait_background
 print_summary
-echo "total: $TOTAL_PASSED passed, 0 failed"
+echo "total: $SUMMARY_TOTAL - all passed"
 rm -rf "$LOGDIR"

@@ -9,13 +9,13 @@ then `scripts/demo.py down` and that nothing of the lab is left.
 
 The demo then runs a second time on the running lab (`make demo` twice must work): it reuses
 the containers - except the Redis one, whose processes the test kills first, which it must
-recreate - and finds and fixes the same incidents again.
+recreate - resets the data and finds and fixes the same incidents again. The rerun does not wait
+for the alerts a second time (CERNIQ_DEMO_WAIT_ALERTS=0): the first run proves they fire, route
+and clear; what a rerun can break is the lab reuse and the reset, and those it checks in full.
 
-Takes about 30 minutes on a 2-core machine (two demos; the rules' `for:` durations are not
-shortened).
+Takes about 20 minutes on a 2-core machine (the rules' `for:` durations are not shortened).
 """
 
-import datetime
 import json
 import os
 import subprocess
@@ -35,8 +35,8 @@ def podman(*args):
                           text=True, check=False)
 
 
-def run_demo(state):
-    env = dict(os.environ, CERNIQ_DEMO_DIR=str(state))
+def run_demo(state, **env_vars):
+    env = dict(os.environ, CERNIQ_DEMO_DIR=str(state), **env_vars)
     proc = subprocess.run([sys.executable, DEMO], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, timeout=45 * 60, check=False)
     summary_file = state / 'summary.json'
@@ -64,7 +64,7 @@ def demo_again(demo):
     pids = podman('container', 'inspect', '-f', '{{.State.Pid}} {{.State.ConmonPid}}', 'cerniq-lab-redis')
     assert pids.returncode == 0, pids.stderr
     subprocess.run(['kill', '-KILL'] + pids.stdout.split(), check=True)
-    return run_demo(demo[2])
+    return run_demo(demo[2], CERNIQ_DEMO_WAIT_ALERTS='0')
 
 
 def test_demo_runs_every_stage(demo):
@@ -174,20 +174,10 @@ def test_a_second_demo_reuses_the_lab_recreates_a_dead_container_and_does_it_all
     assert again['found']['ingest jobs waiting'] > 5000
     assert again['after']['stalled ingest jobs (active, no lock)'] == 0
     assert again['after']['imports stuck in processing'] == 0
-    assert again['expected_fired'] == {name: 'firing' for name in again['expected_fired']}
-    keep = {'HITLTasksOverdue'} if again['still_overdue'] else set()
-    assert all(state == 'inactive' for name, state in again['expected_cleared'].items() if name not in keep)
-    # Before injecting, the reset waited until no alert the demo raises - expected or lagging - was still
-    # pending or firing from the first run (the first run ends with HighJobFailureRate's 10-minute window
-    # still full of its ANAF failures): none was carried over into this run.
-    families = {'ImportStuck', 'WorkerDown', 'BullMQQueueDepth', 'EnrichmentErrorRate', 'HITLTasksOverdue',
-                'HighJobFailureRate', 'QueueStalled'}
-    assert not [p for p in again['carried_over'] if p['alertname'] in families], again['carried_over']
-    # Every alert the second run reports was raised by its own incidents (the fastest rule here needs
-    # 2 minutes of `for:`).
-    start = datetime.datetime.fromisoformat(again['incident_start'])
-    for period in again['alerts']:
-        assert datetime.datetime.fromisoformat(period['start']) - start > datetime.timedelta(seconds=90), period
+    assert again['after']['ANAF circuit breaker'] != 'OPEN'
+    assert again['after']['Redis cache keys'] == 0
+    assert again['after']['rows past retention (bronze 30 d, log 90 d)'] == 0
+    assert 'not waiting (CERNIQ_DEMO_WAIT_ALERTS=0)' in proc.stdout
 
 
 def test_down_removes_the_lab(demo):
@@ -198,4 +188,6 @@ def test_down_removes_the_lab(demo):
     for name in LAB_CONTAINERS:
         assert podman('container', 'exists', name).returncode != 0, name
     assert podman('network', 'exists', 'cerniq-lab').returncode != 0
-    assert not state.exists()
+    # The user's output stays, and the message says where.
+    assert (state / 'reports' / 'INC-DEMO.md').exists() and (state / 'summary.json').exists()
+    assert 'kept the reports, summary and logs in %s' % state in proc.stdout
