@@ -3,14 +3,14 @@
 SHELL := /bin/bash
 VENV ?= .venv
 
-.PHONY: help bootstrap demo demo-local demo-down lab lab-down test test-fast sanity lint unit integration rules molecule lab-test build changelog clean
+.PHONY: help bootstrap demo demo-local demo-down lab lab-down test test-fast sanity lint unit integration rules hostile runner molecule lab-test fresh-test build changelog clean
 
 help:
 	@echo "make demo       run the main job: the runbook end to end on the podman lab (see README)"
 	@echo "make demo-local the same procedures against local throwaway servers (no containers, ~90 s)"
 	@echo "make demo-down  remove what the demo created"
-	@echo "make test       the whole test suite (sanity, lint, unit, integration, rules, molecule)"
-	@echo "make test-fast  everything but Molecule"
+	@echo "make test       the whole test suite (every layer; README lists them)"
+	@echo "make test-fast  every layer but the container ones (Molecule, lab, fresh machine)"
 	@echo "make lab        the podman lab: database, redis, monitor, worker hosts (docs/lab.md)"
 	@echo "make build      build the collection tarball into build/"
 
@@ -38,11 +38,14 @@ test: bootstrap
 test-fast: bootstrap
 	@scripts/run-tests.sh fast
 
-sanity lint unit integration rules molecule: bootstrap
+sanity lint unit integration rules hostile runner molecule: bootstrap
 	@scripts/run-tests.sh $@
 
 lab-test: bootstrap
 	@scripts/run-tests.sh lab
+
+fresh-test: bootstrap
+	@scripts/run-tests.sh fresh
 
 build: bootstrap
 	@mkdir -p build && $(VENV)/bin/ansible-galaxy collection build --force --output-path build .

@@ -120,7 +120,7 @@ stop_background() {
   done
   wait 2>/dev/null
   # Leave no lab or fresh container behind a stopped run.
-  [ -n "${BG_PID[lab]:-}" ] && scripts/lab.sh down >/dev/null 2>&1
+  [[ " $background $foreground " == *" lab "* ]] && scripts/lab.sh down >/dev/null 2>&1
   podman rm -f -t 0 $(podman ps -aq --filter label=cerniq.fresh=1 2>/dev/null) >/dev/null 2>&1
   BG_PID=()
 }

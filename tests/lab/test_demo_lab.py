@@ -18,6 +18,7 @@ Takes about 20 minutes on a 2-core machine (the rules' `for:` durations are not 
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import urllib.request
@@ -36,21 +37,34 @@ def podman(*args):
 
 
 def run_demo(state, **env_vars):
+    """scripts/demo.py in its own process group: on a timeout the whole run (its playbooks too) is killed."""
     env = dict(os.environ, CERNIQ_DEMO_DIR=str(state), **env_vars)
-    proc = subprocess.run([sys.executable, DEMO], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, timeout=45 * 60, check=False)
+    proc = subprocess.Popen([sys.executable, DEMO], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=45 * 60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        out += '\n(test: the demo did not finish within 45 minutes and was killed)'
     summary_file = state / 'summary.json'
     summary = json.loads(summary_file.read_text()) if summary_file.exists() else None
-    return proc, summary, state
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out), summary, state
+
+
+def demo_down(state):
+    subprocess.run([sys.executable, DEMO, 'down'], env=dict(os.environ, CERNIQ_DEMO_DIR=str(state)),
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
 
 
 @pytest.fixture(scope='module')
 def demo(tmp_path_factory):
     state = tmp_path_factory.mktemp('demo-lab')
-    yield run_demo(state)
-    # The lab stays up for the tests below; test_down removes it (and this is the safety net).
-    subprocess.run([sys.executable, DEMO, 'down'], env=dict(os.environ, CERNIQ_DEMO_DIR=str(state)),
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+    try:
+        yield run_demo(state)
+    finally:
+        # The lab stays up for the tests below; test_down removes it (and this is the safety net).
+        demo_down(state)
 
 
 @pytest.fixture(scope='module')
