@@ -1,0 +1,59 @@
+# -*- coding: utf-8 -*-
+# Copyright: cerniq.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Durations written with units ('500ms', '30s', '2h', '1h30m', '90 days'), as the collection's
+options take them. A number without a unit is refused: '30' could mean seconds or minutes.
+
+Plain Python (no Ansible imports), so scripts and the maintenance runner use it too.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+UNIT_SECONDS = {
+    'ms': 0.001, 'millisecond': 0.001, 'milliseconds': 0.001,
+    's': 1, 'sec': 1, 'second': 1, 'seconds': 1,
+    'm': 60, 'min': 60, 'minute': 60, 'minutes': 60,
+    'h': 3600, 'hour': 3600, 'hours': 3600,
+    'd': 86400, 'day': 86400, 'days': 86400,
+    'w': 604800, 'week': 604800, 'weeks': 604800,
+}
+
+_PART = re.compile(r'\s*(\d+(?:\.\d+)?)\s*([a-z]+)', re.IGNORECASE)
+
+
+class DurationError(ValueError):
+    """A duration that cannot be read."""
+
+
+def parse_duration(value, name='duration'):
+    """Seconds (float) of a duration such as '2h', '1h30m', '500ms' or '90 days'."""
+    text = str(value).strip() if value is not None else ''
+    parts = []
+    position = 0
+    while position < len(text):
+        match = _PART.match(text, position)
+        if not match or match.group(2).lower() not in UNIT_SECONDS:
+            break
+        parts.append(float(match.group(1)) * UNIT_SECONDS[match.group(2).lower()])
+        position = match.end()
+    if not parts or text[position:].strip():
+        raise DurationError("%s: %r is not a duration with a unit (for example '30s', '15m', '2h', '1h30m', "
+                            "'7 days')" % (name, value))
+    return sum(parts)
+
+
+def format_duration(seconds):
+    """A short text for a number of seconds: '2h', '1h30m', '45s'."""
+    seconds = int(round(seconds))
+    if seconds <= 0:
+        return '0s'
+    out = []
+    for unit, size in (('d', 86400), ('h', 3600), ('m', 60), ('s', 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            out.append('%d%s' % (count, unit))
+    return ''.join(out)
