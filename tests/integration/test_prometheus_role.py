@@ -1,10 +1,12 @@
 """The prometheus role's rules and configuration phases, against a real Prometheus.
 
 The role runs on localhost with ``--tags rules,configure`` into a private
-directory (real ``copy``/``template`` with the promtool ``validate`` the role
-uses on hosts). A throwaway ``/usr/bin/prometheus`` on a free loopback port then
-loads what the role wrote. The service and reload handlers need systemd and are
-left to the Molecule scenario.
+directory (the real ``template`` with the promtool ``validate`` and the real
+``cerniq.ops.prometheus_rules`` the role uses on hosts). A throwaway
+``/usr/bin/prometheus`` on a free loopback port then loads what the role wrote;
+with it running, the role reloads it by SIGHUP to its pid file and verifies the
+loaded rules. The service, the systemd reload and the handlers are left to the
+Molecule scenario.
 """
 
 import grp
@@ -58,6 +60,7 @@ def _apply(tmp_path, extra_vars=None, tags='rules,configure'):
         'prometheus_node_exporter_targets': [],
     }
     role_vars.update(extra_vars or {})
+    (tmp_path / 'etc').mkdir(exist_ok=True)  # made by the Debian package on a host
     playbook = tmp_path / 'play.yml'
     playbook.write_text(yaml.safe_dump([{
         'name': 'Apply the prometheus role',
@@ -70,6 +73,19 @@ def _apply(tmp_path, extra_vars=None, tags='rules,configure'):
 
 def _rules_dir(tmp_path):
     return tmp_path / 'etc' / 'rules.d' / 'cerniq'
+
+
+def _rule_files(tmp_path):
+    """The rule files in the role's directory (not prometheus_rules' hidden manifest)."""
+    return sorted(n for n in os.listdir(_rules_dir(tmp_path)) if not n.startswith('.'))
+
+
+def _live(port, prom, tmp_path):
+    """Role variables that make it reload the running test Prometheus (SIGHUP to its pid file)."""
+    pid_file = tmp_path / 'prometheus.pid'
+    pid_file.write_text('%d\n' % prom.proc.pid)
+    return {'prometheus_web_listen_address': '127.0.0.1:%d' % port, 'prometheus_rules_reload': 'signal',
+            'prometheus_rules_pid_file': str(pid_file)}
 
 
 class Prometheus:
@@ -161,7 +177,8 @@ def test_rules_deployed_verbatim_stale_removed_idempotent(tmp_path):
     result = _apply(tmp_path)
     assert result.returncode == 0, result.stdout
     shipped = sorted(n for n in os.listdir(SHIPPED) if n.endswith('.yml'))
-    assert sorted(os.listdir(rules)) == shipped
+    assert _rule_files(tmp_path) == shipped
+    assert (rules / '.cerniq-rules-manifest.json').exists()
     for name in shipped:
         with open(os.path.join(SHIPPED, name)) as handle:
             assert (rules / name).read_text() == handle.read(), name
@@ -191,14 +208,14 @@ def test_bad_rule_file_never_replaces_live_rules(tmp_path, start_prometheus, con
 
     site = tmp_path / 'site-rules.yml'
     site.write_text(content)
-    before = sorted(os.listdir(_rules_dir(tmp_path)))
-    result = _apply(tmp_path, {'prometheus_web_listen_address': '127.0.0.1:%d' % port,
-                               'prometheus_extra_rule_files': [str(site)]})
+    before = _rule_files(tmp_path)
+    reloaded_at = prom.metric('prometheus_config_last_reload_success_timestamp_seconds')
+    result = _apply(tmp_path, dict(_live(port, prom, tmp_path), prometheus_extra_rule_files=[str(site)]))
     assert result.returncode != 0
-    assert 'failed to validate' in result.stdout
-    assert sorted(os.listdir(_rules_dir(tmp_path))) == before
-    # What the handler would do next: reload. Prometheus keeps every rule.
-    assert prom.reload() == '1'
+    assert 'promtool check rules refused the rule files, nothing was changed: site-rules.yml: ' in result.stdout
+    assert _rule_files(tmp_path) == before
+    # Not reloaded, every rule still loaded.
+    assert prom.metric('prometheus_config_last_reload_success_timestamp_seconds') == reloaded_at
     assert prom.rule_groups() == groups
 
     # Without the validate step the same file makes the reload fail (Prometheus
@@ -207,6 +224,27 @@ def test_bad_rule_file_never_replaces_live_rules(tmp_path, start_prometheus, con
     if content is BAD_RULES:
         assert prom.reload() == '0'
         assert prom.rule_groups() == groups
+
+
+def test_site_rule_file_deployed_reloaded_and_removed(tmp_path, start_prometheus):
+    """Through the role: a valid site file is written, Prometheus reloaded and the new group
+    verified loaded; dropping it from the list removes it and Prometheus stops running it."""
+    port = free_port()
+    assert _apply(tmp_path, {'prometheus_web_listen_address': '127.0.0.1:%d' % port}).returncode == 0
+    prom = start_prometheus(port)
+    groups = prom.wait_for(prom.rule_groups, 'rules loaded')
+    site = tmp_path / 'site-rules.yml'
+    site.write_text('groups:\n  - name: site\n    rules:\n      - record: site:up:sum\n        expr: sum(up)\n')
+    added = _apply(tmp_path, dict(_live(port, prom, tmp_path), prometheus_extra_rule_files=[str(site)]), tags='rules')
+    assert added.returncode == 0, added.stdout
+    assert 'Deploy the rule files as one unit' in added.stdout and 'changed=1' in added.stdout
+    assert prom.rule_groups() == sorted(groups + ['site'])
+    again = _apply(tmp_path, dict(_live(port, prom, tmp_path), prometheus_extra_rule_files=[str(site)]), tags='rules')
+    assert again.returncode == 0 and 'changed=0' in again.stdout, again.stdout
+    removed = _apply(tmp_path, _live(port, prom, tmp_path), tags='rules')
+    assert removed.returncode == 0, removed.stdout
+    assert 'site-rules.yml' not in _rule_files(tmp_path)
+    assert prom.rule_groups() == groups
 
 
 def test_redis_keys_relabelled_into_bullmq_queue_jobs(tmp_path, start_prometheus, redis_server, redis_client):

@@ -22,6 +22,7 @@ def test_action_groups_match_connection_options():
         groups = yaml.safe_load(handle)['action_groups']
     assert set(groups['postgres']) == _modules_using('postgres_argument_spec()')
     assert set(groups['redis']) == _modules_using('redis_argument_spec()')
+    assert set(groups['alertmanager']) == _modules_using('ALERTMANAGER_ARGUMENT_SPEC')
 
 
 def test_galaxy_metadata():
