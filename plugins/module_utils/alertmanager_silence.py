@@ -63,10 +63,7 @@ def parse_matcher(item):
                                'name!~"regex"' % (item,))
         name, operator, value = match.groups()
         if len(value) >= 2 and value[0] == value[-1] == '"':
-            try:
-                value = json.loads(value)
-            except ValueError:
-                raise SilenceError('matcher %r: the quoted value is not valid' % (item,))
+            value = _unquote(value[1:-1])
         is_regex, is_equal = '~' in operator, not operator.startswith('!')
     value = str(value)
     if is_regex:
@@ -77,11 +74,18 @@ def parse_matcher(item):
     return {'name': name, 'value': value, 'isRegex': is_regex, 'isEqual': is_equal}
 
 
+def _unquote(text):
+    """A quoted label value as Alertmanager reads it: \\" \\\\ and \\n are escapes; any other
+    backslash stays (so a regex such as cerniq\\-lab needs no doubling)."""
+    return re.sub(r'\\(["\\n])', lambda m: '\n' if m.group(1) == 'n' else m.group(1), text)
+
+
 def matcher_text(matcher):
     operator = ('=' if matcher.get('isEqual', True) else '!') + ('~' if matcher.get('isRegex') else '')
     if operator == '!':
         operator = '!='
-    return '%s%s%s' % (matcher['name'], operator, json.dumps(matcher['value']))
+    value = matcher['value'].replace('\\', '\\\\').replace('"', '\\"').replace('\n', '\\n')
+    return '%s%s"%s"' % (matcher['name'], operator, value)
 
 
 def _matcher_key(matcher):
@@ -302,7 +306,7 @@ def ensure(cluster, matchers, created_by, comment, state='present', duration_sec
     ``duration_seconds`` counts from the silence's start (an existing silence keeps its start), so a
     rerun changes nothing; ``ends_at`` is an absolute end. Returns ``dict(changed, action, silence,
     previous, expired_duplicates, cluster, diff)``; ``action`` is created, extended, shortened,
-    expired or unchanged. In check mode only the GET is sent.
+    replaced (a new start), expired or unchanged. In check mode only the GET is sent.
     """
     if not created_by or not comment:
         raise SilenceError('created_by and comment identify a silence: both are required')
@@ -332,10 +336,12 @@ def ensure(cluster, matchers, created_by, comment, state='present', duration_sec
             result.update(changed=True, action='created')
         else:
             stored_end = parse_time(keep['endsAt'])
-            moved_start = start is not None and start != parse_time(keep['startsAt'])
+            moved_start = start is not None and abs(start - parse_time(keep['startsAt'])) > END_TOLERANCE
             if abs(stored_end - end) > END_TOLERANCE or moved_start:
+                # A new start: Alertmanager expires the old silence and makes a new one (new id).
                 body.update(id=keep['id'], startsAt=format_time(start) if moved_start else keep['startsAt'])
-                result.update(changed=True, action='extended' if end > stored_end else 'shortened')
+                result.update(changed=True, action='replaced' if moved_start else (
+                    'extended' if end > stored_end else 'shortened'))
             else:
                 end = stored_end
         if result['changed']:

@@ -6,7 +6,8 @@
 Alerts and their start and end times come from Prometheus (the ``ALERTS``
 series over the incident window, sampled with ``query_range``) and from
 Alertmanager (``/api/v2/alerts``: what is active now, silenced or not, and
-which receivers it went to). Impact counts come from the CERNIQ database with
+which receivers it went to; ``/api/v2/silences``: the silences in force during
+the window, maintenance windows included). Impact counts come from the CERNIQ database with
 one aggregate query each. The human parts of the template (root cause,
 resolution, action items, lessons) are left as marked placeholders.
 
@@ -19,6 +20,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import datetime
+
+from ansible_collections.cerniq.ops.plugins.module_utils.alertmanager_silence import describe as describe_silence
 
 PLACEHOLDER = '<!-- TODO: fill in -->'
 
@@ -123,6 +126,15 @@ def active_alerts(alertmanager_url, fetch_json, matchers=None):
     return alerts
 
 
+def window_silences(alertmanager_url, fetch_json, start, end):
+    """Silences in force at some moment of [start, end] (any state now), earliest first."""
+    data = fetch_json('%s/api/v2/silences' % alertmanager_url.rstrip('/'))
+    found = [describe_silence(s) for s in data
+             if parse_time(s.get('startsAt')) < end and parse_time(s.get('endsAt')) > start]
+    found.sort(key=lambda s: (s['starts_at'] or '', s['id'] or ''))
+    return found
+
+
 def impact_counts(conn, start, end, queries=None):
     """One count per impact query over [start, end); a failing query is reported, not fatal."""
     queries = dict(DEFAULT_IMPACT_QUERIES, **(queries or {}))
@@ -157,7 +169,7 @@ def _duration(start, end):
 
 
 def render_markdown(incident_id, start, end, periods, active, counts, errors, severity=None, services=None,
-                    resolved=None):
+                    resolved=None, silences=()):
     """The 5.2 template filled in: summary, timeline from alerts, impact; human parts as placeholders."""
     severity = severity or derive_severity(periods, active) or 'SEV? %s' % PLACEHOLDER
     if resolved is None:
@@ -186,6 +198,11 @@ def render_markdown(incident_id, start, end, periods, active, counts, errors, se
             events.append((parse_time(a['starts_at']).isoformat(), 'Alert %s (%s) active in Alertmanager, routed to %s'
                            % (a['alertname'], a['severity'] or 'no severity', ', '.join(a['receivers']) or '-'),
                            'System'))
+    for silence in silences:
+        what = '%s (%s)' % (', '.join(silence['matchers']), silence['comment'])
+        events.append((silence['starts_at'], 'Silence %s' % what, silence['created_by'] or '-'))
+        if parse_time(silence['ends_at']) <= end:
+            events.append((silence['ends_at'], 'Silence ended: %s' % silence['comment'], silence['created_by'] or '-'))
     for stamp, event, actor in sorted(events):
         out.append('| %s | %s | %s |' % (parse_time(stamp).strftime('%Y-%m-%d %H:%M'), event, actor))
     out += ['| %s | On-call acknowledged | %s |' % (PLACEHOLDER, PLACEHOLDER),

@@ -12,8 +12,9 @@ module: incident_info
 short_description: Fill the runbook 5.2 incident report from Prometheus, Alertmanager and the CERNIQ database
 description:
   - Reads the firing periods of alerts over the incident window from Prometheus (the C(ALERTS) series), the alerts
-    Alertmanager holds now (state and receivers), and impact counts from the database - bronze contacts affected,
-    silver companies delayed, approval tasks that breached their SLA.
+    Alertmanager holds now (state and receivers), the silences in force during the window (maintenance windows of
+    the collection's playbooks included; they go into the timeline), and impact counts from the database - bronze
+    contacts affected, silver companies delayed, approval tasks that breached their SLA.
   - Returns the data and the incident report of runbook 5.2 as Markdown, with the human parts (root cause,
     resolution, action items, lessons learned) left as marked placeholders.
   - When O(start) is not given, the incident starts at the first firing alert within O(lookback).
@@ -131,6 +132,21 @@ active:
   returned: always
   type: list
   elements: dict
+silences:
+  description:
+    - Alertmanager silences in force at some moment of the window (empty without O(alertmanager_url)) - id, state
+      (now), matchers, created_by, comment, starts_at, ends_at.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - id: 5c3b6a5e-8f0e-4b8e-9a53-2c9d8e1f7a10
+      state: expired
+      matchers: ['alertname=~"PostgresSlowQueries|PostgresConnections"', 'instance=~"db1(:[0-9]+)?"']
+      created_by: cerniq.ops
+      comment: cerniq.ops daily maintenance of db1 (runbook 3.1)
+      starts_at: "2026-11-29T02:30:00.120Z"
+      ends_at: "2026-11-29T02:41:12.004Z"
 impact:
   description: Impact counts by name (null when a query failed; see impact_errors).
   returned: always
@@ -159,6 +175,7 @@ from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_incident import 
     impact_counts,
     parse_time,
     render_markdown,
+    window_silences,
 )
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
     postgres_argument_spec,
@@ -209,6 +226,7 @@ def main():
             if not firsts:
                 module.fail_json(msg='no firing alert in the last %d minutes: give start explicitly' % p['lookback'])
             start = min(firsts)
+        silences = window_silences(p['alertmanager_url'], fetch_json, start, end) if p['alertmanager_url'] else []
     except IncidentError as error:
         conn.close()
         module.fail_json(msg=str(error))
@@ -218,10 +236,11 @@ def main():
     finally:
         conn.close()
     severity = p['severity'] or derive_severity(periods, active)
-    markdown = render_markdown(incident_id, start, end, periods, active, counts, errors, severity, p['services'])
+    markdown = render_markdown(incident_id, start, end, periods, active, counts, errors, severity, p['services'],
+                               silences=silences)
     module.exit_json(changed=False, incident_id=incident_id, start=start.isoformat(), end=end.isoformat(),
-                     severity=severity, periods=periods, active=active, impact=counts, impact_errors=errors,
-                     markdown=markdown)
+                     severity=severity, periods=periods, active=active, silences=silences, impact=counts,
+                     impact_errors=errors, markdown=markdown)
 
 
 if __name__ == '__main__':

@@ -115,3 +115,26 @@ def test_incident_report_playbook_writes_markdown(monitoring, impact_db, pg_db, 
     assert report.startswith('# Incident Report: INC-7') and '14 bronze contacts affected' in report
     assert '"# Incident Report: INC-7"' in result.stdout
     assert pg_db['login_password'] not in result.stdout
+
+
+def test_silences_of_the_window_are_in_the_report(monitoring, impact_db, pg_db):
+    """A maintenance window (a silence of one of the alerts) shows in the data and in the timeline."""
+    prometheus, alertmanager = monitoring
+    window = dict(url=alertmanager.url, matchers=['alertname="CerniqDiskWarning"', 'service="database"'],
+                  comment='cerniq.ops daily maintenance of db1 (runbook 3.1)', duration='30m')
+    created = run_module('alertmanager_silence', window)
+    assert not created.failed, created
+    try:
+        alertmanager.wait_for(lambda: {a['labels']['alertname']: a['status']['state'] for a in alertmanager.alerts()}
+                              .get('CerniqDiskWarning') == 'suppressed', 'the alert silenced')
+        result = run_module('incident_info', dict(pg_db, prometheus_url=prometheus.url,
+                                                  alertmanager_url=alertmanager.url, start=start_iso(), step=1))
+    finally:
+        run_module('alertmanager_silence', dict(window, state='expired'))
+    assert not result.failed, result
+    [silence] = [s for s in result['silences'] if s['id'] == created['silence']['id']]
+    assert silence['matchers'] == ['alertname="CerniqDiskWarning"', 'service="database"']
+    assert silence['created_by'] == 'cerniq.ops' and silence['state'] == 'active'
+    assert {a['alertname']: a['state'] for a in result['active']}['CerniqDiskWarning'] == 'suppressed'
+    assert ('| Silence alertname="CerniqDiskWarning", service="database" (cerniq.ops daily maintenance of db1 '
+            '(runbook 3.1)) | cerniq.ops |') in result['markdown']

@@ -11,12 +11,17 @@ engines (copied next to this script), so the SQL and Redis logic exists once.
 - Credentials come from a 0600 file (KEY=VALUE), never the command line.
 - Log lines go to the job's log file (and stdout); node_exporter textfile
   metrics are written atomically at the end of every run.
+- With an Alertmanager configured (``silence`` in the job configuration), the run is a
+  maintenance window: the alerts it may cause on this host are silenced for the run's timeout
+  plus a margin, and the silence is expired when the run ends - failed, timed out or
+  terminated (SIGTERM) included. Alertmanager not answering is logged; the run goes on.
 """
 
 import argparse
 import fcntl
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -199,6 +204,64 @@ class Engines(object):
         self.connect_redis = importlib.import_module(base + 'redis_connection').connect_redis
         self.delete_keys = importlib.import_module(base + 'redis_keys').delete_keys
         self.metrics = importlib.import_module(base + 'textfile_metrics')
+        self.silences = importlib.import_module(base + 'alertmanager_silence')
+        self.parse_duration = importlib.import_module(base + 'durations').parse_duration
+        self.urllib_request = importlib.import_module(base + 'http_request').urllib_request
+
+
+class Window(object):
+    """The run's maintenance window: an Alertmanager silence opened at the start, expired at the end."""
+
+    def __init__(self, engines, config, timeout, log):
+        self.settings = config.get('silence') or {}
+        self.engines = engines
+        self.timeout = timeout
+        self.log = log
+        self.opened = False
+
+    def _ensure(self, state, **extra):
+        silences = self.engines.silences
+        cluster = silences.Cluster(self.settings['urls'], self.engines.urllib_request(timeout=10))
+        return silences.ensure(cluster, self.settings['matchers'], self.settings.get('created_by') or 'cerniq.ops',
+                               self.settings['comment'], state=state, cluster_timeout=30, **extra)
+
+    def _describe(self, result):
+        silence = result['silence']
+        return '%s %s: %s (%s)' % (silence.get('id'), result['action'], ', '.join(silence.get('matchers') or []),
+                                   silence.get('comment'))
+
+    def open(self, dry_run):
+        if not self.settings.get('urls'):
+            return
+        try:
+            seconds = self.timeout + self.engines.parse_duration(self.settings.get('margin') or '10m', 'margin')
+            if dry_run:
+                silences = self.engines.silences
+                self.log('maintenance window: would silence %s for %d s (%s)' % (', '.join(
+                    silences.matcher_text(silences.parse_matcher(m)) for m in self.settings['matchers']),
+                    seconds, self.settings['comment']))
+                return
+            # A window a killed run left open is replaced (new start), not reused.
+            result = self._ensure('present', duration_seconds=seconds, starts_at=self.engines.silences.utc_now())
+        except (self.engines.silences.SilenceError, ValueError) as error:
+            self.log('maintenance window NOT opened, the alerts of this run may page: %s' % error)
+            return
+        self.opened = True
+        self.log('maintenance window: silence %s until %s' % (self._describe(result), result['silence'].get('ends_at')))
+
+    def close(self):
+        if not self.opened:
+            return
+        try:
+            result = self._ensure('expired')
+        except (self.engines.silences.SilenceError, ValueError) as error:
+            self.log('maintenance window NOT closed, its silence ends by itself at the timeout plus margin: %s' % error)
+            return
+        self.log('maintenance window closed: silence %s' % self._describe(result))
+
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)  # runs the finally blocks: the window is closed
 
 
 def write_metrics(engines, config, status, started, counters, step_status):
@@ -259,11 +322,30 @@ def main(argv=None):
     engines = Engines(args.lib)
     credentials = read_credentials(config.get('credentials_file'))
     pg, redis_params = connection_params(config, credentials)
+    mode = ' (dry run)' if args.dry_run else ''
+    log('start%s: %d steps, timeout %d s' % (mode, len(config.get('steps', [])), timeout))
+    window = Window(engines, config, timeout, log)
+    signal.signal(signal.SIGTERM, _terminate)
+    window.open(args.dry_run)
+    try:
+        status, counters, step_status = run_steps(config, pg, redis_params, deadline, args, engines, watchdog, log)
+    finally:
+        window.close()
+    watchdog.timer.cancel()
+    if watchdog.timed_out:
+        status = 124
+    if not args.dry_run:
+        write_metrics(engines, config, status, started, counters, step_status)
+    log('end: %s in %.1f s' % ('success' if status == 0 else 'FAILED (exit %d)' % status, time.monotonic() - started))
+    return status
+
+
+def run_steps(config, pg, redis_params, deadline, args, engines, watchdog, log):
+    """Every enabled step in order, each failure logged; returns (status, counters, step status)."""
+    timeout = int(config.get('timeout') or 3600)
     counters = {}
     step_status = []
     status = 0
-    mode = ' (dry run)' if args.dry_run else ''
-    log('start%s: %d steps, timeout %d s' % (mode, len(config.get('steps', [])), timeout))
     for step in config.get('steps', []):
         name = step.get('name') or step['type']
         if not step.get('enabled', True):
@@ -290,13 +372,7 @@ def main(argv=None):
             counters[key] = counters.get(key, 0) + value
         step_status.append((name, True))
         log('step %s: ok in %.1f s: %s' % (name, time.monotonic() - step_started, summary))
-    watchdog.timer.cancel()
-    if watchdog.timed_out:
-        status = 124
-    if not args.dry_run:
-        write_metrics(engines, config, status, started, counters, step_status)
-    log('end: %s in %.1f s' % ('success' if status == 0 else 'FAILED (exit %d)' % status, time.monotonic() - started))
-    return status
+    return status, counters, step_status
 
 
 if __name__ == '__main__':
