@@ -371,6 +371,15 @@ class LabDemo:
                   < datetime.timedelta(seconds=1)]
         return [p for p in periods if p not in before], before
 
+    def maintenance_windows(self):
+        """The silences the procedures opened (and expired) around the restarts and the maintenance."""
+        sys.path.insert(0, collections_root())
+        from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_incident import window_silences
+        now = datetime.datetime.now(datetime.timezone.utc)
+        # An empty base URL: the engine asks for '/api/v2/silences', self.alertmanager() adds the lab's.
+        return [s for s in window_silences('', self.alertmanager, self.incident_start, now)
+                if s['created_by'] == 'cerniq.ops']
+
     def summary(self, before, after, fired, cleared, still_overdue, reports, elapsed):
         periods, carried_over = self.alert_periods()
         print('\n%s== Demo summary ==%s  (%.0f s; logs and reports in %s)\n' % (BOLD, RESET, elapsed, STATE_DIR))
@@ -407,6 +416,11 @@ class LabDemo:
             calls[kind] = calls.get(kind, 0) + 1
         received = ', '.join('%s x%d' % c for c in sorted(calls.items())) or 'no calls'
         print('\nCERNIQ API stand-in received: %s' % received)
+        windows = self.maintenance_windows()
+        print('\nMaintenance windows (Alertmanager silences the procedures opened, then expired):\n')
+        print(markdown_table(['window', 'silenced', 'from (UTC)', 'to (UTC)', 'now'],
+                             [(w['comment'], ', '.join(w['matchers']), w['starts_at'][11:19], w['ends_at'][11:19],
+                               w['state']) for w in windows]) if windows else '    none')
         print('Reports: %s, %s (and %s)' % (reports['incident'], reports['capacity'], reports['capacity_html']))
         print('\nOpen the lab:\n    Prometheus    %s/alerts\n    Alertmanager  %s\n'
               'Remove it with `make demo-down` (scripts/demo.py down).'
@@ -414,7 +428,7 @@ class LabDemo:
         with open(os.path.join(STATE_DIR, 'summary.json'), 'w') as handle:
             json.dump(dict(mode='lab', found=before, after=after, expected_fired=fired, expected_cleared=cleared,
                            still_overdue=still_overdue, alerts=periods, carried_over=carried_over,
-                           receivers=self.receivers, api_calls=calls,
+                           receivers=self.receivers, api_calls=calls, silences=windows,
                            reports=reports, urls=self.urls, incident_start=self.incident_start.isoformat(),
                            elapsed_s=round(elapsed)), handle, indent=2)
 

@@ -24,7 +24,7 @@ description:
     alert without those labels - before anything is sent (Alertmanager refuses it too).
   - Against an Alertmanager cluster, the change is made on the first member that answers and then
     awaited on every other member (see O(url)).
-version_added: 0.2.0
+version_added: 0.1.0
 author:
   - cerniq.ops contributors (@cerniq)
 extends_documentation_fragment:

@@ -15,7 +15,7 @@ description:
     member of O(url) that answers, and returns those that pass every filter given.
   - Use it to show which maintenance windows are open, to find the silences a job left behind, or to
     ask whether an alert with given labels would be silenced (O(labels)).
-version_added: 0.2.0
+version_added: 0.1.0
 author:
   - cerniq.ops contributors (@cerniq)
 extends_documentation_fragment:

@@ -28,7 +28,7 @@ description:
     reload succeeded (RV(rolled_back)).
   - When nothing changed, nothing is written and Prometheus is not reloaded; the loaded rules are still
     verified, and Prometheus is reloaded (reported as a change) only if it does not run the files on disk.
-version_added: 0.2.0
+version_added: 0.1.0
 author:
   - cerniq.ops contributors (@cerniq)
 requirements:
