@@ -18,7 +18,7 @@ options:
         Alertmanager cluster.
       - Reads and writes go to the first member that answers. After a change, every other member that
         answers is polled until it shows the same silences (cluster gossip); a member that does not
-        answer is reported in RV(cluster.unreachable), not an error.
+        answer is reported in the result (C(cluster.unreachable)), not an error.
     type: list
     elements: str
     required: true

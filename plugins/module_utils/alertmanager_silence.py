@@ -17,7 +17,7 @@ polled until it shows the same silence (gossip), so a caller knows the whole clu
 A member that does not answer is reported, not fatal: one member is enough for Alertmanager.
 
 HTTP goes through a ``request(method, url, payload) -> (status, text)`` callable
-(``http_request.module_request`` in modules, ``urllib_request`` in the maintenance runner).
+(``http_request.module_request`` in modules; the maintenance runner brings a urllib one).
 """
 
 from __future__ import absolute_import, division, print_function

@@ -5,9 +5,9 @@
 (Prometheus rules, Alertmanager silences).
 
 ``module_request`` is the Ansible front end (``open_url``: proxies, certificates, the module's
-``validate_certs`` and ``timeout``); ``urllib_request`` serves scripts and the maintenance runner,
-which run without Ansible. A payload is sent as JSON. An HTTP error status is a return value;
-a network failure raises ``OSError`` (``URLError`` is one).
+``validate_certs`` and ``timeout``); code that runs without Ansible (the maintenance runner)
+passes its own standard-library one. A payload is sent as JSON. An HTTP error status is a
+return value; a network failure raises ``OSError`` (``URLError`` is one).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -34,20 +34,6 @@ def module_request(module, timeout=None):
                                 validate_certs=module.params.get('validate_certs', True),
                                 timeout=timeout or module.params.get('timeout') or 10, follow_redirects='none')
             return response.getcode(), response.read().decode('utf-8', 'replace')
-        except HTTPError as error:
-            return error.code, error.read().decode('utf-8', 'replace')
-    return request
-
-
-def urllib_request(timeout=10):
-    """``request`` built on the standard library, for code that runs without Ansible."""
-    import urllib.request
-
-    def request(method, url, payload=None):
-        req = urllib.request.Request(url, data=_body(payload), method=method, headers=JSON_HEADERS)
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as response:
-                return response.status, response.read().decode('utf-8', 'replace')
         except HTTPError as error:
             return error.code, error.read().decode('utf-8', 'replace')
     return request

@@ -147,6 +147,17 @@ cluster:
   description: The member that took the change, the members that were seen to agree, and those that did not answer.
   returned: always
   type: dict
+  contains:
+    written_to:
+      description: URL of the member the silences were read from and written to.
+      type: str
+    verified_on:
+      description: URLs of the other members that were seen to show the change.
+      type: list
+      elements: str
+    unreachable:
+      description: Members that did not answer, with the error.
+      type: dict
   sample:
     written_to: http://monitor1:9093
     verified_on: [http://monitor2:9093]

@@ -185,7 +185,7 @@ def test_runner_failed_run_silences_during_and_expires_after(monitoring, pg_db, 
         during = monitoring.wait_for(lambda: alert_states(monitoring)['db1:9187'] == 'suppressed'
                                      and alert_states(monitoring), 'db1 silenced while the runner runs', timeout=30)
         live = [s for s in silences(monitoring, comment) if s['status']['state'] == 'active']
-        output, _ = run.communicate(timeout=120)
+        output = run.communicate(timeout=120)[0]
     finally:
         if run.poll() is None:
             run.kill()
@@ -211,7 +211,7 @@ def test_runner_terminated_still_expires_its_silence(monitoring, pg_db, cerniq_d
     monitoring.wait_for(lambda: [s for s in silences(monitoring, comment) if s['status']['state'] == 'active'],
                         'window open', timeout=30)
     run.terminate()  # what timeout(1) and systemd send first
-    output, _ = run.communicate(timeout=60)
+    output = run.communicate(timeout=60)[0]
     assert run.returncode == 128 + 15, output
     new = [s for s in silences(monitoring, comment) if s['id'] not in before]
     assert [s['status']['state'] for s in new] == ['expired'], output

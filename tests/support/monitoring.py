@@ -124,7 +124,7 @@ class AlertmanagerCluster:
     """Alertmanagers gossiping with each other on loopback (--cluster.listen-address/--cluster.peer)."""
 
     def __init__(self, size=2, config_text=None):
-        ports = [free_port() for _ in range(size)]
+        ports = [free_port() for _member in range(size)]
         self.members = [AlertmanagerServer(config_text, port, ['127.0.0.1:%d' % p for p in ports if p != port])
                         for port in ports]
 

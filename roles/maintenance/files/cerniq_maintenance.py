@@ -206,7 +206,6 @@ class Engines(object):
         self.metrics = importlib.import_module(base + 'textfile_metrics')
         self.silences = importlib.import_module(base + 'alertmanager_silence')
         self.parse_duration = importlib.import_module(base + 'durations').parse_duration
-        self.urllib_request = importlib.import_module(base + 'http_request').urllib_request
 
 
 class Window(object):
@@ -221,7 +220,7 @@ class Window(object):
 
     def _ensure(self, state, **extra):
         silences = self.engines.silences
-        cluster = silences.Cluster(self.settings['urls'], self.engines.urllib_request(timeout=10))
+        cluster = silences.Cluster(self.settings['urls'], urllib_request)
         return silences.ensure(cluster, self.settings['matchers'], self.settings.get('created_by') or 'cerniq.ops',
                                self.settings['comment'], state=state, cluster_timeout=30, **extra)
 
@@ -258,6 +257,19 @@ class Window(object):
             self.log('maintenance window NOT closed, its silence ends by itself at the timeout plus margin: %s' % error)
             return
         self.log('maintenance window closed: silence %s' % self._describe(result))
+
+
+def urllib_request(method, url, payload=None, timeout=10):
+    """The engines' HTTP callable on the standard library: (status, text); OSError when unreachable."""
+    import urllib.error
+    import urllib.request
+    data = json.dumps(payload).encode('utf-8') if payload is not None else None
+    request = urllib.request.Request(url, data=data, method=method, headers={'Content-Type': 'application/json'})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read().decode('utf-8', 'replace')
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode('utf-8', 'replace')
 
 
 def _terminate(signum, frame):
