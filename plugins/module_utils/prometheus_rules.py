@@ -52,6 +52,7 @@ try:
     import yaml
 except ImportError:  # pragma: no cover - reported by check_requirements()
     yaml = None
+HAS_YAML = yaml is not None
 
 from ansible_collections.cerniq.ops.plugins.module_utils.http_request import error_line
 
@@ -70,9 +71,11 @@ class RulesError(Exception):
         self.details = details
 
 
-def check_requirements():
-    if yaml is None:
+def check_requirements(check_mode=False):
+    """Whether the rule files can be read; without PyYAML only check mode goes on (file level only)."""
+    if yaml is None and not check_mode:
         raise RulesError('PyYAML is needed on the Prometheus host to read rule files (Debian: python3-yaml)')
+    return yaml is not None
 
 
 # ---------------------------------------------------------------------------- reading rule files
@@ -403,7 +406,7 @@ class _Lock(object):
         os.close(self.fd)
 
 
-def plan(rules_dir, files, mode=0o644, uid=-1, gid=-1, exclusive=False):
+def plan(rules_dir, files, mode=0o644, uid=-1, gid=-1, exclusive=False, parse=True):
     """What a deployment of ``files`` ({name: text}) would change in ``rules_dir``."""
     for name in files:
         if not _NAME.match(name) or not name.endswith(RULE_SUFFIXES):
@@ -424,7 +427,7 @@ def plan(rules_dir, files, mode=0o644, uid=-1, gid=-1, exclusive=False):
     removed = sorted(managed - set(files))
     before = {n: current[n][0].decode('utf-8', 'replace') for n in changed + removed if current.get(n)}
     after = {n: files[n] for n in added + changed}
-    rules_added, rules_changed, rules_removed = rule_changes(before, after)
+    rules_added, rules_changed, rules_removed = rule_changes(before, after) if parse else ([], [], [])
     manifest = {name: _sha256(text.encode('utf-8')) for name, text in files.items()}
     return dict(added=added, changed=changed, attributes=attributes, removed=removed, current=current,
                 manifest_changed=manifest != owned, manifest=manifest,
@@ -479,18 +482,17 @@ def deploy(rules_dir, files, tests=None, promtool='promtool', lint_fatal=True, e
     """Deploy ``files`` ({name: text}) into ``rules_dir`` as one unit (see the module docstring).
 
     ``prometheus`` is a Prometheus (reload + verify) or None (write only). ``promtool`` None skips the
-    validation (the module allows that in check mode only, on a host without promtool yet). Returns a result dict;
+    validation (the module allows that in check mode only, on a host without promtool yet); without
+    PyYAML check mode reports file-level changes only. Returns a result dict;
     raises RulesError (with ``details``) when nothing was changed or everything was rolled back.
     """
-    check_requirements()
+    parse = check_requirements(check_mode)
     tests = tests or {}
     if not os.path.isabs(rules_dir):
         raise RulesError('rules_dir must be an absolute path: %s' % rules_dir)
-    for name, text in files.items():
-        groups_of(name, text)  # a clear error for YAML promtool would report less plainly
-    planned = plan(rules_dir, files, mode, uid, gid, exclusive)
-    tests_run = validate(files, tests, promtool, lint_fatal) if promtool else []
-    paths = {os.path.join(rules_dir, n): groups_of(n, t) for n, t in files.items()}
+    paths = {os.path.join(rules_dir, n): groups_of(n, t) if parse else [] for n, t in files.items()}
+    planned = plan(rules_dir, files, mode, uid, gid, exclusive, parse)
+    tests_run = validate(files, tests if parse else {}, promtool, lint_fatal) if promtool else []
     gone = [os.path.join(rules_dir, n) for n in planned['removed']]
     changed = bool(planned['added'] or planned['changed'] or planned['attributes'] or planned['removed'])
     result = dict(changed=changed or planned['manifest_changed'], reloaded=False,

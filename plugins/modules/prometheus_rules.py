@@ -39,7 +39,7 @@ attributes:
     description:
       - Validates with promtool and reports the files and rules that would be added, changed or removed;
         writes nothing and does not reload. Without promtool on the host (not installed yet), the
-        validation is skipped with a warning.
+        validation is skipped with a warning; without PyYAML, only file-level changes are reported.
   diff_mode:
     support: full
     description: The text of every file added, changed or removed, before and after.
@@ -250,7 +250,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cerniq.ops.plugins.module_utils.durations import parse_duration
 from ansible_collections.cerniq.ops.plugins.module_utils.http_request import module_request
-from ansible_collections.cerniq.ops.plugins.module_utils.prometheus_rules import Prometheus, RulesError, deploy
+from ansible_collections.cerniq.ops.plugins.module_utils.prometheus_rules import HAS_YAML, Prometheus, RulesError, deploy
 
 FILE_SPEC = dict(name=dict(type='str', required=True), content=dict(type='str', required=True))
 
@@ -320,6 +320,8 @@ def main():
     tests = _named(module, params['tests'], 'test')
     uid, gid, mode = _ids(module)
     promtool = _promtool(module)
+    if module.check_mode and not HAS_YAML:
+        module.warn('PyYAML (python3-yaml) is not installed yet: only file-level changes are reported (check mode)')
     prometheus = None
     try:
         if params['reload'] != 'none':

@@ -289,3 +289,21 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(rules_dir, args, messag
     assert result.failed and message in result['msg'], result
     assert 'Traceback' not in result['msg'] and '\n' not in result['msg']
     assert os.listdir(rules_dir) == []
+
+
+def test_without_pyyaml_check_mode_reports_files_and_a_run_refuses(rules_dir, tmp_path):
+    """A fresh host in check mode: python3-yaml (and promtool) not installed yet."""
+    from tests.support.ansible_run import collections_root
+    blocker = tmp_path / 'no-yaml' / 'yaml'
+    blocker.mkdir(parents=True)
+    (blocker / '__init__.py').write_text("raise ImportError('PyYAML is not installed (test)')\n")
+    env = {'PYTHONPATH': '%s:%s' % (blocker.parent, collections_root())}
+    args = dict(rules_dir=rules_dir, files=_files(queues=QUEUES), reload='none', promtool_path='/nonexistent/promtool')
+    check = run_module('prometheus_rules', args, check_mode=True, env=env)
+    assert not check.failed, check
+    assert check['changed'] and check['files_added'] == ['queues.yml'] and check['rules_added'] == []
+    warnings = ' '.join(str(w) for w in check['warnings'])  # 2.19: structured warning summaries
+    assert 'PyYAML (python3-yaml) is not installed yet' in warnings and 'were not validated' in warnings
+    run = run_module('prometheus_rules', dict(args, promtool_path=shutil.which('promtool')), env=env)
+    assert run.failed and run['msg'] == 'PyYAML is needed on the Prometheus host to read rule files (Debian: python3-yaml)'
+    assert os.listdir(rules_dir) == []
