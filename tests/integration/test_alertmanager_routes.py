@@ -10,6 +10,7 @@ between the rule files' labels and runbook 5.1 / 5.3.
 import grp
 import os
 import pwd
+import re
 import shutil
 import subprocess
 
@@ -173,3 +174,43 @@ def test_amtool_refusal_keeps_live_config(tmp_path):
     assert result.returncode != 0
     assert 'failed to validate' in result.stdout
     assert config.read_text() == before
+
+
+def _rule_labels(alertname):
+    rules_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                             'roles', 'prometheus', 'files', 'rules')
+    found = []
+    for name in sorted(os.listdir(rules_dir)):
+        with open(os.path.join(rules_dir, name)) as handle:
+            for group in yaml.safe_load(handle)['groups']:
+                found += [dict(rule['labels'], alertname=alertname) for rule in group['rules']
+                          if rule.get('alert') == alertname]
+    assert found, alertname
+    return found
+
+
+def _chat_route_for_worker_down_from_docs():
+    """The alertmanager_extra_routes snippet docs/monitoring.md gives to keep WorkerDown off the pager."""
+    docs = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                        'docs', 'monitoring.md')
+    with open(docs) as handle:
+        text = handle.read()
+    match = re.search(r'```yaml\n(alertmanager_extra_routes:\n.*?WorkerDown.*?)```', text, re.S)
+    assert match, 'docs/monitoring.md lost the WorkerDown chat route'
+    return yaml.safe_load(match.group(1))['alertmanager_extra_routes']
+
+
+def test_worker_down_pages_like_the_runbook(default_config):
+    """Runbook 4.3: WorkerDown is critical - the on-call is paged, then the lead and the manager (5.3)."""
+    receivers = {labels['escalation']: _route(default_config, labels) for labels in _rule_labels('WorkerDown')}
+    assert receivers == {'oncall': 'oncall-pager', 'lead': 'team-lead', 'manager': 'engineering-manager'}
+
+
+def test_documented_route_keeps_worker_down_in_chat(tmp_path):
+    """The option docs/monitoring.md offers to sites with several replicas per worker group."""
+    result, config = _render(tmp_path, {'alertmanager_extra_routes': _chat_route_for_worker_down_from_docs()})
+    assert result.returncode == 0, result.stdout
+    assert {_route(config, labels) for labels in _rule_labels('WorkerDown')} == {'team-chat'}
+    # Every worker down still pages.
+    assert {_route(config, labels) for labels in _rule_labels('AllWorkersDown')
+            if labels['escalation'] == 'oncall'} == {'oncall-pager'}

@@ -131,9 +131,11 @@ def test_alertmanager_routed_the_alerts_by_severity(demo):
     routed = summary['receivers']
     sev2 = [key for key in routed if key.startswith('BullMQQueueDepth sev2')]
     assert sev2 and all('oncall-pager' in routed[key] for key in sev2), routed
-    for name in ('WorkerDown sev3', 'HITLTasksOverdue sev3'):
-        sev3 = [key for key in routed if key.startswith(name)]
-        assert sev3 and all('team-chat' in routed[key] for key in sev3), (name, routed)
+    # Runbook 4.3: WorkerDown is critical - it pages (docs/monitoring.md, "WorkerDown pages").
+    worker_down = [key for key in routed if key.startswith('WorkerDown sev2')]
+    assert worker_down and all('oncall-pager' in routed[key] for key in worker_down), routed
+    sev3 = [key for key in routed if key.startswith('HITLTasksOverdue sev3')]
+    assert sev3 and all('team-chat' in routed[key] for key in sev3), routed
 
 
 def test_the_api_stand_in_received_escalations_and_scoring(demo):
