@@ -189,15 +189,16 @@ def _rule_labels(alertname):
     return found
 
 
-def _chat_route_for_worker_down_from_docs():
-    """The alertmanager_extra_routes snippet docs/monitoring.md gives to keep WorkerDown off the pager."""
+def _extra_routes_from_docs(mentioning):
+    """The alertmanager_extra_routes snippet of docs/monitoring.md that mentions ``mentioning``."""
     docs = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                         'docs', 'monitoring.md')
     with open(docs) as handle:
         text = handle.read()
-    match = re.search(r'```yaml\n(alertmanager_extra_routes:\n.*?WorkerDown.*?)```', text, re.S)
-    assert match, 'docs/monitoring.md lost the WorkerDown chat route'
-    return yaml.safe_load(match.group(1))['alertmanager_extra_routes']
+    for block in re.findall(r'```yaml\n(alertmanager_extra_routes:\n.*?)```', text, re.S):
+        if mentioning in block:
+            return yaml.safe_load(block)['alertmanager_extra_routes']
+    raise AssertionError('docs/monitoring.md lost the extra route for %s' % mentioning)
 
 
 def test_worker_down_pages_like_the_runbook(default_config):
@@ -208,9 +209,20 @@ def test_worker_down_pages_like_the_runbook(default_config):
 
 def test_documented_route_keeps_worker_down_in_chat(tmp_path):
     """The option docs/monitoring.md offers to sites with several replicas per worker group."""
-    result, config = _render(tmp_path, {'alertmanager_extra_routes': _chat_route_for_worker_down_from_docs()})
+    result, config = _render(tmp_path, {'alertmanager_extra_routes': _extra_routes_from_docs('WorkerDown')})
     assert result.returncode == 0, result.stdout
     assert {_route(config, labels) for labels in _rule_labels('WorkerDown')} == {'team-chat'}
     # Every worker down still pages.
     assert {_route(config, labels) for labels in _rule_labels('AllWorkersDown')
             if labels['escalation'] == 'oncall'} == {'oncall-pager'}
+
+
+def test_backup_alerts_go_to_chat_and_the_documented_route_pages_them(default_config, tmp_path):
+    backup_alerts = [labels for name in ('BackupStale', 'BackupUnreadable', 'BackupRestoreFailed',
+                                         'BackupVerificationOverdue', 'BackupJobOverdue')
+                     for labels in _rule_labels(name)]
+    assert {_route(default_config, labels) for labels in backup_alerts} == {'team-chat'}
+    result, config = _render(tmp_path, {'alertmanager_extra_routes': _extra_routes_from_docs('service="backup"')})
+    assert result.returncode == 0, result.stdout
+    assert {_route(config, labels) for labels in backup_alerts} == {'oncall-pager'}
+    assert {_route(config, labels) for labels in _rule_labels('BackupVerificationMissing')} == {'team-chat'}
