@@ -66,7 +66,7 @@ def test_second_run_during_the_first_does_nothing(host):
 
 
 def test_logrotate_dry_run(host):
-    result = host.run("logrotate -d /etc/logrotate.d/cerniq-maintenance /etc/logrotate.d/cerniq-workers")
+    result = host.run("logrotate -d /etc/logrotate.d/cerniq-maintenance")
     assert result.rc == 0, result.stderr
     assert "maintenance-*.log" in result.stderr or "maintenance-*.log" in result.stdout
 
