@@ -111,12 +111,17 @@ class AlertmanagerServer(_Server):
 class PrometheusServer(_Server):
     name = 'prometheus'
 
-    def __init__(self, rules_text=None, alertmanager_url=None, evaluation_interval='1s', scrape_configs=None):
+    def __init__(self, rules_text=None, alertmanager_url=None, evaluation_interval='1s', scrape_configs=None,
+                 history=None):
         super().__init__()
         self.rules_text = rules_text
         self.alertmanager_url = alertmanager_url
         self.evaluation_interval = evaluation_interval
         self.scrape_configs = scrape_configs or []
+        # OpenMetrics text (ending in "# EOF") loaded as past samples before the start
+        # (promtool tsdb create-blocks-from openmetrics), so rates over long windows are
+        # right from the first evaluation.
+        self.history = history
 
     def start(self):
         self.base = tempfile.mkdtemp(prefix='cerniq-prometheus-')
@@ -134,6 +139,12 @@ class PrometheusServer(_Server):
         path = os.path.join(self.base, 'prometheus.yml')
         with open(path, 'w') as handle:
             json.dump(config, handle)  # JSON is YAML
+        if self.history:
+            history = os.path.join(self.base, 'history.om')
+            with open(history, 'w') as handle:
+                handle.write(self.history)
+            subprocess.run([_binary('promtool'), 'tsdb', 'create-blocks-from', 'openmetrics', history,
+                            os.path.join(self.base, 'data')], stdout=subprocess.DEVNULL, check=True)
         self._start([_binary('prometheus'), '--config.file=' + path,
                      '--storage.tsdb.path=' + os.path.join(self.base, 'data'),
                      '--web.listen-address=127.0.0.1:%d' % self.port])
