@@ -59,7 +59,7 @@ options:
   measurements:
     description:
       - Current values measured elsewhere, for the metrics Prometheus does not give, keyed by threshold name -
-        C(queue_depth) (waiting jobs - wait, prioritized and paused), C(processing_latency) (seconds: waiting
+        C(queue_depth) (waiting jobs - wait, prioritized and paused), C(processing_latency) (seconds, waiting
         jobs / jobs finished per second), C(db_connections), C(memory), C(disk) (percent).
       - Each a number, or a mapping from object (queue, instance) to number - one verdict per object.
       - C(db_connections) is measured by the module when neither Prometheus nor this gives it.
