@@ -54,6 +54,7 @@ class BackupError(Exception):
 class BackupNotFound(BackupError):
     """No backup at the configured location (the ``found`` check failed)."""
 
+
 # The checks of a verification, in order; a check that did not run is left out of ``checks``.
 CHECKS = ('found', 'fresh', 'readable', 'restored')
 

@@ -141,9 +141,8 @@ def _rows(markdown):
     return table
 
 
-def test_report_judges_per_queue_and_per_host_with_the_rules_series(prometheus, stand_in, postgres_exporter,
-                                                                      pg_db, pg_conn, redis_params, redis_client,
-                                                                      tmp_path):
+def test_report_judges_per_queue_and_per_host_with_the_rules_series(
+        prometheus, stand_in, postgres_exporter, pg_db, pg_conn, redis_params, redis_client, tmp_path):
     cerniq_schema.apply(pg_conn, cerniq_schema.load_migrations_dir(cerniq_schema.default_migrations_dir()))
     # bronze:ingest:xlsx has no exporter keys: its depth comes from the Redis read of the playbook.
     redis_client.lpush('bull:bronze:ingest:xlsx:wait', *[str(i) for i in range(1200)])
@@ -191,8 +190,8 @@ def test_report_judges_per_queue_and_per_host_with_the_rules_series(prometheus, 
     assert (tmp_path / 'capacity.html').read_text().count('<tr>') == 1 + sum(len(v) for v in rows.values())
 
 
-def test_an_unreachable_prometheus_is_said_and_the_direct_reads_stay(pg_db, pg_conn, redis_params, redis_client,
-                                                                    tmp_path):
+def test_an_unreachable_prometheus_is_said_and_the_direct_reads_stay(
+        pg_db, pg_conn, redis_params, redis_client, tmp_path):
     cerniq_schema.apply(pg_conn, cerniq_schema.load_migrations_dir(cerniq_schema.default_migrations_dir()))
     redis_client.lpush('bull:bronze:ingest:csv:wait', *[str(i) for i in range(1500)])
     redis_client.hset('bull:bronze:ingest:csv:meta', 'version', 'bullmq:5.58.0')

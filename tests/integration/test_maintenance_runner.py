@@ -203,7 +203,7 @@ def test_backup_job_dumps_prunes_and_the_weekly_check_writes_the_backup_metrics(
     backups.mkdir()
     (backups / 'cerniq_db-manual-copy.dump').write_text('not ours: never pruned')
     dump = _dump_config(tmp_path, pg_db, redis_params, backups, keep=2)
-    for _ in range(3):
+    for _run_number in range(3):
         result = _run(dump)
         assert result.returncode == 0, result.stdout
         time.sleep(1.1)  # dump names carry the second
