@@ -22,6 +22,7 @@ import re
 import signal
 import subprocess
 import sys
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -223,6 +224,20 @@ def test_exporters_reach_their_backends_and_the_contract_metrics_arrive(demo):
     # exporter's gauges under their contract names (docs/metrics.md).
     assert 'bronze:ingest:csv' in {series['metric']['queue'] for series in query('bullmq_queue_jobs')}
     assert query('cerniq_approval_tasks_overdue')
+
+
+def test_the_lab_backup_is_dumped_and_verified(demo):
+    """Runbook 3.2 step 5 in the lab: lab.sh up runs the nightly pg_dump job, then the weekly job verifies it."""
+    _proc, summary, _state = demo
+    base = summary['urls']['prometheus']
+
+    def query(expr):
+        with urllib.request.urlopen(base + '/api/v1/query?query=' + urllib.parse.quote(expr), timeout=10) as response:
+            return json.load(response)['data']['result']
+    checks = {series['metric']['check']: series['value'][1] for series in query('cerniq_backup_verify_check')}
+    assert checks == {'found': '1', 'fresh': '1', 'readable': '1'}, checks
+    assert [series['value'][1] for series in query('cerniq_backup_verify_success')] == ['1']
+    assert [series['value'][1] for series in query('cerniq_maintenance_exit_status{task="backup"}')] == ['0']
 
 
 def test_down_removes_the_lab(demo):
