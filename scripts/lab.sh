@@ -165,8 +165,9 @@ up() {
     ansible-playbook -i inventory/lab extensions/lab/lab_workers.yml "${LAB_PLAYBOOK_ARGS[@]}"
 
   # One run of each maintenance job now, so that their freshness metrics exist
-  # (otherwise MaintenanceStatusMissing fires until the first timer run at night).
-  for job in daily weekly; do
+  # (otherwise MaintenanceStatusMissing fires until the first timer run at night);
+  # the nightly dump first, so that the weekly job has a backup to verify.
+  for job in backup daily weekly; do
     if podman exec cerniq-lab-db systemctl start "cerniq-maintenance@$job.service"; then
       say "maintenance $job: ran"
     else

@@ -72,7 +72,8 @@ print(sum(len(case.get('alert_rule_test', [])) + len(case.get('promql_expr_test'
           for path in sys.argv[1:] for case in yaml.safe_load(open(path))['tests']))
 PY
 )
-  result rules "$n" tests "promtool test rules ($(ls tests/rules/*.test.yml | wc -l) files), check rules --lint-fatal"
+  local files=(tests/rules/*.test.yml)
+  result rules "$n" tests "promtool test rules (${#files[@]} files), check rules --lint-fatal"
 }
 
 layer_molecule() {
@@ -121,7 +122,10 @@ stop_background() {
   wait 2>/dev/null
   # Leave no lab or fresh container behind a stopped run.
   [[ " $background $foreground " == *" lab "* ]] && scripts/lab.sh down >/dev/null 2>&1
-  podman rm -f -t 0 $(podman ps -aq --filter label=cerniq.fresh=1 2>/dev/null) >/dev/null 2>&1
+  local fresh
+  for fresh in $(podman ps -aq --filter label=cerniq.fresh=1 2>/dev/null); do
+    podman rm -f -t 0 "$fresh" >/dev/null 2>&1
+  done
   BG_PID=()
 }
 

@@ -16,7 +16,12 @@ maintenance job. Checks, in order of cost:
    named tables are compared with the source database. The scratch database is
    always dropped afterwards.
 
-Passwords reach ``pg_restore``/``psql`` through the environment, never argv.
+Each check's outcome is kept (``checks``: found, fresh, readable, restored) and
+written as ``cerniq_backup_verify_check{check=...}`` so the alert rules can say
+which one failed. ``dump_database`` makes the scheduled dump the maintenance
+role's ``backup`` job runs (the lab's backups).
+
+Passwords reach ``pg_dump``/``pg_restore``/``psql`` through the environment, never argv.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -26,11 +31,13 @@ __metaclass__ = type
 import fnmatch
 import gzip
 import os
+import re
 import shlex
 import subprocess
 import time
 
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
+    PostgresConnectError,
     connect_postgres,
     quote_ident,
     split_qualified_name,
@@ -42,6 +49,14 @@ FORMATS = ('custom', 'directory', 'tar', 'plain', 'plain-gzip')
 
 class BackupError(Exception):
     """The backup could not be examined at all (bad options, nothing found)."""
+
+
+class BackupNotFound(BackupError):
+    """No backup at the configured location (the ``found`` check failed)."""
+
+
+# The checks of a verification, in order; a check that did not run is left out of ``checks``.
+CHECKS = ('found', 'fresh', 'readable', 'restored')
 
 
 def _entry_stat(path):
@@ -62,7 +77,7 @@ def find_newest_backup(path=None, pattern='*', list_command=None):
         proc = subprocess.run(shlex.split(list_command), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               check=False, timeout=300)
         if proc.returncode != 0:
-            raise BackupError('listing command failed (exit %d): %s' % (
+            raise BackupNotFound('listing command failed (exit %d): %s' % (
                 proc.returncode, proc.stderr.decode('utf-8', 'replace').strip().splitlines()[-1:] or ''))
         for line in proc.stdout.decode('utf-8', 'replace').splitlines():
             line = line.strip()
@@ -70,7 +85,7 @@ def find_newest_backup(path=None, pattern='*', list_command=None):
                 candidates.append(line)
     elif path:
         if not os.path.exists(path):
-            raise BackupError('backup path %s does not exist' % path)
+            raise BackupNotFound('backup path %s does not exist' % path)
         if os.path.isfile(path) or is_directory_dump(path):
             candidates.append(path)
         else:
@@ -80,7 +95,7 @@ def find_newest_backup(path=None, pattern='*', list_command=None):
     else:
         raise BackupError('either path or list_command is required')
     if not candidates:
-        raise BackupError('no backup found in %s matching %s' % (list_command or path, pattern))
+        raise BackupNotFound('no backup found in %s matching %s' % (list_command or path, pattern))
     newest = max(candidates, key=lambda item: os.stat(item).st_mtime)
     mtime, size = _entry_stat(newest)
     return newest, mtime, size
@@ -246,22 +261,36 @@ def verify_backup(path=None, pattern='*', list_command=None, max_age_seconds=Non
                   pg_restore='pg_restore', psql='psql', now=None):
     """Run the checks; returns a result dict with ``verified`` and ``problems``."""
     now = time.time() if now is None else now
-    backup, mtime, size = find_newest_backup(path, pattern, list_command)
-    fmt = detect_format(backup)
-    result = dict(backup=backup, format=fmt, size_bytes=size, mtime=mtime, age_seconds=int(now - mtime),
-                  entries=None, restored=False, row_counts={}, problems=[])
-    if max_age_seconds is not None and now - mtime > max_age_seconds:
-        result['problems'].append('newest backup is %d s old (more than %d s)' % (now - mtime, max_age_seconds))
-    restorable, entries, problem = list_entries(backup, fmt, pg_restore)
-    result['entries'] = entries
+    if restore and not params:
+        raise BackupError('a restore check needs connection parameters')
+    try:
+        backup, mtime, size = find_newest_backup(path, pattern, list_command)
+    except BackupNotFound as error:
+        return dict(backup=None, format=None, size_bytes=None, mtime=None, age_seconds=None, entries=None,
+                    restored=False, row_counts={}, problems=[str(error)], checks=dict(found=False), verified=False)
+    checks = dict(found=True)
+    result = dict(backup=backup, format=None, size_bytes=size, mtime=mtime, age_seconds=int(now - mtime),
+                  entries=None, restored=False, row_counts={}, problems=[], checks=checks)
+    if max_age_seconds is not None:
+        checks['fresh'] = now - mtime <= max_age_seconds
+        if not checks['fresh']:
+            result['problems'].append('newest backup is %d s old (more than %d s)' % (now - mtime, max_age_seconds))
+    try:
+        fmt = detect_format(backup)
+        restorable, entries, problem = list_entries(backup, fmt, pg_restore)
+    except (BackupError, OSError) as error:
+        fmt, restorable, entries, problem = None, False, None, str(error)
+    result.update(format=fmt, entries=entries)
+    checks['readable'] = restorable
     if problem:
         result['problems'].append(problem)
     if restore and restorable:
-        if not params:
-            raise BackupError('a restore check needs connection parameters')
-        ok, counts, problems = restore_and_compare(backup, fmt, params, list(tables), scratch_db,
-                                                   tolerance_percent, pg_restore, psql)
-        result['restored'] = ok
+        try:
+            ok, counts, problems = restore_and_compare(backup, fmt, params, list(tables), scratch_db,
+                                                       tolerance_percent, pg_restore, psql)
+        except (BackupError, PostgresConnectError) as error:
+            ok, counts, problems = False, {}, ['restore check failed: %s' % error]
+        result['restored'] = checks['restored'] = ok
         result['row_counts'] = counts
         result['problems'].extend(problems)
     result['verified'] = not result['problems']
@@ -281,6 +310,12 @@ def backup_metrics(result, task='backup', now=None, previous_success=None):
          labels, 1 if result.get('verified') else 0),
         ('cerniq_backup_verify_timestamp_seconds', 'When the last backup verification ran.', 'gauge', labels, now),
     ]
+    checks = result.get('checks') or {}
+    for check in CHECKS:
+        if check in checks:
+            metrics.append(('cerniq_backup_verify_check',
+                            'Outcome of each check of the last verification (1 passed, 0 failed; absent: not run).',
+                            'gauge', dict(labels, check=check), 1 if checks[check] else 0))
     if result.get('mtime') is not None:
         metrics += [
             ('cerniq_backup_newest_timestamp_seconds', 'Modification time of the newest backup.', 'gauge', labels,
@@ -292,3 +327,42 @@ def backup_metrics(result, task='backup', now=None, previous_success=None):
         metrics.append(('cerniq_backup_last_success_timestamp_seconds', 'When a backup last verified successfully.',
                         'gauge', labels, last_success))
     return metrics
+
+
+def dump_database(params, directory, prefix, keep=7, pg_dump='pg_dump', now=None):
+    """``pg_dump --format=custom`` of ``params['login_db']`` into ``directory``, then keep the newest ``keep``.
+
+    The dump is written under a hidden temporary name (ignored by ``find_newest_backup``)
+    and renamed to ``<prefix>-<UTC time>.dump`` only once pg_dump succeeded, so a failed or
+    killed run never leaves a file that looks like a backup. Only files of that exact
+    pattern are pruned. Returns path, size_bytes and the pruned paths.
+    """
+    if not os.path.isdir(directory):
+        raise BackupError('backup directory %s does not exist' % directory)
+    if int(keep) < 1:
+        raise BackupError('keep must be at least 1, got %r' % keep)
+    if not params.get('login_db'):
+        raise BackupError('the dump needs login_db (the database to dump)')
+    stamp = time.strftime('%Y%m%dT%H%M%SZ', time.gmtime(time.time() if now is None else now))
+    final = os.path.join(directory, '%s-%s.dump' % (prefix, stamp))
+    partial = os.path.join(directory, '.%s-%s.dump.partial' % (prefix, stamp))
+    env = _libpq_env(params)
+    env['PGDATABASE'] = params['login_db']
+    try:
+        proc = subprocess.run([pg_dump, '--format=custom', '--no-password', '--file', partial],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, check=False)
+        if proc.returncode != 0:
+            lines = proc.stderr.decode('utf-8', 'replace').strip().splitlines()
+            raise BackupError('pg_dump failed: %s' % (lines[0] if lines else 'exit %d' % proc.returncode))
+        with open(partial, 'rb') as handle:
+            os.fsync(handle.fileno())
+        os.rename(partial, final)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    ours = re.compile(r'^%s-\d{8}T\d{6}Z\.dump$' % re.escape(prefix))
+    dumps = sorted(name for name in os.listdir(directory) if ours.match(name))
+    pruned = [os.path.join(directory, name) for name in dumps[:-int(keep)]]
+    for old in pruned:
+        os.unlink(old)
+    return dict(path=final, size_bytes=os.path.getsize(final), pruned=pruned)

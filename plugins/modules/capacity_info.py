@@ -14,9 +14,16 @@ description:
   - Runs the three capacity queries of runbook 6.1 (daily ingestion with average processing time, enrichment
     throughput per source, HITL tasks created and resolved with average resolution time) over a window of days,
     aggregated on the server (one row per day).
-  - Measures database connection use against C(max_connections) and judges it, with the queue depth, processing
-    latency, memory and disk use given in O(measurements), against the 6.2 scaling thresholds; each exceeded
-    threshold comes with its scale action.
+  - Judges the current load against the 6.2 scaling thresholds, per object, with the definitions of the shipped alert
+    rules - queue depth (waiting jobs) and processing latency (waiting jobs / jobs finished per second) per queue,
+    connections over C(max_connections) per PostgreSQL instance, memory and the fullest filesystem per
+    node_exporter host. With O(prometheus_url) they are read from the rules' recorded series
+    (C(queue:bullmq_jobs_waiting:sum), C(queue:bullmq_processing_latency:seconds),
+    C(instance:pg_connections_used:ratio), C(instance:node_memory_used:ratio),
+    C(instance_mountpoint:node_filesystem_used:ratio)), so the report and the alerts agree, for every host
+    Prometheus scrapes.
+  - A metric Prometheus has no series for comes from O(measurements); connections are then measured on the
+    connected server with the same definition. Each exceeded threshold comes with its scale action.
   - Returns the data and the report rendered as Markdown and as a self-contained HTML page with charts.
 version_added: 0.1.0
 author:
@@ -51,11 +58,28 @@ options:
         type: str
   measurements:
     description:
-      - Current values measured elsewhere, keyed by threshold name - C(queue_depth) (waiting jobs),
-        C(processing_latency) (seconds, for example the age of the oldest waiting job), C(memory) and C(disk)
-        (percent used). C(db_connections) is measured by the module unless given.
+      - Current values measured elsewhere, for the metrics Prometheus does not give, keyed by threshold name -
+        C(queue_depth) (waiting jobs - wait, prioritized and paused), C(processing_latency) (seconds, waiting
+        jobs / jobs finished per second), C(db_connections), C(memory), C(disk) (percent).
+      - Each a number, or a mapping from object (queue, instance) to number - one verdict per object.
+      - C(db_connections) is measured by the module when neither Prometheus nor this gives it.
     type: dict
     default: {}
+  prometheus_url:
+    description:
+      - Prometheus base URL; the 6.2 metrics are read from the recorded series of the shipped rules there.
+      - Unreachable or refusing, the report says so and falls back on O(measurements).
+    type: str
+  validate_certs:
+    description: Verify the TLS certificate of O(prometheus_url).
+    type: bool
+    default: true
+  queues:
+    description:
+      - The pipeline's queues; one not measured at all gets an C(unknown) row instead of going unnoticed.
+    type: list
+    elements: str
+    default: []
   thresholds:
     description:
       - Overrides of the 6.2 thresholds, keyed by C(queue_depth), C(processing_latency), C(db_connections),
@@ -69,14 +93,18 @@ options:
 '''
 
 EXAMPLES = r'''
-- name: Build the capacity report
+- name: Build the capacity report from Prometheus (the alert rules' series)
+  cerniq.ops.capacity_info:
+    login_db: cerniq_db
+    prometheus_url: http://prometheus.internal:9090
+    queues: [bronze:ingest:csv, silver:enrich:anaf-fiscal-status]
+  register: capacity
+
+- name: Without Prometheus - queue depth per queue measured elsewhere
   cerniq.ops.capacity_info:
     login_db: cerniq_db
     measurements:
-      queue_depth: "{{ waiting_jobs }}"
-      processing_latency: "{{ oldest_waiting_age_seconds }}"
-      memory: "{{ (100 - 100 * ansible_facts.memfree_mb / ansible_facts.memtotal_mb) | round(1) }}"
-  register: capacity
+      queue_depth: {'bronze:ingest:csv': 1500, 'silver:score:quality': 20}
 
 - name: Save it as Markdown
   ansible.builtin.copy:
@@ -104,14 +132,23 @@ series:
       type: list
       elements: dict
 connections:
-  description: Client connections in use, max_connections, reserved slots and percent of the usable ones.
+  description:
+    - Backends attached to a database on the connected server (the exporter's C(pg_stat_activity_count)),
+      max_connections, the superuser reserve and percent of max_connections (the rules' definition).
   returned: always
   type: dict
 verdicts:
-  description: One per threshold - metric, label, value, unit, status (ok, warning, critical, unknown), action.
+  description:
+    - One per metric and object - metric, label, object (queue, instance; null for a single value), value, unit,
+      status (ok, warning, critical, unknown), action, note (the filesystem, or why there is no value).
   returned: always
   type: list
   elements: dict
+sources:
+  description: Where each metric was measured (Prometheus, given, the connected server), and Prometheus errors.
+  returned: always
+  type: list
+  elements: str
 exceeded:
   description: The verdicts with status warning or critical.
   returned: always
@@ -127,17 +164,24 @@ html:
   type: str
 '''
 
+import json
+
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.urls import open_url
 
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_capacity import (
     CapacityError,
+    add_missing_queues,
     connection_usage,
     daily_series,
     judge,
+    measurement_rows,
+    prometheus_measurements,
     render_html,
     render_markdown,
 )
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
+    describe_server,
     postgres_argument_spec,
     postgres_connect_module,
 )
@@ -152,36 +196,61 @@ def main():
         measurements=dict(type='dict', default={}),
         thresholds=dict(type='dict', default={}),
         title=dict(type='str', default='CERNIQ capacity report'),
+        prometheus_url=dict(type='str'),
+        validate_certs=dict(type='bool', default=True),
+        queues=dict(type='list', elements='str', default=[]),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
     if p['days'] < 1 or p['days'] > 3660:
         module.fail_json(msg='days must be between 1 and 3660')
-    measurements = {}
-    for key, value in (p['measurements'] or {}).items():
-        if value in (None, ''):
-            continue
+    measured, origin, sources = {}, {}, []
+    try:
+        for key, value in (p['measurements'] or {}).items():
+            rows = measurement_rows(value)
+            if rows:
+                measured[key], origin[key] = rows, 'given'
+    except CapacityError as error:
+        module.fail_json(msg=str(error))
+
+    def fetch_json(url):
         try:
-            measurements[key] = float(value)
-        except (TypeError, ValueError):
-            module.fail_json(msg='measurement %s must be a number, got %r' % (key, value))
+            response = open_url(url, timeout=10, validate_certs=p['validate_certs'])
+            return json.loads(response.read().decode('utf-8'))
+        except Exception as error:  # pylint: disable=broad-except
+            raise CapacityError('cannot read %s: %s' % (url.split('?')[0], str(error).strip().splitlines()[0]))
+
+    if p['prometheus_url']:
+        try:
+            for key, rows in prometheus_measurements(p['prometheus_url'], fetch_json).items():
+                # Objects Prometheus does not know (a queue without exporter keys) keep the given value.
+                seen = {row['object'] for row in rows}
+                extra = [row for row in measured.get(key, []) if row['object'] not in seen]
+                measured[key] = sorted(rows + extra, key=lambda row: row['object'])
+                origin[key] = 'Prometheus %s%s' % (p['prometheus_url'], ' and given' if extra else '')
+        except CapacityError as error:
+            sources.append('Prometheus %s FAILED (%s)' % (p['prometheus_url'], error))
+            module.warn('capacity report without Prometheus: %s' % error)
     conn = postgres_connect_module(module)
     try:
         tables = {key: value for key, value in (p['tables'] or {}).items() if value}
         series = daily_series(conn, p['days'], tables)
         connections = connection_usage(conn)
-        measurements.setdefault('db_connections', connections['percent'])
-        verdicts = judge(measurements, p['thresholds'])
+        if 'db_connections' not in measured:
+            measured['db_connections'] = [dict(object=describe_server(p), value=connections['percent'], note=None)]
+            origin['db_connections'] = 'the connected server'
+        verdicts = judge(add_missing_queues(measured, p['queues']), p['thresholds'])
+        sources += ['%s: %s' % (key, origin[key]) for key in sorted(origin)]
     except CapacityError as error:
         module.fail_json(msg=str(error))
     except Exception as error:  # psycopg2 errors: missing table or column
         module.fail_json(msg='capacity queries failed: %s' % str(error).strip().splitlines()[0])
     finally:
         conn.close()
-    module.exit_json(changed=False, series=series, connections=connections, verdicts=verdicts,
+    module.exit_json(changed=False, series=series, connections=connections, verdicts=verdicts, sources=sources,
                      exceeded=[v for v in verdicts if v['status'] in ('warning', 'critical')],
-                     markdown=render_markdown(series, verdicts, p['title']),
-                     html=render_html(series, verdicts, p['title']))
+                     markdown=render_markdown(series, verdicts, p['title'], sources=sources),
+                     html=render_html(series, verdicts, p['title'], sources=sources))
 
 
 if __name__ == '__main__':

@@ -17,8 +17,10 @@ description:
     directory and tar formats, the C(PostgreSQL database dump complete) trailer for plain SQL (also gzip-compressed).
   - With O(restore=true) it restores the backup into a scratch database on the server given by the connection
     options, compares the row counts of O(tables) with the source database, and drops the scratch database.
-  - Optionally writes the result as node_exporter textfile metrics (atomically), which the collection's alert
-    rules watch.
+  - Optionally writes the result as node_exporter textfile metrics (atomically) - C(cerniq_backup_verify_success),
+    C(cerniq_backup_verify_check{check}), C(cerniq_backup_verify_timestamp_seconds) and more - which the collection's
+    alert rules (C(BackupStale), C(BackupUnreadable), C(BackupRestoreFailed), C(BackupVerificationOverdue),
+    C(BackupVerificationMissing)) watch.
   - The module fails when verification fails, after writing the metrics, unless O(fail_on_problem=false).
 version_added: 0.1.0
 author:
@@ -142,6 +144,14 @@ row_counts:
   returned: always
   type: dict
   sample: {bronze_contacts: {backup: 1000, source: 1012}}
+checks:
+  description:
+    - Outcome of each check that ran - C(found) (a backup exists), C(fresh) (not older than O(max_age)),
+      C(readable) (listed or complete), C(restored) (restored and row counts within the tolerance). Also written as
+      C(cerniq_backup_verify_check{check=...}) to O(textfile_path); the alert rules name the one that failed.
+  returned: always
+  type: dict
+  sample: {found: true, fresh: true, readable: true, restored: true}
 verified:
   description: Whether every check passed.
   returned: always
@@ -205,7 +215,7 @@ def main():
             restore=restore, params=p, tables=p['tables'], scratch_db=p['scratch_db'],
             tolerance_percent=p['row_count_tolerance'], pg_restore=p['pg_restore_path'], psql=p['psql_path'])
     except (BackupError, PostgresConnectError) as error:
-        result = dict(backup=None, verified=False, problems=[str(error)], mtime=None)
+        result = dict(backup=None, verified=False, problems=[str(error)], mtime=None, checks={})
     if p['textfile_path'] and not module.check_mode:
         previous = read_sample(p['textfile_path'], 'cerniq_backup_last_success_timestamp_seconds')
         write_metrics(p['textfile_path'], backup_metrics(result, task=p['metrics_task'], previous_success=previous))

@@ -10,6 +10,7 @@ between the rule files' labels and runbook 5.1 / 5.3.
 import grp
 import os
 import pwd
+import re
 import shutil
 import subprocess
 
@@ -173,3 +174,55 @@ def test_amtool_refusal_keeps_live_config(tmp_path):
     assert result.returncode != 0
     assert 'failed to validate' in result.stdout
     assert config.read_text() == before
+
+
+def _rule_labels(alertname):
+    rules_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                             'roles', 'prometheus', 'files', 'rules')
+    found = []
+    for name in sorted(os.listdir(rules_dir)):
+        with open(os.path.join(rules_dir, name)) as handle:
+            for group in yaml.safe_load(handle)['groups']:
+                found += [dict(rule['labels'], alertname=alertname) for rule in group['rules']
+                          if rule.get('alert') == alertname]
+    assert found, alertname
+    return found
+
+
+def _extra_routes_from_docs(mentioning):
+    """The alertmanager_extra_routes snippet of docs/monitoring.md that mentions ``mentioning``."""
+    docs = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                        'docs', 'monitoring.md')
+    with open(docs) as handle:
+        text = handle.read()
+    for block in re.findall(r'```yaml\n(alertmanager_extra_routes:\n.*?)```', text, re.S):
+        if mentioning in block:
+            return yaml.safe_load(block)['alertmanager_extra_routes']
+    raise AssertionError('docs/monitoring.md lost the extra route for %s' % mentioning)
+
+
+def test_worker_down_pages_like_the_runbook(default_config):
+    """Runbook 4.3: WorkerDown is critical - the on-call is paged, then the lead and the manager (5.3)."""
+    receivers = {labels['escalation']: _route(default_config, labels) for labels in _rule_labels('WorkerDown')}
+    assert receivers == {'oncall': 'oncall-pager', 'lead': 'team-lead', 'manager': 'engineering-manager'}
+
+
+def test_documented_route_keeps_worker_down_in_chat(tmp_path):
+    """The option docs/monitoring.md offers to sites with several replicas per worker group."""
+    result, config = _render(tmp_path, {'alertmanager_extra_routes': _extra_routes_from_docs('WorkerDown')})
+    assert result.returncode == 0, result.stdout
+    assert {_route(config, labels) for labels in _rule_labels('WorkerDown')} == {'team-chat'}
+    # Every worker down still pages.
+    assert {_route(config, labels) for labels in _rule_labels('AllWorkersDown')
+            if labels['escalation'] == 'oncall'} == {'oncall-pager'}
+
+
+def test_backup_alerts_go_to_chat_and_the_documented_route_pages_them(default_config, tmp_path):
+    backup_alerts = [labels for name in ('BackupStale', 'BackupUnreadable', 'BackupRestoreFailed',
+                                         'BackupVerificationOverdue', 'BackupJobOverdue')
+                     for labels in _rule_labels(name)]
+    assert {_route(default_config, labels) for labels in backup_alerts} == {'team-chat'}
+    result, config = _render(tmp_path, {'alertmanager_extra_routes': _extra_routes_from_docs('service="backup"')})
+    assert result.returncode == 0, result.stdout
+    assert {_route(config, labels) for labels in backup_alerts} == {'oncall-pager'}
+    assert {_route(config, labels) for labels in _rule_labels('BackupVerificationMissing')} == {'team-chat'}

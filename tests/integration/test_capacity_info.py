@@ -1,11 +1,14 @@
 """Capacity report (runbook 6.1, 6.2) computed from known data in a real PostgreSQL."""
 
+import glob
+import os
 import re
 
 import pytest
+import yaml
 
 from ansible_collections.cerniq.ops.plugins.module_utils import cerniq_capacity, cerniq_schema
-from tests.support.ansible_run import run_module
+from tests.support.ansible_run import REPO, run_module
 
 
 @pytest.fixture
@@ -48,19 +51,29 @@ def test_series_match_the_data(known_data, pg_db):
     assert result['changed'] is False
 
 
-def test_thresholds_judged_with_scale_actions(known_data, pg_db):
+def test_thresholds_judged_per_object_with_scale_actions(known_data, pg_db):
     result = run_module('capacity_info', dict(pg_db, measurements=dict(
-        queue_depth=1200, processing_latency=1000, memory=50, disk='86.5')))
-    verdicts = {v['metric']: v for v in result['verdicts']}
-    assert verdicts['queue_depth']['status'] == 'warning' and verdicts['queue_depth']['action'] == 'Add workers'
-    assert verdicts['processing_latency']['status'] == 'critical'
-    assert verdicts['memory']['status'] == 'ok' and verdicts['memory']['action'] is None
-    assert verdicts['disk']['status'] == 'critical' and verdicts['disk']['action'] == 'Archive data'
-    assert verdicts['db_connections']['status'] == 'ok'
+        queue_depth={'bronze:ingest:csv': 1200, 'silver:score:quality': 40}, processing_latency=1000, memory=50,
+        disk='86.5')))
+    verdicts = {(v['metric'], v['object']): v for v in result['verdicts']}
+    # Per queue, never summed: 1200 + 40 would be judged as one queue otherwise.
+    assert verdicts[('queue_depth', 'bronze:ingest:csv')]['status'] == 'warning'
+    assert verdicts[('queue_depth', 'bronze:ingest:csv')]['action'] == 'Add workers'
+    assert verdicts[('queue_depth', 'silver:score:quality')]['status'] == 'ok'
+    assert verdicts[('processing_latency', None)]['status'] == 'critical'
+    assert verdicts[('memory', None)]['status'] == 'ok' and verdicts[('memory', None)]['action'] is None
+    assert verdicts[('disk', None)]['status'] == 'critical' and verdicts[('disk', None)]['action'] == 'Archive data'
+    connections = [v for v in result['verdicts'] if v['metric'] == 'db_connections']
+    assert len(connections) == 1 and connections[0]['status'] == 'ok'
+    assert pg_db['login_db'] in connections[0]['object']
     assert 0 < result['connections']['used'] <= result['connections']['max']
+    # On max_connections, as PostgresConnections (not on max minus the superuser reserve).
+    assert result['connections']['percent'] == round(100.0 * result['connections']['used']
+                                                     / result['connections']['max'], 1)
     assert {v['metric'] for v in result['exceeded']} == {'queue_depth', 'processing_latency', 'disk'}
     markdown = result['markdown']
-    assert '| Disk usage | 86.5 % | > 70 | > 85 | CRITICAL | Archive data |' in markdown
+    assert '| Disk usage | - | 86.5 % | > 70 | > 85 | CRITICAL | Archive data |' in markdown
+    assert '| Queue depth (waiting) | bronze:ingest:csv | 1200 | > 1000 | > 5000 | WARNING | Add workers |' in markdown
     assert re.search(r'\| \d{4}-\d\d-\d\d \| 30 \| 120 \|', markdown)
     page = result['html']
     assert page.startswith('<!DOCTYPE html>') and '<svg' in page and '<script' not in page
@@ -79,3 +92,31 @@ def test_judge_boundaries():
         dict(queue_depth=1000, db_connections=60.1, memory=85, disk=None))}
     assert verdicts == dict(queue_depth='ok', db_connections='warning', memory='warning', disk='unknown',
                             processing_latency='unknown')
+
+
+def _recorded_and_alerted():
+    """record name -> expr, and series -> thresholds its alerts compare it with, from the shipped rule files."""
+    records, limits = {}, {}
+    for path in glob.glob(os.path.join(REPO, 'roles', 'prometheus', 'files', 'rules', 'cerniq-*.yml')):
+        with open(path) as handle:
+            for group in yaml.safe_load(handle)['groups']:
+                for rule in group['rules']:
+                    if 'record' in rule:
+                        records[rule['record']] = rule['expr']
+                    match = re.match(r'^\s*([\w:]+) > ([\d.]+)\s*$', rule.get('expr', '')) if 'alert' in rule else None
+                    if match:
+                        limits.setdefault(match.group(1), set()).add(float(match.group(2)))
+    return records, limits
+
+
+def test_the_report_and_the_alerts_share_one_definition_per_metric():
+    """Each 6.2 metric of the report is a recorded series of the rules, alerted on at the report's thresholds."""
+    records, limits = _recorded_and_alerted()
+    for metric, spec in cerniq_capacity.CAPACITY_SERIES.items():
+        assert spec['series'] in records, '%s: %s is not recorded by the rules' % (metric, spec['series'])
+        threshold = cerniq_capacity.DEFAULT_THRESHOLDS[metric]
+        expected = {threshold['warning'] / spec['scale'], threshold['critical'] / spec['scale']}
+        assert limits.get(spec['series']) == expected, (metric, limits.get(spec['series']), expected)
+    # Latency as the rules define it: waiting over throughput, per queue.
+    latency = ' '.join(records['queue:bullmq_processing_latency:seconds'].split())
+    assert latency.startswith('queue:bullmq_jobs_waiting:sum / (queue:cerniq_worker_jobs_processed:rate10m > 0)')

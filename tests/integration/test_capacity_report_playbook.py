@@ -16,11 +16,23 @@ def test_capacity_report_flags_the_deep_queue(pg_conn, pg_db, redis_params, redi
         pipe.lpush('bull:bronze:ingest:csv:wait', *[str(i) for i in range(start, start + 500)])
     pipe.hset('bull:bronze:ingest:csv:meta', 'version', 'bullmq:5.58.0')
     pipe.execute()
+    # 800 waiting in a second queue: under the threshold on its own (summing the queues would flag 2300).
+    pipe.lpush('bull:silver:score:quality:wait', *[str(i) for i in range(800)])
+    pipe.hset('bull:silver:score:quality:meta', 'version', 'bullmq:5.58.0')
+    pipe.execute()
+    # No Prometheus: queue depth from the Redis read, connections from PostgreSQL (the rules' definitions).
     result = run_playbook(REPO + '/playbooks/capacity_report.yml', extra_vars=dict(
-        cerniq_postgres=pg_db, cerniq_redis=redis_params, cerniq_report_dir=str(tmp_path)))
+        cerniq_postgres=pg_db, cerniq_redis=redis_params, cerniq_report_dir=str(tmp_path), cerniq_prometheus_url=''))
     assert result.returncode == 0, result.stdout
     markdown = (tmp_path / 'capacity.md').read_text()
-    assert '| Queue depth (waiting) | 1500 | > 1000 | > 5000 | WARNING | Add workers |' in markdown
+    assert '| Queue depth (waiting) | bronze:ingest:csv | 1500 | > 1000 | > 5000 | WARNING | Add workers |' in markdown
+    assert '| Queue depth (waiting) | silver:score:quality | 800 | > 1000 | > 5000 | ok | - |' in markdown
+    # Memory and disk only from node_exporter (Prometheus), never the play host's.
+    assert '| Memory usage | - | n/a | > 70 | > 85 | unknown | - |' in markdown
+    # Runbook 2.4's SQL sees the counts of this read.
+    with pg_conn.cursor() as cur:
+        cur.execute("SELECT queue_name, waiting FROM bullmq_queue_stats ORDER BY 1")
+        assert cur.fetchall() == [('bronze:ingest:csv', 1500), ('silver:score:quality', 800)]
     assert '| 25 | 90 |' in markdown
     assert (tmp_path / 'capacity.html').read_text().startswith('<!DOCTYPE html>')
     assert 'WARNING | Add workers' in result.stdout

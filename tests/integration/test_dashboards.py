@@ -7,7 +7,9 @@
 - the SigNoz JSON has the shape SigNoz imports (title, layout entries for every widget, panelTypes,
   promql queries) and the HITL panel carries the runbook's 50 / 100 thresholds; the Grafana JSON
   shows the same panels with the same expressions;
-- every query of the sql_exporter role is documented in docs/exporters.md.
+- every query of the sql_exporter role is documented in docs/exporters.md;
+- the runbook's ``$tenant_id`` variable exists in both flavours, lists the tenants the metrics carry,
+  and every panel on a metric with a ``tenant_id`` label filters by it (evaluated by promtool).
 """
 
 import glob
@@ -146,7 +148,7 @@ def test_grafana_matches_signoz():
     assert grafana_queries() == signoz_queries()
     grafana = load(GRAFANA)
     assert grafana['uid'] == 'cerniq-etapa1-overview'
-    assert [v['name'] for v in grafana['templating']['list']] == ['datasource']
+    assert [v['name'] for v in grafana['templating']['list']] == ['datasource', 'tenant_id']
     for panel in grafana['panels']:
         assert panel['datasource']['uid'] == '${datasource}'
 
@@ -159,3 +161,58 @@ def test_sql_exporter_queries_are_documented():
     with open(os.path.join(REPO, 'docs', 'exporters.md')) as handle:
         doc = handle.read()
     assert [name for name in names if '`%s`' % name not in doc] == []
+
+
+def _tenant_metrics():
+    """Metrics the sql_exporter role exports with a tenant_id label."""
+    with open(os.path.join(REPO, 'roles', 'sql_exporter', 'defaults', 'main.yml')) as handle:
+        defaults = yaml.safe_load(handle)
+    return {q['name'] for key in ('sql_exporter_fast_queries', 'sql_exporter_slow_queries') for q in defaults[key]
+            if 'tenant_id' in q.get('labels', [])}
+
+
+def test_tenant_id_variable_like_the_runbook():
+    """Runbook 4.1 filters the funnel with $tenant_id: both dashboards offer it, all tenants by default."""
+    grafana = next(v for v in load(GRAFANA)['templating']['list'] if v['name'] == 'tenant_id')
+    assert grafana['type'] == 'query' and grafana['datasource']['uid'] == '${datasource}'
+    assert grafana['definition'] == grafana['query']['query'] == 'label_values(cerniq_pipeline_records, tenant_id)'
+    assert grafana['multi'] and grafana['includeAll'] and grafana['allValue'] == '.*'
+    signoz = [v for v in load(SIGNOZ)['variables'].values() if v['name'] == 'tenant_id']
+    assert len(signoz) == 1
+    variable = signoz[0]
+    assert variable['type'] == 'QUERY' and variable['multiSelect'] and variable['showALLOption']
+    assert variable['allSelected']
+    assert "JSONExtractString(labels, 'tenant_id')" in variable['queryValue']
+    assert "metric_name = 'cerniq_pipeline_records'" in variable['queryValue']
+    assert variable['id'] in load(SIGNOZ)['variables']
+
+
+def test_every_panel_on_tenant_metrics_filters_by_tenant():
+    tenant_metrics = _tenant_metrics()
+    assert 'cerniq_pipeline_records' in tenant_metrics
+    used = [(title, expr) for title, expr in signoz_queries() + grafana_queries() if metric_names(expr) & tenant_metrics]
+    assert used
+    assert [(title, expr) for title, expr in used if 'tenant_id=~"$tenant_id"' not in expr] == []
+
+
+@pytest.mark.skipif(shutil.which('promtool') is None, reason='promtool (Debian package prometheus) not installed')
+@pytest.mark.parametrize('selected,expected', [
+    ('t1', {'bronze': 10, 'gold': 2}),          # one tenant
+    ('t1|t2', {'bronze': 15, 'gold': 3}),       # several (both dashboards expand a multi-select to a regex)
+    ('.*', {'bronze': 15, 'gold': 3}),          # All
+])
+def test_funnel_shows_the_selected_tenants(tmp_path, selected, expected):
+    funnel = dict(signoz_queries())['Pipeline Funnel'].replace('$tenant_id', selected)
+    series = [('t1', 'bronze', 10), ('t1', 'gold', 2), ('t2', 'bronze', 5), ('t2', 'gold', 1)]
+    test = {'rule_files': [], 'evaluation_interval': '1m', 'tests': [{
+        'interval': '1m',
+        'input_series': [{'series': 'cerniq_pipeline_records{tenant_id="%s",layer="%s"}' % (t, layer),
+                          'values': '%dx5' % n} for t, layer, n in series],
+        'promql_expr_test': [{'expr': funnel, 'eval_time': '2m', 'exp_samples': [
+            {'labels': '{layer="%s"}' % layer, 'value': value} for layer, value in sorted(expected.items())]}],
+    }]}
+    path = tmp_path / 'funnel.test.yml'
+    path.write_text(yaml.safe_dump(test))
+    proc = subprocess.run(['promtool', 'test', 'rules', str(path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, check=False)
+    assert proc.returncode == 0, proc.stdout

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -159,3 +160,99 @@ def test_disabled_step_and_dry_run_change_nothing(tmp_path, pg_db, cerniq_db, re
     assert 'would move' in result.stdout
     assert _count(cerniq_db, 'SELECT count(*) FROM silver_enrichment_log') == 120
     assert not (tmp_path / 'cerniq_maintenance_daily.prom').exists()
+
+
+def _analyze_counts(conn):
+    with conn.cursor() as cur:
+        cur.execute('SELECT relname, analyze_count FROM pg_stat_user_tables')
+        return dict(cur.fetchall())
+
+
+def test_weekly_analyze_covers_the_whole_database(tmp_path, pg_db, cerniq_db, redis_params):
+    """Runbook 3.2 step 3 is ``ANALYZE;``: every table, also users, import batches and the archive."""
+    with cerniq_db.cursor() as cur:
+        cur.execute('CREATE SCHEMA reporting')
+        cur.execute('CREATE TABLE reporting."Daily Totals" (day date)')
+    before = _analyze_counts(cerniq_db)
+    steps = [{'name': 'analyze', 'type': 'analyze_database', 'options': {'schemas': []}}]
+    result = _run(_config(tmp_path, pg_db, redis_params, steps, job='weekly'))
+    assert result.returncode == 0, result.stdout
+    after = _analyze_counts(cerniq_db)
+    assert {'users', 'bronze_import_batches', 'silver_enrichment_log_archive', 'approval_task_escalations',
+            'Daily Totals'} <= set(after)
+    assert [name for name in after if after[name] <= before.get(name, 0)] == []
+    assert 'step analyze: ok' in result.stdout
+
+
+def _dump_config(tmp_path, pg_db, redis_params, backups, keep=2):
+    steps = [{'name': 'pg_dump', 'type': 'pg_dump',
+              'options': {'directory': str(backups), 'prefix': 'cerniq_db', 'keep': keep}}]
+    return _config(tmp_path, pg_db, redis_params, steps, job='backup')
+
+
+def _verify_config(tmp_path, pg_db, redis_params, backups, **options):
+    step = {'name': 'backup_verify', 'type': 'backup_verify',
+            'options': dict({'path': str(backups), 'list_command': '', 'pattern': '*', 'max_age_hours': 26,
+                             'restore': False, 'tables': []}, **options)}
+    return _config(tmp_path, pg_db, redis_params, [step], job='weekly')
+
+
+def test_backup_job_dumps_prunes_and_the_weekly_check_writes_the_backup_metrics(
+        tmp_path, pg_db, cerniq_db, redis_params):
+    backups = tmp_path / 'backups'
+    backups.mkdir()
+    (backups / 'cerniq_db-manual-copy.dump').write_text('not ours: never pruned')
+    dump = _dump_config(tmp_path, pg_db, redis_params, backups, keep=2)
+    for _run_number in range(3):
+        result = _run(dump)
+        assert result.returncode == 0, result.stdout
+        time.sleep(1.1)  # dump names carry the second
+    ours = sorted(p.name for p in backups.iterdir() if p.name != 'cerniq_db-manual-copy.dump')
+    assert len(ours) == 2 and all(name.endswith('Z.dump') for name in ours), ours
+    assert (backups / 'cerniq_db-manual-copy.dump').exists()
+    assert pg_db['login_password'] not in result.stdout
+    newest = backups / ours[-1]
+    os.utime(backups / 'cerniq_db-manual-copy.dump', (time.time() - 3600, time.time() - 3600))
+
+    result = _run(_verify_config(tmp_path, pg_db, redis_params, backups))
+    assert result.returncode == 0, result.stdout
+    assert 'backup %s verified (custom' % newest in result.stdout
+    metrics = (tmp_path / 'cerniq_backup.prom').read_text()
+    assert 'cerniq_backup_verify_success{task="backup"} 1' in metrics
+    for check in ('found', 'fresh', 'readable'):
+        assert 'cerniq_backup_verify_check{check="%s",task="backup"} 1' % check in metrics
+    assert 'check="restored"' not in metrics  # not attempted
+    success = [line for line in metrics.splitlines() if line.startswith('cerniq_backup_last_success')]
+
+    # The newest dump turns unreadable: the check fails, the metrics say which check, the last success stays.
+    newest.write_bytes(newest.read_bytes()[:200])
+    result = _run(_verify_config(tmp_path, pg_db, redis_params, backups))
+    assert result.returncode == 1 and 'backup verification failed' in result.stdout
+    metrics = (tmp_path / 'cerniq_backup.prom').read_text()
+    assert 'cerniq_backup_verify_success{task="backup"} 0' in metrics
+    assert 'cerniq_backup_verify_check{check="readable",task="backup"} 0' in metrics
+    assert 'cerniq_backup_verify_check{check="fresh",task="backup"} 1' in metrics
+    assert [line for line in metrics.splitlines() if line.startswith('cerniq_backup_last_success')] == success
+
+
+def test_weekly_check_without_backups_is_a_failed_found_check(tmp_path, pg_db, cerniq_db, redis_params):
+    empty = tmp_path / 'nothing-here'
+    empty.mkdir()
+    result = _run(_verify_config(tmp_path, pg_db, redis_params, empty))
+    assert result.returncode == 1
+    assert 'no backup found' in result.stdout
+    metrics = (tmp_path / 'cerniq_backup.prom').read_text()
+    assert 'cerniq_backup_verify_check{check="found",task="backup"} 0' in metrics
+    # A configuration without any location (edited by hand) is never reported as verified.
+    result = _run(_verify_config(tmp_path, pg_db, redis_params, '', list_command=''))
+    assert result.returncode == 1 and 'no backup location configured' in result.stdout
+
+
+def test_a_failed_dump_leaves_no_file_that_looks_like_a_backup(tmp_path, pg_db, cerniq_db, redis_params):
+    backups = tmp_path / 'backups'
+    backups.mkdir()
+    config = _dump_config(tmp_path, pg_db, redis_params, backups)
+    (tmp_path / 'credentials').write_text('PGPASSWORD=wrong\n')
+    result = _run(config)
+    assert result.returncode == 1 and 'pg_dump failed' in result.stdout, result.stdout
+    assert list(backups.iterdir()) == []

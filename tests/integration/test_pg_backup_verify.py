@@ -44,6 +44,9 @@ def test_good_custom_dump_restores_and_counts_match(pg_server, pg_db, source, tm
     text = prom.read_text()
     assert 'cerniq_backup_verify_success{task="backup"} 1' in text
     assert 'cerniq_backup_last_success_timestamp_seconds' in text
+    assert result['checks'] == {'found': True, 'fresh': True, 'readable': True, 'restored': True}
+    for check in ('found', 'fresh', 'readable', 'restored'):
+        assert 'cerniq_backup_verify_check{check="%s",task="backup"} 1' % check in text
     assert 'postgres-test-secret' not in str(result)
 
 
@@ -63,6 +66,10 @@ def test_corrupted_dump_fails_and_metric_keeps_last_success(pg_server, pg_db, so
     assert result['verified'] is False
     text = prom.read_text()
     assert 'cerniq_backup_verify_success{task="backup"} 0' in text
+    # The alert rules tell an unreadable backup from a stale or unrestorable one by this label.
+    assert result['checks'] == {'found': True, 'readable': False}
+    assert 'cerniq_backup_verify_check{check="readable",task="backup"} 0' in text
+    assert 'check="restored"' not in text  # a backup that cannot be read is not restored
     assert [line for line in text.splitlines()
             if line.startswith('cerniq_backup_last_success_timestamp_seconds')] == good_success
     assert 'restore_check_bad' not in _databases(pg_server)
@@ -92,6 +99,7 @@ def test_stale_backup_and_rows_missing_from_backup(pg_server, pg_db, source, tmp
                                                  tables=['bronze_contacts', 'no_such_table'],
                                                  fail_on_problem=False, scratch_db='restore_check_stale'))
     problems = ' | '.join(result['problems'])
+    assert result['checks'] == {'found': True, 'fresh': False, 'readable': True, 'restored': False}
     assert 'old (more than 93600 s)' in problems
     assert 'bronze_contacts: 500 rows in the backup, 1000 in the source' in problems
     assert 'no_such_table is missing from the restored backup' in problems
@@ -123,8 +131,11 @@ def test_bad_input_is_a_clear_error(tmp_path):
     result = run_module('pg_backup_verify', dict(path=str(tmp_path / 'missing')))
     assert result.failed and 'does not exist' in result['msg']
     (tmp_path / 'empty').mkdir()
-    result = run_module('pg_backup_verify', dict(path=str(tmp_path / 'empty')))
+    prom = tmp_path / 'none.prom'
+    result = run_module('pg_backup_verify', dict(path=str(tmp_path / 'empty'), textfile_path=str(prom)))
     assert result.failed and 'no backup found' in result['msg']
+    assert result['checks'] == {'found': False}
+    assert 'cerniq_backup_verify_check{check="found",task="backup"} 0' in prom.read_text()
     result = run_module('pg_backup_verify', dict())
     assert result.failed and 'one of the following is required' in result['msg']
 
@@ -134,4 +145,5 @@ def test_wrong_password_is_one_line(pg_server, pg_db, source, tmp_path):
     params = dict(source, login_password='not-the-password')
     result = run_module('pg_backup_verify', dict(params, path=str(tmp_path / 'a.dump'), restore=True))
     assert result.failed and 'authentication failed' in result['msg']
+    assert result['checks'] == {'found': True, 'readable': True, 'restored': False}
     assert 'Traceback' not in result['msg'] and 'not-the-password' not in result['msg']

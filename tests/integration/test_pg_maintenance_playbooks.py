@@ -2,6 +2,8 @@
 test database holding small CERNIQ-named tables."""
 
 import os
+import subprocess
+import time
 
 import psycopg2
 import pytest
@@ -68,20 +70,40 @@ def test_index_report_playbook(pg_db, cerniq_tables):
     assert '"changed": true' not in out and 'changed=0' in out
 
 
-def test_weekly_playbook(pg_db, cerniq_tables):
+def _dump(pg_server, pg_db, path):
+    env = dict(os.environ, PGPASSWORD=pg_db['login_password'])
+    subprocess.run([os.path.join(pg_server.bindir, 'pg_dump'), '-h', '127.0.0.1', '-p', str(pg_server.port),
+                    '-U', pg_db['login_user'], '-Fc', '-f', str(path), pg_db['login_db']], check=True, env=env)
+
+
+def test_weekly_playbook(pg_db, cerniq_tables, pg_server, tmp_path):
     with pytest.raises(psycopg2.Error):
         _q(cerniq_tables, 'CREATE UNIQUE INDEX CONCURRENTLY silver_companies_name_ccnew ON silver_companies (name)')
     weekly = os.path.join(PLAYBOOKS, 'weekly_maintenance.yml')
+    backups = tmp_path / 'backups'
+    backups.mkdir()
+    _dump(pg_server, pg_db, backups / 'cerniq_db-1.dump')
 
-    check = run_playbook(weekly, extra_vars=dict(cerniq_postgres=pg_db), check=True)
+    check = run_playbook(weekly, extra_vars=dict(cerniq_postgres=pg_db, cerniq_backup_path=str(backups)), check=True)
     assert check.returncode == 0, check.stdout
     assert '| public.bronze_contacts | vacuum | planned |' in check.stdout
     assert _last_vacuum(cerniq_tables, 'bronze_contacts') is None
     assert _q(cerniq_tables, "SELECT count(*) FROM pg_class WHERE relname = 'silver_companies_name_ccnew'")[0][0] == 1
 
-    proc = run_playbook(weekly, extra_vars=dict(cerniq_postgres=pg_db, cerniq_backup_check_command='true'))
+    before = dict(_q(cerniq_tables, 'SELECT relname, analyze_count FROM pg_stat_user_tables'))
+    proc = run_playbook(weekly, extra_vars=dict(cerniq_postgres=pg_db, cerniq_backup_check_command='true',
+                                                cerniq_backup_path=str(backups),
+                                                cerniq_backup_textfile_path=str(tmp_path / 'backup.prom')))
     out = proc.stdout
     assert proc.returncode == 0, out
+    # Runbook 3.2 step 3 "ANALYZE;": every table, not a list of five (the archive was never analyzed).
+    assert '### ANALYZE (every table of the database)' in out
+    assert '| public.silver_enrichment_log_archive | analyze | done |' in out
+    after = dict(_q(cerniq_tables, 'SELECT relname, analyze_count FROM pg_stat_user_tables'))
+    assert [name for name in after if after[name] <= before[name]] == []
+    # Runbook 3.2 step 5: the newest backup verified, its metrics written for the alert rules.
+    assert 'newest backup %s (custom' % (backups / 'cerniq_db-1.dump') in out and ': verified' in out
+    assert 'cerniq_backup_verify_success{task="backup"} 1' in (tmp_path / 'backup.prom').read_text()
     assert '(FULL not allowed: plain VACUUM ANALYZE)' in out
     assert '| public.bronze_contacts | vacuum | done |' in out
     assert '| public.silver_enrichment_log | vacuum | done |' in out
@@ -93,10 +115,28 @@ def test_weekly_playbook(pg_db, cerniq_tables):
     assert _q(cerniq_tables, "SELECT count(*) FROM pg_class WHERE relname = 'silver_companies_name_ccnew'")[0][0] == 0
 
     full = run_playbook(weekly, extra_vars=dict(cerniq_postgres=pg_db, cerniq_allow_vacuum_full=True,
-                                                cerniq_fail_on_orphans=True))
+                                                cerniq_fail_on_orphans=True, cerniq_backup_path=str(backups)))
     assert full.returncode != 0  # orphans found and cerniq_fail_on_orphans
     assert '| public.bronze_contacts | vacuum FULL | done |' in full.stdout
     assert 'one or more weekly maintenance steps failed' in full.stdout
+
+
+def test_weekly_playbook_refuses_to_pretend_backups_were_verified(pg_db, cerniq_tables, tmp_path):
+    weekly = os.path.join(PLAYBOOKS, 'weekly_maintenance.yml')
+    proc = run_playbook(weekly, extra_vars=dict(cerniq_postgres=pg_db))
+    assert proc.returncode != 0
+    assert '**BACKUPS NOT VERIFIED**: no backup location is configured' in proc.stdout
+    assert 'the backups were NOT verified' in proc.stdout
+    # A stale backup fails the run and says why.
+    (tmp_path / 'old.sql').write_text('-- PostgreSQL database dump complete\n')
+    os.utime(tmp_path / 'old.sql', (time.time() - 3 * 86400, time.time() - 3 * 86400))
+    proc = run_playbook(weekly, extra_vars=dict(cerniq_postgres=pg_db, cerniq_backup_path=str(tmp_path / 'old.sql')))
+    assert proc.returncode != 0
+    assert 'FAILED: newest backup is' in proc.stdout and 'one or more weekly maintenance steps failed' in proc.stdout
+    # Saying that another tool verifies them is accepted, and said in the report.
+    proc = run_playbook(weekly, extra_vars=dict(cerniq_postgres=pg_db, cerniq_backup_verify=False))
+    assert proc.returncode == 0, proc.stdout
+    assert 'not verified here: cerniq_backup_verify=false' in proc.stdout
 
 
 def test_weekly_playbook_reports_missing_tables_and_fails(pg_db, pg_conn):

@@ -159,7 +159,7 @@ class PrometheusServer(_Server):
     name = 'prometheus'
 
     def __init__(self, rules_text=None, alertmanager_url=None, evaluation_interval='1s', scrape_configs=None,
-                 rule_files=(), extra_args=(), user=None):
+                 rule_files=(), extra_args=(), user=None, history=None):
         super().__init__()
         self.rules_text = rules_text
         self.alertmanager_url = alertmanager_url
@@ -168,6 +168,10 @@ class PrometheusServer(_Server):
         self.rule_files = list(rule_files)  # further rule_files globs (absolute)
         self.extra_args = list(extra_args)  # e.g. --web.enable-lifecycle
         self.user = user  # run as this user (setpriv), as Debian's unit runs it as prometheus
+        # OpenMetrics text (ending in "# EOF") loaded as past samples before the start
+        # (promtool tsdb create-blocks-from openmetrics), so rates over long windows are
+        # right from the first evaluation.
+        self.history = history
 
     def start(self):
         self.base = tempfile.mkdtemp(prefix='cerniq-prometheus-')
@@ -186,12 +190,18 @@ class PrometheusServer(_Server):
         path = os.path.join(self.base, 'prometheus.yml')
         with open(path, 'w') as handle:
             json.dump(config, handle)  # JSON is YAML
+        if self.history:
+            history = os.path.join(self.base, 'history.om')
+            with open(history, 'w') as handle:
+                handle.write(self.history)
+            subprocess.run([_binary('promtool'), 'tsdb', 'create-blocks-from', 'openmetrics', history,
+                            os.path.join(self.base, 'data')], stdout=subprocess.DEVNULL, check=True)
         command = [_binary('prometheus'), '--config.file=' + path, '--storage.tsdb.path=' + os.path.join(self.base, 'data'),
                    '--web.listen-address=127.0.0.1:%d' % self.port] + self.extra_args
         if self.user:
             import pwd
             account = pwd.getpwnam(self.user)
-            os.makedirs(os.path.join(self.base, 'data'))
+            os.makedirs(os.path.join(self.base, 'data'), exist_ok=True)
             for directory in (self.base, os.path.join(self.base, 'data')):
                 os.chown(directory, account.pw_uid, account.pw_gid)
             command = ['setpriv', '--reuid=%d' % account.pw_uid, '--regid=%d' % account.pw_gid, '--clear-groups',

@@ -95,15 +95,24 @@ def connection_params(config, credentials):
     return pg, redis_params
 
 
-def run_step(step, pg, redis_params, deadline, dry_run, engines, watchdog):
+# The module's example file name: one file whoever verifies (this job or the pg_backup_verify module).
+BACKUP_METRICS_FILE = 'cerniq_backup.prom'
+
+
+def run_step(step, pg, redis_params, deadline, dry_run, engines, watchdog, textfile_dir=None):
     """Run one step through the collection's engine; returns (summary, counters)."""
     kind = step['type']
     options = dict(step.get('options') or {})
     remaining = max(1, int(deadline - time.monotonic()))
-    if kind == 'vacuum' or kind == 'maintenance':
+    if kind in ('vacuum', 'maintenance', 'analyze_database'):
         conn = watchdog.watch(engines.connect_postgres(pg))
         try:
-            result = engines.run_maintenance(conn, options.pop('tasks'), check_mode=dry_run, **options)
+            if kind == 'analyze_database':
+                tasks = [{'action': 'analyze', 'table': table}
+                         for table in database_tables(engines, conn, options.pop('schemas', None))]
+            else:
+                tasks = options.pop('tasks')
+            result = engines.run_maintenance(conn, tasks, check_mode=dry_run, **options)
         finally:
             conn.close()
         counts = {}
@@ -175,14 +184,51 @@ def run_step(step, pg, redis_params, deadline, dry_run, engines, watchdog):
         summary = ', '.join('%s=%s' % (item.get('name'), item.get('count')) for item in orphans) or 'no checks'
         return summary, {'orphans_found': found}
     if kind == 'backup_verify':
-        if options.get('max_age_hours') is not None:
-            options['max_age_seconds'] = float(options.pop('max_age_hours')) * 3600
-        restore = bool(options.pop('restore', False)) and not dry_run
-        result = engines.verify_backup(restore=restore, params=pg, **options)
-        if not result['verified']:
-            raise RuntimeError('backup verification failed: %s' % '; '.join(result['problems']))
-        return 'backup %s verified (%s, %d s old)' % (result['backup'], result['format'], result['age_seconds']), {}
+        return verify_backups(options, pg, dry_run, engines, textfile_dir)
+    if kind == 'pg_dump':
+        if dry_run:
+            return 'would dump %s into %s (keeping %s)' % (pg.get('login_db'), options['directory'],
+                                                           options.get('keep', 7)), {}
+        result = engines.dump_database(pg, options['directory'], options['prefix'], keep=options.get('keep', 7))
+        return 'dumped %s (%d bytes), %d old dumps removed' % (
+            result['path'], result['size_bytes'], len(result['pruned'])), {}
     raise ValueError('unknown step type %r' % kind)
+
+
+def database_tables(engines, conn, schemas=None):
+    """Every table of the database outside the system schemas (or of ``schemas``), as quoted names.
+
+    Runbook 3.2 step 3 is a bare ``ANALYZE;``. pg_maintenance works on named tables, so the
+    names come from the health engine's table list (catalog only, no pgstattuple).
+    """
+    report = engines.health_report(conn, sections=['table_bloat'], schemas=schemas or None, exact_bloat='never')
+    return [engines.quote_ident((row['schema'], row['table'])) for row in report['table_bloat']
+            if not row['schema'].startswith('pg_')]  # other sessions' pg_temp_N tables
+
+
+def verify_backups(options, pg, dry_run, engines, textfile_dir):
+    """Runbook 3.2 step 5 with the module's engine; writes the module's cerniq_backup_* metrics too."""
+    if not options.get('path') and not options.get('list_command'):
+        # The role refuses to install this; a hand-edited configuration must not pass for verified.
+        raise RuntimeError('no backup location configured (path or list_command): backups NOT verified')
+    if options.get('list_command'):
+        options.pop('path', None)
+    else:
+        options.pop('list_command', None)
+    max_age_hours = options.pop('max_age_hours', None)
+    if max_age_hours is not None:
+        options['max_age_seconds'] = float(max_age_hours) * 3600
+    restore = bool(options.pop('restore', False)) and not dry_run
+    result = engines.verify_backup(restore=restore, params=pg, **options)
+    if textfile_dir and not dry_run:
+        path = os.path.join(textfile_dir, BACKUP_METRICS_FILE)
+        previous = engines.metrics.read_sample(path, 'cerniq_backup_last_success_timestamp_seconds')
+        engines.metrics.write_metrics(path, engines.backup_metrics(result, task='backup', previous_success=previous))
+    if not result['verified']:
+        raise RuntimeError('backup verification failed: %s' % '; '.join(result['problems']))
+    return 'backup %s verified (%s, %d s old%s)' % (
+        result['backup'], result['format'], result['age_seconds'],
+        ', restored into a scratch database' if result['restored'] else ''), {}
 
 
 class Engines(object):
@@ -195,12 +241,16 @@ class Engines(object):
         import importlib
         pg_connection = importlib.import_module(base + 'pg_connection')
         self.connect_postgres = pg_connection.connect_postgres
+        self.quote_ident = pg_connection.quote_ident
         pg_maintenance = importlib.import_module(base + 'pg_maintenance')
         self.run_maintenance = pg_maintenance.run_maintenance
         self.tasks_from_health = pg_maintenance.tasks_from_health
         self.run_archive = importlib.import_module(base + 'pg_archive').run_archive
         self.health_report = importlib.import_module(base + 'pg_health').health_report
-        self.verify_backup = importlib.import_module(base + 'pg_backup').verify_backup
+        pg_backup = importlib.import_module(base + 'pg_backup')
+        self.verify_backup = pg_backup.verify_backup
+        self.backup_metrics = pg_backup.backup_metrics
+        self.dump_database = pg_backup.dump_database
         self.connect_redis = importlib.import_module(base + 'redis_connection').connect_redis
         self.delete_keys = importlib.import_module(base + 'redis_keys').delete_keys
         self.metrics = importlib.import_module(base + 'textfile_metrics')
@@ -369,7 +419,8 @@ def run_steps(config, pg, redis_params, deadline, args, engines, watchdog, log):
             continue
         step_started = time.monotonic()
         try:
-            summary, step_counters = run_step(step, pg, redis_params, deadline, args.dry_run, engines, watchdog)
+            summary, step_counters = run_step(step, pg, redis_params, deadline, args.dry_run, engines, watchdog,
+                                              config.get('textfile_dir'))
         except Exception as error:  # pylint: disable=broad-except
             message = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
             if watchdog.timed_out:

@@ -25,6 +25,9 @@ def test_files_users_and_permissions(host):
     timer = host.service("cerniq-maintenance-daily.timer")
     assert timer.is_enabled and timer.is_running
     assert host.service("cerniq-maintenance-weekly.timer").is_enabled
+    assert host.service("cerniq-maintenance-backup.timer").is_enabled
+    backups = host.file("/var/backups/cerniq")
+    assert backups.is_directory and backups.user == "cerniq-maint" and backups.mode == 0o750
     assert not host.file("/etc/cron.d/cerniq-maintenance").exists
 
 
@@ -63,6 +66,28 @@ def test_second_run_during_the_first_does_nothing(host):
 
 
 def test_logrotate_dry_run(host):
-    result = host.run("logrotate -d /etc/logrotate.d/cerniq-maintenance /etc/logrotate.d/cerniq-workers")
+    result = host.run("logrotate -d /etc/logrotate.d/cerniq-maintenance")
     assert result.rc == 0, result.stderr
     assert "maintenance-*.log" in result.stderr or "maintenance-*.log" in result.stdout
+
+
+def test_nightly_dump_then_weekly_verification_restores_it_and_analyzes_the_database(host):
+    """Runbook 3.2 steps 3 and 5 on the host: the sandboxed units dump, verify, restore, ANALYZE."""
+    host.run_test("systemctl start cerniq-maintenance@backup.service")
+    dumps = host.check_output("ls /var/backups/cerniq").split()
+    assert len(dumps) >= 1 and all(name.startswith("cerniq_db-") and name.endswith("Z.dump") for name in dumps)
+    host.run_test("systemctl start cerniq-maintenance@weekly.service")
+    result = host.run("systemctl show -p Result --value cerniq-maintenance@weekly.service")
+    log = host.file("/var/log/cerniq/maintenance-weekly.log").content_string
+    assert result.stdout.strip() == "success", log
+    assert "step backup_verify: ok" in log and "restored into a scratch database" in log
+    assert "step analyze: ok" in log
+    never = sql(host, "SELECT string_agg(relname, ',') FROM pg_stat_user_tables WHERE analyze_count = 0")
+    assert never == "", never
+    metrics = host.file("/var/lib/prometheus/node-exporter/cerniq_backup.prom").content_string
+    assert 'cerniq_backup_verify_success{task="backup"} 1' in metrics
+    assert 'cerniq_backup_verify_check{check="restored",task="backup"} 1' in metrics
+    scrape = host.check_output("python3 -c \"import urllib.request;"
+                               "print(urllib.request.urlopen('http://127.0.0.1:9100/metrics').read().decode())\"")
+    assert 'cerniq_backup_verify_check{check="readable",task="backup"} 1' in scrape
+    assert 'cerniq_maintenance_exit_status{task="backup"} 0' in scrape
