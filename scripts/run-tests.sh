@@ -72,8 +72,8 @@ print(sum(len(case.get('alert_rule_test', [])) + len(case.get('promql_expr_test'
           for path in sys.argv[1:] for case in yaml.safe_load(open(path))['tests']))
 PY
 )
-  local files=(tests/rules/*.test.yml)
-  result rules "$n" tests "promtool test rules (${#files[@]} files), check rules --lint-fatal"
+  local rule_files=(tests/rules/*.test.yml)
+  result rules "$n" tests "promtool test rules (${#rule_files[@]} files), check rules --lint-fatal"
 }
 
 layer_molecule() {
