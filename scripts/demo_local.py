@@ -141,8 +141,9 @@ class Demo:
         self.stage('Daily maintenance (runbook 3.1): vacuum, purge, archive, Redis cleanup')
         self.playbook('daily', 'playbooks/daily_maintenance.yml', dict(cerniq_redis_cleanup_enabled=True))
 
-        self.stage('Weekly maintenance (runbook 3.2) and index report (3.3)')
-        self.playbook('weekly', 'playbooks/weekly_maintenance.yml')
+        self.stage('Weekly maintenance (runbook 3.2): a pg_dump, then the weekly job verifies it; index report (3.3)')
+        backups = self.dump_database()
+        self.playbook('weekly', 'playbooks/weekly_maintenance.yml', dict(cerniq_backup_path=backups))
         self.playbook('index-report', 'playbooks/index_report.yml')
 
         self.stage('Capacity report (runbook 6)')
@@ -151,6 +152,19 @@ class Demo:
 
         after = self.snapshot()
         self.summary(before, after, processed, time.monotonic() - started)
+
+    def dump_database(self):
+        """A nightly-style pg_dump of the demo database, for the weekly job's verification (runbook 3.2 step 5)."""
+        backups = os.path.join(STATE_DIR, 'backups')
+        os.makedirs(backups, exist_ok=True)
+        params = self.pg.params()
+        target = os.path.join(backups, 'cerniq_db-%s.dump' % time.strftime('%Y%m%dT%H%M%S'))
+        subprocess.run([os.path.join(self.pg.bindir, 'pg_dump'), '-Fc', '-h', params['login_host'],
+                        '-p', str(params['login_port']), '-U', params['login_user'], '-f', target,
+                        params['login_db']], env=dict(os.environ, PGPASSWORD=params['login_password']),
+                       check=True, stdout=subprocess.DEVNULL)
+        print('    pg_dump -Fc -> %s (%d kB)' % (target, os.path.getsize(target) // 1024))
+        return backups
 
     def break_ingest_queue(self, client):
         """Real BullMQ workers: one crashes holding jobs (orphaned in active), one keeps working."""
