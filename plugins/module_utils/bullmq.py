@@ -45,6 +45,8 @@ KEY_TYPES = {
 }
 
 STALLED_REASON = 'job stalled more than allowable limit'
+# A repair call stops taking jobs once it has run this long (ms), so it stays short on any machine.
+CALL_BUDGET_MS = 20
 # Refusal prefix of our Lua scripts (an error reply before their first write).
 LUA_REFUSAL = 'refusing: '
 # A meta count (opts.maxLenEvents, concurrency): what bullmq_lua's isCount accepts.
@@ -410,29 +412,25 @@ class Queue(object):
             keys = [k['active'], k['wait'], k['paused'], k['meta'], k['marker'], k['events'], k['repeat'],
                     k['failed'], k['stalled']]
             budget = self.client.llen(k['active'])
-            visited, idle = 0, 0
+            visited = 0
             while visited < budget:
                 size = min(self.batch_size, budget - visited)
                 if room() is not None:
                     if room() <= 0:
                         break
                     size = min(size, room())
-                ids = self.client.lrange(k['active'], -size, -1)
-                if not ids:
-                    break
-                ids.reverse()  # tail first
-                res_moved, res_locked, res_over, res_visited, res_corrupt = self._eval('REPAIR_STALLED', keys, [
-                    k.job_prefix, max_stalled_count, field, treatment, target_model, now] + ids)
-                moved.extend(res_moved)
-                locked.extend(res_locked)
-                over.extend(res_over)
-                corrupt.extend_pairs(res_corrupt)
+                counts, res_moved, res_locked, res_over, res_corrupt = self._eval('REPAIR_STALLED', keys, [
+                    k.job_prefix, max_stalled_count, field, treatment, target_model, now, size, CALL_BUDGET_MS,
+                    sample])
+                res_visited, n_moved, n_locked, n_over, n_corrupt = counts
+                moved.extend(res_moved, n_moved)
+                locked.extend(res_locked, n_locked)
+                over.extend(res_over, n_over)
+                corrupt.extend_pairs(res_corrupt, n_corrupt)
                 self.handled = moved.count + (over.count if fails_inline else 0)
-                visited += res_visited
-                # The tail changed between LRANGE and the script (a worker finished a job): read again.
-                idle = idle + 1 if res_visited == 0 else 0
-                if idle > 100:
+                if not res_visited:  # active is empty (workers took the rest)
                     break
+                visited += res_visited
         locked_ages = self._job_times(locked.sample) if locked.sample else []
         failed_inline = over.count if fails_inline else 0
         target = 'paused' if (meta['paused'] and target_model == 'v5') else 'wait'
@@ -633,14 +631,17 @@ class Tally(object):
         if len(self.sample) < self.size:
             self.sample.append(job_id if reason is None else dict(id=_text(job_id), reason=_text(reason)))
 
-    def extend(self, ids):
-        self.count += len(ids)
+    def extend(self, ids, count=None):
+        """``count`` entries (all of ``ids`` when None), of which ``ids`` were returned."""
+        self.count += len(ids) if count is None else count
         self.sample.extend(ids[:max(0, self.size - len(self.sample))])
 
-    def extend_pairs(self, flat):
-        """Corrupt jobs as a script returns them: {id, reason, id, reason, ...}."""
+    def extend_pairs(self, flat, count=None):
+        """Corrupt jobs as a script returns them: {id, reason, id, reason, ...}, of ``count``."""
         for at in range(0, len(flat), 2):
             self.add(flat[at], flat[at + 1])
+        if count is not None:
+            self.count += count - len(flat) // 2
 
 
 def counts_total(counts):

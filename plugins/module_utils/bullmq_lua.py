@@ -44,20 +44,38 @@ end
 local function notCount(what, value, limit)
   return what .. " is '" .. shown(value) .. "', not an integer from 0 to " .. string.format("%d", limit)
 end
--- Why a job cannot be handled ("" when it can), and the type of its key: the key must be a hash (or
--- absent when missingOk) and ``field`` (none when ""), when present, an integer from 0 to ``limit``.
-local function jobProblem(jobKey, field, limit, missingOk)
+-- Why a job's key cannot be handled ("" when it can), and its type: it must be a hash (or absent
+-- when missingOk).
+local function typeProblem(jobKey, missingOk)
   local found = keyType(jobKey)
   if found == "none" then
     if missingOk then return "", found end
     return "job hash missing", found
   end
   if found ~= "hash" then return "job key is a " .. found .. ", not a hash", found end
-  if field ~= "" then
+  return "", found
+end
+-- The same, and ``field`` (none when ""), when present, an integer from 0 to ``limit``.
+local function jobProblem(jobKey, field, limit, missingOk)
+  local problem, found = typeProblem(jobKey, missingOk)
+  if problem == "" and found == "hash" and field ~= "" then
     local value = redis.call("HGET", jobKey, field)
     if value and not isCount(value, limit) then return notCount("field " .. field, value, limit), found end
   end
-  return "", found
+  return problem, found
+end
+-- Can HINCRBY add 1 to this stored counter? Exactly Redis's rule: a decimal 64-bit integer without
+-- "+", leading zeros or "-0", below 2^63 - 1.
+local function incrementable(text)
+  if text == "0" then return true end
+  local sign, digits = string.match(text, "^(%-?)([1-9]%d*)$")
+  if not digits or #digits > 19 then return false end
+  if #digits < 19 then return true end
+  if sign == "-" then return digits <= "9223372036854775808" end
+  return digits <= "9223372036854775806"
+end
+local function notCounter(field, value)
+  return "field " .. field .. " is '" .. shown(value) .. "', not an integer HINCRBY can increment"
 end
 -- An error reply (nothing written yet) when a key of ``checks`` ({key, type, ...}) has another type,
 -- a count field of ``metaKey`` (optional) is not a count, or ``counterKey`` (optional) holds no count;
@@ -126,12 +144,13 @@ local ids = redis.call("LRANGE", KEYS[1], ARGV[2], ARGV[3])
 local out = {}
 for i = #ids, 1, -1 do
   local key = ARGV[1] .. ids[i]
-  local problem, found = jobProblem(key, ARGV[4], COUNT_LIMIT, false)
+  local problem, found = typeProblem(key, false)
   local started, counter, isScheduled = "", "", 0
   if found == "hash" then
     local fields = redis.call("HMGET", key, "processedOn", "timestamp", ARGV[4], "rjk")
     started = fields[1] or fields[2] or ""
     counter = fields[3] or ""
+    if fields[3] and not incrementable(fields[3]) then problem = notCounter(ARGV[4], fields[3]) end
     if scheduled(KEYS[2], fields[4]) then isScheduled = 1 end
   end
   out[#out + 1] = ids[i]
@@ -142,24 +161,28 @@ for i = #ids, 1, -1 do
   out[#out + 1] = isScheduled
 end
 return out
-""".replace('COUNT_LIMIT', str(COUNT_LIMIT))
+"""
 
 # Move a batch of orphaned active jobs back to wait.
-# The client reads the tail window of ``active`` (LRANGE -n -1) and passes the ids, tail first.
-# For each id the script re-checks, atomically, that it is still the tail element of ``active``
-# (LINDEX -1, O(1)); if the list changed under us the batch stops there and the client reads a
-# fresh window, so no call ever scans the list (LREM on a long list is O(N)).
+# The script reads the tail window of ``active`` itself (LRANGE -n -1, the oldest jobs) and walks it
+# tail first; nothing else runs during the script, so the tail is always the job at hand and no call
+# ever scans the list (LREM on a long list is O(N)). The walk stops early once the call has run for
+# ARGV[8] ms (checked every 50 jobs), so a call stays short whatever the machine.
 # - lock key present (a live worker holds it): rotate it to the head of ``active`` (RPOPLPUSH
 #   active active), the place a freshly taken job has; it stays active, its lock is untouched;
-# - lock key absent but the job cannot be repaired (its key is no hash, or its stalled counter no
-#   integer): rotated the same way, so it stays in ``active``, and returned with the reason;
-# - otherwise: count the stall, apply the over-limit treatment, RPOP it and push it to the target
-#   list (or ZADD it to failed) right away, emit events (as BullMQ's moveStalledJobsToWait does; the
-#   stream is trimmed to meta opts.maxLenEvents once per batch).
+# - lock key absent but the job cannot be repaired (its key is no hash, or its stalled counter is no
+#   integer HINCRBY can increment - HINCRBY itself, through pcall, writes nothing then): rotated the
+#   same way, so it stays in ``active``, and returned with the reason;
+# - otherwise: the stall is counted, the over-limit treatment applied, and the job leaves ``active``
+#   (RPOP) and is pushed to the target list (or ZADDed to failed) in the same step; events as
+#   BullMQ's moveStalledJobsToWait writes them; the stream is trimmed to meta opts.maxLenEvents once
+#   per batch.
 # KEYS: 1 active, 2 wait, 3 paused, 4 meta, 5 marker, 6 events, 7 repeat, 8 failed, 9 stalled
 # ARGV: 1 job key prefix, 2 max stalled count, 3 counter field (stc | stalledCounter),
-#       4 over-limit treatment (defer | fail), 5 data model (v5 | v6), 6 now (ms), 7.. job ids
-# Returns {moved, locked, over_limit, visited, corrupt ({id, reason, id, reason, ...})}.
+#       4 over-limit treatment (defer | fail), 5 data model (v5 | v6), 6 now (ms), 7 jobs to visit at
+#       most, 8 time budget (ms), 9 ids returned at most per list below
+# Returns {{visited, moved, locked, over_limit, corrupt} counts, moved ids, locked ids, over-limit ids,
+#          corrupt ({id, reason, ...})}, the id lists cut to ARGV[9] entries.
 REPAIR_STALLED = _CHECKS + _PAUSED_OR_MAXED + _SCHEDULED + r"""
 local refused = refusal({KEYS[1], "list", KEYS[2], "list", KEYS[3], "list", KEYS[4], "hash", KEYS[5], "zset",
                          KEYS[6], "stream", KEYS[7], "zset", KEYS[8], "zset", KEYS[9], "set"}, KEYS[4])
@@ -167,47 +190,65 @@ if refused then return refused end
 local prefix = ARGV[1]
 local maxStalled = tonumber(ARGV[2])
 local field = ARGV[3]
-local failMode = ARGV[4]
-local model = ARGV[5]
+local failMode = ARGV[4] == "fail"
 local now = ARGV[6]
+local budgetUs = tonumber(ARGV[8]) * 1000
+local room = tonumber(ARGV[9])
 local reason = "job stalled more than allowable limit"
-local paused = redis.call("HEXISTS", KEYS[4], "paused") == 1
+local active = KEYS[1]
+local events = KEYS[6]
 local target = KEYS[2]
-if paused and model == "v5" then target = KEYS[3] end
-local maxLen = maxEvents(KEYS[4])
-local moved, locked, over, left, corrupt = {}, {}, {}, {}, {}
-local visited = 0
-for i = 7, #ARGV do
-  local id = ARGV[i]
-  if redis.call("LINDEX", KEYS[1], -1) ~= id then break end
-  visited = visited + 1
+if ARGV[5] == "v5" and redis.call("HEXISTS", KEYS[4], "paused") == 1 then target = KEYS[3] end
+local ids = redis.call("LRANGE", active, -tonumber(ARGV[7]), -1)
+local counts = {0, 0, 0, 0, 0}  -- visited, moved, locked, over limit, corrupt
+local moved, locked, over, corrupt, left = {}, {}, {}, {}, {}
+local function note(list, at, id)
+  counts[at] = counts[at] + 1
+  if #list < room then list[#list + 1] = id end
+end
+local clock = redis.call("TIME")
+local startUs = clock[1] * 1000000 + clock[2]
+for i = #ids, 1, -1 do
+  if counts[1] > 0 and counts[1] % 50 == 0 then
+    clock = redis.call("TIME")
+    if clock[1] * 1000000 + clock[2] - startUs >= budgetUs then break end
+  end
+  counts[1] = counts[1] + 1
+  local id = ids[i]
   local jobKey = prefix .. id
   if redis.call("EXISTS", jobKey .. ":lock") == 1 then
-    redis.call("RPOPLPUSH", KEYS[1], KEYS[1])
-    locked[#locked + 1] = id
+    redis.call("RPOPLPUSH", active, active)
+    note(locked, 3, id)
   else
-    local problem = jobProblem(jobKey, field, COUNT_LIMIT, false)
+    local problem = typeProblem(jobKey, false)
+    local count
+    if problem == "" then
+      count = redis.pcall("HINCRBY", jobKey, field, 1)
+      if type(count) == "table" then problem = notCounter(field, redis.call("HGET", jobKey, field)) end
+    end
     if problem ~= "" then
-      redis.call("RPOPLPUSH", KEYS[1], KEYS[1])
-      corrupt[#corrupt + 1] = id
-      corrupt[#corrupt + 1] = problem
+      redis.call("RPOPLPUSH", active, active)
+      counts[5] = counts[5] + 1
+      if #corrupt < 2 * room then
+        corrupt[#corrupt + 1] = id
+        corrupt[#corrupt + 1] = problem
+      end
     else
-      local count = redis.call("HINCRBY", jobKey, field, 1)
       local overLimit = count > maxStalled and not scheduled(KEYS[7], redis.call("HGET", jobKey, "rjk"))
-      if overLimit then over[#over + 1] = id end
-      redis.call("RPOP", KEYS[1])
+      if overLimit then note(over, 4, id) end
+      redis.call("RPOP", active)
       left[#left + 1] = id
-      if overLimit and failMode == "fail" then
+      if overLimit and failMode then
         redis.call("ZADD", KEYS[8], now, id)
         redis.call("HSET", jobKey, "failedReason", reason, "finishedOn", now)
-        redis.call("XADD", KEYS[6], "*", "event", "failed", "jobId", id, "failedReason", reason, "prev", "active")
+        redis.call("XADD", events, "*", "event", "failed", "jobId", id, "failedReason", reason, "prev", "active")
       else
         -- to the tail of the target list (RPUSH, as BullMQ)
         redis.call("RPUSH", target, id)
         if overLimit then redis.call("HSET", jobKey, "defa", reason) end
-        redis.call("XADD", KEYS[6], "*", "event", "waiting", "jobId", id, "prev", "active")
-        redis.call("XADD", KEYS[6], "*", "event", "stalled", "jobId", id)
-        moved[#moved + 1] = id
+        redis.call("XADD", events, "*", "event", "waiting", "jobId", id, "prev", "active")
+        redis.call("XADD", events, "*", "event", "stalled", "jobId", id)
+        note(moved, 2, id)
       end
     end
   end
@@ -218,14 +259,14 @@ for from = 1, #left, 7000 do
 end
 if #left > 0 then
   -- events: trimmed once per batch, as BullMQ trims once per pass
-  redis.call("XTRIM", KEYS[6], "MAXLEN", "~", maxLen)
+  redis.call("XTRIM", events, "MAXLEN", "~", maxEvents(KEYS[4]))
 end
-if #moved > 0 then
-  local isPaused, isMaxed = pausedOrMaxed(KEYS[4], KEYS[1])
+if counts[2] > 0 then
+  local isPaused, isMaxed = pausedOrMaxed(KEYS[4], active)
   if not isPaused and not isMaxed then redis.call("ZADD", KEYS[5], 0, "0") end
 end
-return {moved, locked, over, visited, corrupt}
-""".replace('COUNT_LIMIT', str(COUNT_LIMIT))
+return {counts, moved, locked, over, corrupt}
+"""
 
 # Check, without writing, a window of a sorted set (failed, completed or delayed) with score <= ARGV[2]:
 # what MOVE_SET_TO_WAIT (``move``) or CLEAN_SET (``clean``) would do with each job.

@@ -45,9 +45,9 @@ CORRUPT_ACTIVE_JOBS = {
     'job key is a string': (lambda c, key: (c.delete(key), c.set(key, 'x')),
                             'job key is a string, not a hash'),
     'stc not a number': (lambda c, key: c.hset(key, 'stc', 'abc'),
-                         "field stc is 'abc', not an integer from 0 to 1000000000000000"),
+                         "field stc is 'abc', not an integer HINCRBY can increment"),
     'stc would overflow': (lambda c, key: c.hset(key, 'stc', '9223372036854775807'),
-                           "field stc is '9223372036854775807', not an integer from 0 to 1000000000000000"),
+                           "field stc is '9223372036854775807', not an integer HINCRBY can increment"),
     'job hash missing': (lambda c, key: c.delete(key), 'job hash missing'),
 }
 
@@ -75,6 +75,32 @@ def test_repair_moves_the_valid_jobs_and_leaves_a_corrupt_one_in_active(redis_cl
     assert again['changed'] is False and again['moved'] == 0 and again['corrupt_count'] == 1
 
 
+COUNTERS = ['0', '1', '-5', '-0', '007', '+5', ' 5', '5 ', '1e3', '5.0', '', 'abc', '9223372036854775806',
+            '9223372036854775807', '-9223372036854775808', '-9223372036854775809', '18446744073709551615',
+            '99999999999999999999']
+
+
+def test_check_mode_judges_a_counter_exactly_as_hincrby_does(redis_client):
+    """Check mode emulates HINCRBY's rule in Lua; the real run uses HINCRBY itself (through pcall, which
+    writes nothing when it fails). Both must agree on every edge of Redis's integer parsing."""
+    base = 'bull:q:'
+    for n, value in enumerate(COUNTERS):
+        redis_client.hset(base + str(n), mapping={'data': '{}', 'timestamp': 1, 'stc': value})
+        redis_client.rpush(base + 'active', n)
+    predicted = Queue(redis_client, 'q', batch_size=7).repair(max_stalled_count=10 ** 6, check_mode=True)
+    result = Queue(redis_client, 'q', batch_size=7).repair(max_stalled_count=10 ** 6)
+    assert predicted['corrupt_jobs'] == result['corrupt_jobs'] and predicted['moved'] == result['moved']
+    refused = set(int(job['id']) for job in result['corrupt_jobs'])
+    for n, value in enumerate(COUNTERS):
+        redis_client.hset('probe', 'f', value)
+        try:
+            redis_client.hincrby('probe', 'f', 1)
+            accepted = True
+        except Exception:  # noqa: BLE001 - any refusal of HINCRBY
+            accepted = False
+        assert (n not in refused) == accepted, value
+
+
 def test_real_worker_runs_the_repaired_jobs_around_a_corrupt_one(redis_server, redis_client, redis_params):
     queue = 'bronze:ingest:csv'
     base = ('bull:%s:' % queue).encode()
@@ -87,7 +113,7 @@ def test_real_worker_runs_the_repaired_jobs_around_a_corrupt_one(redis_server, r
     result = queue_obj.repair()
     assert predicted['moved'] == result['moved'] == 3
     assert predicted['corrupt_jobs'] == result['corrupt_jobs'] == [
-        {'id': broken.decode(), 'reason': "field stc is 'abc', not an integer from 0 to 1000000000000000"}]
+        {'id': broken.decode(), 'reason': "field stc is 'abc', not an integer HINCRBY can increment"}]
     assert redis_client.lrange(base + b'active', 0, -1) == [broken]
     finish(start_worker(PY_CURRENT, redis_server.port, queue, '--record', 'test:processed', '--until', 7,
                         '--seconds', 60))
@@ -228,7 +254,7 @@ def test_info_reports_corrupt_active_jobs_instead_of_failing(redis_client, redis
     for job_id in ('a', 'b', 'c', 'w'):
         redis_client.hset(base + job_id, mapping={'data': '{}', 'timestamp': 1, 'processedOn': 2})
     redis_client.set(base + 'b', 'x')
-    redis_client.hset(base + 'c', 'stc', '-1')
+    redis_client.hset(base + 'c', 'stc', '007')  # HINCRBY refuses leading zeros
     redis_client.set(base + 'w', 'x')  # the oldest waiting job: its age is unknown
     redis_client.rpush(base + 'active', 'a', 'b', 'c')
     redis_client.rpush(base + 'wait', 'w')
@@ -237,7 +263,7 @@ def test_info_reports_corrupt_active_jobs_instead_of_failing(redis_client, redis
     info = result['queues']['q']
     assert info['stalled_candidates'] == 1 and info['corrupt_active'] == 2
     assert info['corrupt_active_sample'] == [
-        {'id': 'c', 'reason': "field stc is '-1', not an integer from 0 to 1000000000000000"},
+        {'id': 'c', 'reason': "field stc is '007', not an integer HINCRBY can increment"},
         {'id': 'b', 'reason': 'job key is a string, not a hash'}]
     assert info['oldest_waiting_age_seconds'] is None
 
