@@ -58,7 +58,9 @@ options:
     choices: [repaired, retried, cleaned, paused, resumed, promoted]
     default: repaired
   batch_size:
-    description: Jobs per Lua call (and per LRANGE window), from 1 to 10000. Smaller batches mean shorter calls.
+    description:
+      - Jobs per Lua call, from 1 to 10000. Smaller batches mean shorter calls.
+      - With O(state=repaired) a call also stops taking jobs once it has run 20 ms, whatever this value.
     type: int
     default: 500
   max_stalled_count:
@@ -178,7 +180,7 @@ corrupt_count:
 corrupt_jobs:
   description:
     - Up to O(sample_size) of them, each with C(id) and C(reason) (for example C(job key is a string, not a hash),
-      C(job hash missing), C(field stc is 'abc', not an integer from 0 to 1000000000000000)).
+      C(job hash missing), C(field stc is 'abc', not an integer HINCRBY can increment)).
     - With O(state=cleaned), a job whose hash is already gone is not corrupt (it only leaves the set).
   returned: when state is repaired, retried, promoted or cleaned
   type: list

@@ -127,7 +127,7 @@ queues:
     corrupt_active:
       description:
         - Active jobs without a lock that O(state=repaired) of M(cerniq.ops.bullmq_queue) would leave in C(active):
-          no job hash, a job key of another type, or a stalled counter that is not an integer from 0 to 10^15.
+          no job hash, a job key of another type, or a stalled counter that is not an integer HINCRBY can increment.
         - They are not counted in RV(queues.stalled_candidates).
       type: int
     corrupt_active_sample:
