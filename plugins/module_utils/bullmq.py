@@ -299,7 +299,7 @@ class Queue(object):
         guard = self.client.llen(self.keys['active']) // self.batch_size + 2
         while guard > 0:
             guard -= 1
-            flat = self._call('SCAN_ACTIVE_WINDOW', [self.keys['active'], self.keys['repeat']],
+            flat = self._call('INSPECT_ACTIVE_WINDOW', [self.keys['active'], self.keys['repeat']],
                               [self.keys.job_prefix, -(offset + self.batch_size), -(offset + 1), field])
             window = [_active_job(flat[at:at + 6]) for at in range(0, len(flat), 6)]
             if not window:
@@ -602,7 +602,7 @@ class Queue(object):
                     data_model=model, data_model_source=source)
 
 
-# One job of a SCAN_ACTIVE_WINDOW reply.
+# One job of an INSPECT_ACTIVE_WINDOW reply.
 ActiveJob = collections.namedtuple('ActiveJob', 'id locked started problem counter scheduled')
 
 

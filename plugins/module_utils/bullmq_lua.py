@@ -129,15 +129,38 @@ local function scheduled(repeatKey, rjk)
 end
 '''
 
-# Read one window of ``active`` and, in the same atomic step, for each job: whether it holds a lock,
-# when it started (processedOn, else timestamp), why it cannot be repaired ("" when it can), its
-# stalled counter and whether a job scheduler runs it. Read-only. Reading the ids and then their locks
-# in a second round trip would show a job that completes in between as "active without a lock".
+# Read one window of ``active`` and, in the same atomic step, whether each job holds a lock and
+# when it started (processedOn, else timestamp; '' when unknown or the job key is no hash). Read-only.
+# Reading the ids and then their locks in a second round trip would show a job that completes in
+# between as "active without a lock". (The engine reads INSPECT_ACTIVE_WINDOW, which adds the checks
+# of a repair; this short form is kept for scripts/demo.py.)
+# KEYS: 1 active.  ARGV: 1 job key prefix, 2 start, 3 stop (LRANGE indexes, negative from the tail).
+# Returns {id, locked (0|1), started, ...} for the window, tail (oldest) first.
+SCAN_ACTIVE_WINDOW = r"""
+local ids = redis.call("LRANGE", KEYS[1], ARGV[2], ARGV[3])
+local out = {}
+for i = #ids, 1, -1 do
+  local key = ARGV[1] .. ids[i]
+  local started = ""
+  if redis.call("TYPE", key)["ok"] == "hash" then
+    local times = redis.call("HMGET", key, "processedOn", "timestamp")
+    started = times[1] or times[2] or ""
+  end
+  out[#out + 1] = ids[i]
+  out[#out + 1] = redis.call("EXISTS", key .. ":lock")
+  out[#out + 1] = started
+end
+return out
+"""
+
+# The same window with the checks of a repair: for each job whether it holds a lock, when it started,
+# why it cannot be repaired ("" when it can), its stalled counter and whether a job scheduler runs it.
+# Read-only; check mode and bullmq_queue_info predict a repair from it.
 # KEYS: 1 active, 2 repeat.  ARGV: 1 job key prefix, 2 start, 3 stop (LRANGE indexes, negative from the
 # tail), 4 stalled counter field (stc | stalledCounter).
 # Returns {id, locked (0|1), started, problem, counter, scheduled (0|1), ...}, tail (oldest) first;
 # started and counter are '' when absent.
-SCAN_ACTIVE_WINDOW = _CHECKS + _SCHEDULED + r"""
+INSPECT_ACTIVE_WINDOW = _CHECKS + _SCHEDULED + r"""
 local refused = refusal({KEYS[1], "list", KEYS[2], "zset"})
 if refused then return refused end
 local ids = redis.call("LRANGE", KEYS[1], ARGV[2], ARGV[3])
