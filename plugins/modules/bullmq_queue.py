@@ -29,8 +29,8 @@ description:
     twice and loses jobs on paused queues).
   - Every job is checked before it leaves its list or set, inside the same Lua call that moves it. A job
     whose key is not a hash (or is missing), or whose integer field the move uses (the stalled counter
-    for V(repaired), C(priority) for V(retried) and V(promoted)) is not an integer in range, is corrupt:
-    it stays where it was (C(active), C(failed), C(delayed), C(completed)), is listed in RV(corrupt_jobs)
+    for V(repaired), C(priority) for V(retried) and V(promoted)) is not an integer in range, is corrupt.
+    It stays where it was (C(active), C(failed), C(delayed), C(completed)), is listed in RV(corrupt_jobs)
     with the reason and raises a warning, and the valid jobs of the batch still move. Check mode runs
     the same checks and reports the same. A queue key of the wrong Redis type, or a C(meta) count field
     (C(opts.maxLenEvents), C(concurrency)) that is not an integer, is refused before anything is written.
