@@ -126,7 +126,7 @@ queues:
       type: int
     corrupt_active:
       description:
-        - Active jobs without a lock that O(state=repaired) of M(cerniq.ops.bullmq_queue) would leave in C(active),
+        - Active jobs without a lock that O(cerniq.ops.bullmq_queue#module:state=repaired) would leave in C(active),
           because the job hash is missing, the job key has another type, or the stalled counter is not an integer
           HINCRBY can increment.
         - They are not counted in RV(queues.stalled_candidates).
