@@ -6,12 +6,15 @@ to read its ``moveStalledJobsToWait`` Lua at run time; nothing of it is committe
 
     .venv/bin/python benchmarks/bullmq_repair.py [--orphans 100000] [--live 3000] [--big 1000000]
 
-Prints, for the same data (``--orphans`` lockless active jobs + ``--live`` active jobs with a
-live lock, interleaved):
-  - total time of BullMQ's moveStalledJobsToWait (the marking pass and the moving pass) and of ours;
-  - the ratio;
-  - the longest single Redis call of ours (client-side, per EVALSHA) and the worst PING round
-    trip seen by a probe thread during each run (how long other clients were blocked);
+Engine level (``Queue.repair()``, no Ansible start-up). Prints, for the same data (``--orphans``
+lockless active jobs + ``--live`` active jobs with a live lock, interleaved, ``meta.version``
+bullmq:6.7.0), in ``--repeat`` paired rounds (ours, then BullMQ's on freshly built data):
+  - total time of BullMQ's moveStalledJobsToWait (the marking pass and the moving pass) and of ours,
+    with the CPU time Redis spent (INFO cpu: on a shared machine the wall time mostly measures how
+    often Redis got a core; the CPU time measures the work);
+  - the medians and the ratio of the medians, and each round's ratio;
+  - the longest single Redis call of ours (client-side, per EVALSHA; server-side, SLOWLOG) and the
+    worst PING round trip seen by a probe thread during each run (how long other clients waited);
 then the peak RSS of the real module processes (bullmq_queue_info, bullmq_queue in check mode
 and for real) on a queue holding ``--big`` jobs.
 """
@@ -19,6 +22,7 @@ and for real) on a queue holding ``--big`` jobs.
 import argparse
 import glob
 import os
+import statistics
 import subprocess
 import sys
 import threading
@@ -73,7 +77,7 @@ def build(client, orphans, live, wait=0, chunk=5000):
         pipe.lpush(BASE + 'wait', job_id)
         if n % chunk == chunk - 1:
             pipe.execute()
-    pipe.hset(BASE + 'meta', 'opts.maxLenEvents', 10000)
+    pipe.hset(BASE + 'meta', mapping={'opts.maxLenEvents': 10000, 'version': 'bullmq:6.7.0'})
     pipe.execute()
     return n_live
 
@@ -118,6 +122,12 @@ def slowlog_evalsha(client):
                   if (e['command'] or b'').split(b' ')[0].upper() == b'EVALSHA')
 
 
+def redis_cpu(client):
+    """CPU seconds the Redis server has used so far (user + system)."""
+    info = client.info('cpu')
+    return info['used_cpu_user'] + info['used_cpu_sys']
+
+
 def run_bullmq(server, client, script):
     keys = [BASE + k for k in ('stalled', 'wait', 'active', 'stalled-check', 'meta', 'paused', 'marker',
                                'events', 'repeat')]
@@ -125,6 +135,7 @@ def run_bullmq(server, client, script):
     slowlog_start(client)
     probe = Probe(server)
     probe.start()
+    cpu = redis_cpu(client)
     started = time.perf_counter()
     calls = []
     moved = 0
@@ -134,7 +145,8 @@ def run_bullmq(server, client, script):
         moved += len(lua(keys=keys, args=[1, BASE, int(time.time() * 1000), 30000]))
         calls.append(time.perf_counter() - t0)
     total = time.perf_counter() - started
-    return dict(total=total, calls=calls, moved=moved, probe=probe.finish(), server=slowlog_evalsha(client))
+    cpu = redis_cpu(client) - cpu
+    return dict(total=total, cpu=cpu, calls=calls, moved=moved, probe=probe.finish(), server=slowlog_evalsha(client))
 
 
 def run_ours(server, client, batch):
@@ -142,10 +154,12 @@ def run_ours(server, client, batch):
     slowlog_start(client)
     probe = Probe(server)
     probe.start()
+    cpu = redis_cpu(client)
     started = time.perf_counter()
     result = queue.repair()
     total = time.perf_counter() - started
-    return dict(total=total, calls=list(queue.call_times), moved=result['moved'],
+    cpu = redis_cpu(client) - cpu
+    return dict(total=total, cpu=cpu, calls=list(queue.call_times), moved=result['moved'],
                 skipped=result['skipped_locked'], probe=probe.finish(), server=slowlog_evalsha(client))
 
 
@@ -191,8 +205,8 @@ def main():
     parser.add_argument('--orphans', type=int, default=100000)
     parser.add_argument('--live', type=int, default=3000)
     parser.add_argument('--batch', type=int, default=500)
-    parser.add_argument('--repeat', type=int, default=3, help='runs of ours (the median run is reported)')
-    parser.add_argument('--only-ours', action='store_true', help='skip the (slow) BullMQ run')
+    parser.add_argument('--repeat', type=int, default=3, help='paired rounds (medians are reported)')
+    parser.add_argument('--only-ours', action='store_true', help='skip the (slow) BullMQ runs')
     parser.add_argument('--big', type=int, default=1000000, help='jobs in the queue for the RSS run (0: skip)')
     args = parser.parse_args()
     path, script = bullmq_stalled_lua()
@@ -201,40 +215,52 @@ def main():
         client = server.client(socket_timeout=900, socket_connect_timeout=900)
         print('data: %d orphaned active jobs + %d live-locked (interleaved), batch %d'
               % (args.orphans, args.live, args.batch))
+        if not args.only_ours:
+            print('BullMQ script: %s' % path)
         probe = Probe(server)
         probe.start()
         time.sleep(5)
         print('machine noise: worst PING to the idle Redis over 5 s: %.1f ms (load average %s)'
               % (probe.finish() * 1000, ' '.join('%.1f' % v for v in os.getloadavg())))
-        runs = []
-        for _unused in range(args.repeat):
+        runs, theirs_runs = [], []
+        for round_no in range(1, args.repeat + 1):
             build(client, args.orphans, args.live)
-            runs.append(run_ours(server, client, args.batch))
-            print('  ours, run %d: total %.2f s, %d calls, longest call client-side %.1f ms / server-side %.1f ms,'
-                  ' worst PING %.1f ms' % (len(runs), runs[-1]['total'], len(runs[-1]['calls']),
-                                           max(runs[-1]['calls']) * 1000, runs[-1]['server'][-1] * 1000,
-                                           runs[-1]['probe'] * 1000))
-        ours = sorted(runs, key=lambda r: r['total'])[len(runs) // 2]  # the median run
-        if not args.only_ours:
+            ours = run_ours(server, client, args.batch)
+            assert ours['moved'] == args.orphans, ours['moved']
+            runs.append(ours)
+            print('  round %d, ours  : total %6.2f s (Redis CPU %.2f s), %d calls, longest call client-side %.1f ms /'
+                  ' server-side %.1f ms, worst PING %.1f ms' % (
+                      round_no, ours['total'], ours['cpu'], len(ours['calls']), max(ours['calls']) * 1000,
+                      ours['server'][-1] * 1000, ours['probe'] * 1000))
+            if args.only_ours:
+                continue
             build(client, args.orphans, args.live)
-            print('BullMQ script: %s' % path)
             theirs = run_bullmq(server, client, script)
-            assert theirs['moved'] == ours['moved'] == args.orphans, (theirs['moved'], ours['moved'])
-            print('BullMQ moveStalledJobsToWait : total %8.2f s (mark pass %.2f s, move pass %.2f s, one call each);'
-                  ' moved %d; worst PING %.0f ms' % (
-                      theirs['total'], theirs['calls'][0], theirs['calls'][1], theirs['moved'],
-                      theirs['probe'] * 1000))
-        print('cerniq.ops repair            : total %8.2f s in %d calls; moved %d, left %d live;'
-              ' longest call %.1f ms; worst PING %.1f ms'
-              % (ours['total'], len(ours['calls']), ours['moved'], ours['skipped'], max(ours['calls']) * 1000,
-                 ours['probe'] * 1000))
+            assert theirs['moved'] == args.orphans, theirs['moved']
+            theirs_runs.append(theirs)
+            print('  round %d, BullMQ: total %6.2f s (Redis CPU %.2f s; mark pass %.2f s, move pass %.2f s, one call'
+                  ' each), worst PING %.0f ms; round ratio %.1fx' % (
+                      round_no, theirs['total'], theirs['cpu'], theirs['calls'][0], theirs['calls'][1],
+                      theirs['probe'] * 1000, theirs['total'] / ours['total']))
+        ours = sorted(runs, key=lambda r: r['total'])[len(runs) // 2]  # the median run
+        print('cerniq.ops repair            : median total %6.2f s (runs %s; Redis CPU median %.2f s) in %d calls;'
+              ' moved %d, left %d live; longest call %.1f ms; worst PING %.1f ms'
+              % (ours['total'], ' / '.join('%.2f' % r['total'] for r in runs),
+                 statistics.median(r['cpu'] for r in runs), len(ours['calls']), ours['moved'], ours['skipped'],
+                 max(max(r['calls']) for r in runs) * 1000, max(r['probe'] for r in runs) * 1000))
         for label, calls in (('client-side', sorted(ours['calls'])), ('server-side', ours['server'])):
-            print('ours, per call (%s)  : median %.1f ms, p95 %.1f ms, max %.1f ms'
+            print('ours, per call (%s)  : median %.1f ms, p95 %.1f ms, max %.1f ms (median run)'
                   % (label, calls[len(calls) // 2] * 1000, calls[int(len(calls) * 0.95)] * 1000, calls[-1] * 1000))
-        if not args.only_ours:
-            print('BullMQ, server-side          : %s' % ', '.join('%.2f s' % d for d in theirs['server']))
-        if not args.only_ours:
-            print('ratio (BullMQ / ours)        : %.1fx faster' % (theirs['total'] / ours['total']))
+        if theirs_runs:
+            median_theirs = statistics.median(r['total'] for r in theirs_runs)
+            print('BullMQ moveStalledJobsToWait : median total %6.2f s (runs %s; Redis CPU median %.2f s), one call'
+                  ' blocking Redis per pass' % (median_theirs, ' / '.join('%.2f' % r['total'] for r in theirs_runs),
+                                                statistics.median(r['cpu'] for r in theirs_runs)))
+            print('ratio (BullMQ / ours)        : %.1fx faster (medians of %d paired rounds; per round %s; Redis CPU'
+                  ' %.1fx)' % (median_theirs / statistics.median(r['total'] for r in runs), len(runs),
+                               ' / '.join('%.1fx' % (t['total'] / o['total']) for t, o in zip(theirs_runs, runs)),
+                               statistics.median(r['cpu'] for r in theirs_runs)
+                               / statistics.median(r['cpu'] for r in runs)))
         if args.big:
             active = min(100000 + args.live, args.big // 10)
             live = min(args.live, active // 10)

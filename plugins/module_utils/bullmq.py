@@ -10,19 +10,28 @@ Rules kept everywhere:
 - named queues are read with direct commands; SCAN is used only to discover queues;
 - memory and the duration of every Redis call are bounded by ``batch_size``
   (LRANGE windows, ZRANGEBYSCORE ... LIMIT, one Lua call per batch);
-- every write is one of our Lua scripts, which re-checks its preconditions atomically;
-- check mode reads only and reports what would change.
+- every write is one of our Lua scripts, which re-checks its preconditions atomically: the key
+  types and meta fields before its first write, each job before it leaves its source list or set
+  (see bullmq_lua); a job that fails its check stays where it was and is reported in
+  ``corrupt_jobs`` with the reason, and the other jobs still move;
+- check mode reads only (read-only scripts with the same checks) and reports what would change.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import collections
 import re
 import time
 
 from ansible_collections.cerniq.ops.plugins.module_utils import bullmq_lua
 from ansible_collections.cerniq.ops.plugins.module_utils.redis_connection import is_cluster
+
+try:
+    from redis.exceptions import ResponseError
+except ImportError:  # pragma: no cover - the connection layer reports the missing library
+    ResponseError = Exception
 
 STATES = ('wait', 'paused', 'active', 'prioritized', 'delayed', 'completed', 'failed', 'waiting-children')
 
@@ -36,6 +45,12 @@ KEY_TYPES = {
 }
 
 STALLED_REASON = 'job stalled more than allowable limit'
+# A repair call stops taking jobs once it has run this long (ms), so it stays short on any machine.
+CALL_BUDGET_MS = 20
+# Refusal prefix of our Lua scripts (an error reply before their first write).
+LUA_REFUSAL = 'refusing: '
+# A meta count (opts.maxLenEvents, concurrency): what bullmq_lua's isCount accepts.
+COUNT_PATTERN = re.compile(r'^(0|[1-9][0-9]{0,15})$')
 DEFAULT_MAX_EVENTS = 10000
 SAMPLE_SIZE = 20
 
@@ -129,7 +144,11 @@ def discover_queues(client, prefix, count=1000):
 
 
 class Queue(object):
-    """One BullMQ queue, addressed by prefix and name."""
+    """One BullMQ queue, addressed by prefix and name.
+
+    ``handled`` counts the jobs moved or deleted by the running operation so far: after an error it
+    tells the caller whether anything changed before it.
+    """
 
     def __init__(self, client, name, prefix='bull', batch_size=500, data_model='auto'):
         if not isinstance(batch_size, int) or batch_size < 1 or batch_size > 10000:
@@ -148,6 +167,7 @@ class Queue(object):
         self.batch_size = batch_size
         self.data_model_option = data_model
         self.call_times = []  # seconds per write call (EVALSHA), for benchmarks
+        self.handled = 0
         self._scripts = {}
 
     # ----------------------------------------------------------------- helpers
@@ -156,10 +176,19 @@ class Queue(object):
             self._scripts[name] = self.client.register_script(getattr(bullmq_lua, name))
         return self._scripts[name]
 
+    def _call(self, name, keys, args):
+        """Run one of our scripts; its refusal (sent before any write) becomes a BullMQError."""
+        try:
+            return self._script(name)(keys=keys, args=args)
+        except ResponseError as error:
+            text = str(error)
+            if text.startswith(LUA_REFUSAL):
+                raise BullMQError('refusing to touch queue %r: %s' % (self.name, text[len(LUA_REFUSAL):]))
+            raise
+
     def _eval(self, name, keys, args):
-        script = self._script(name)
         started = time.perf_counter()
-        result = script(keys=keys, args=args)
+        result = self._call(name, keys, args)
         self.call_times.append(time.perf_counter() - started)
         return result
 
@@ -182,13 +211,22 @@ class Queue(object):
                 self.name, self.prefix, self.keys.base))
         return types
 
+    def _meta_count(self, field, value):
+        if value is None:
+            return None
+        if not COUNT_PATTERN.match(_text(value)):
+            raise BullMQError('refusing to touch queue %r: meta field %s is %r, not an integer from 0 to %d' % (
+                self.name, field, _text(value)[:40], bullmq_lua.COUNT_LIMIT))
+        return int(value)
+
     def meta(self):
         values = self.client.hmget(self.keys['meta'], 'paused', 'version', 'opts.maxLenEvents', 'concurrency')
+        max_len_events = self._meta_count('opts.maxLenEvents', values[2])
         return dict(
             paused=values[0] is not None,
             version=_text(values[1]),
-            max_len_events=int(values[2]) if values[2] is not None else DEFAULT_MAX_EVENTS,
-            concurrency=int(values[3]) if values[3] is not None else None,
+            max_len_events=DEFAULT_MAX_EVENTS if max_len_events is None else max_len_events,
+            concurrency=self._meta_count('concurrency', values[3]),
         )
 
     def data_model(self, meta=None):
@@ -228,11 +266,14 @@ class Queue(object):
         return dict(zip(STATES, [int(v) for v in pipe.execute()]))
 
     def _job_times(self, ids, fields=('processedOn', 'timestamp')):
+        """Start (or creation) time of each job in ms; None when unknown, not a number or no job hash."""
         pipe = self._pipe()
         for job_id in ids:
             pipe.hmget(self.keys.job(job_id), *fields)
         out = []
-        for values in pipe.execute():
+        for values in pipe.execute(raise_on_error=False):
+            if isinstance(values, Exception):
+                values = []
             stamp = next((v for v in values if v is not None), None)
             try:
                 out.append(int(float(stamp)) if stamp is not None else None)
@@ -251,23 +292,16 @@ class Queue(object):
             return None
         return self._age(now, self._job_times(ids, ('timestamp',))[0])
 
-    def _active_windows(self):
-        """Windows of active jobs as (id, locked, started_ms) triples, from the tail (oldest) towards
-        the head. Each window is read in one atomic, read-only Lua call of at most batch_size jobs."""
-        script = self._script('SCAN_ACTIVE_WINDOW')
+    def _active_windows(self, field):
+        """Windows of active jobs as ActiveJob tuples, from the tail (oldest) towards the head. Each
+        window is read in one atomic, read-only Lua call of at most batch_size jobs."""
         offset = 0
         guard = self.client.llen(self.keys['active']) // self.batch_size + 2
         while guard > 0:
             guard -= 1
-            flat = script(keys=[self.keys['active']],
-                          args=[self.keys.job_prefix, -(offset + self.batch_size), -(offset + 1)])
-            window = []
-            for at in range(0, len(flat), 3):
-                try:
-                    started = int(float(flat[at + 2])) if flat[at + 2] else None
-                except ValueError:
-                    started = None
-                window.append((flat[at], bool(flat[at + 1]), started))
+            flat = self._call('INSPECT_ACTIVE_WINDOW', [self.keys['active'], self.keys['repeat']],
+                              [self.keys.job_prefix, -(offset + self.batch_size), -(offset + 1), field])
+            window = [_active_job(flat[at:at + 6]) for at in range(0, len(flat), 6)]
             if not window:
                 return
             yield window
@@ -275,21 +309,24 @@ class Queue(object):
             if len(window) < self.batch_size:
                 return
 
-    def scan_active(self, now, sample=SAMPLE_SIZE):
-        """Active jobs without a lock (stalled candidates) and with one; bounded samples with ages."""
+    def scan_active(self, now, sample=SAMPLE_SIZE, field='stc'):
+        """Active jobs without a lock (stalled candidates), with one, and without a lock but corrupt (no
+        job hash, or a stalled counter that is no integer: repair leaves them); bounded samples."""
         result = dict(candidates=0, candidate_sample=[], locked=0, locked_sample=[],
-                      oldest_candidate_age_seconds=None, oldest_active_age_seconds=None)
-        for window in self._active_windows():
-            for job_id, locked, started in window:
-                age = self._age(now, started)
+                      corrupt=Tally(sample), oldest_candidate_age_seconds=None, oldest_active_age_seconds=None)
+        for window in self._active_windows(field):
+            for job in window:
+                age = self._age(now, job.started)
                 if age is not None and (result['oldest_active_age_seconds'] is None
                                         or age > result['oldest_active_age_seconds']):
                     result['oldest_active_age_seconds'] = age
-                entry = dict(id=_text(job_id), age_seconds=age)
-                if locked:
+                entry = dict(id=_text(job.id), age_seconds=age)
+                if job.locked:
                     result['locked'] += 1
                     if len(result['locked_sample']) < sample:
                         result['locked_sample'].append(entry)
+                elif job.problem:
+                    result['corrupt'].add(job.id, job.problem)
                 else:
                     result['candidates'] += 1
                     if len(result['candidate_sample']) < sample:
@@ -318,13 +355,15 @@ class Queue(object):
             oldest_paused_age_seconds=self._oldest_in_list('paused', now),
         )
         if scan_active:
-            active = self.scan_active(now, sample)
+            active = self.scan_active(now, sample, field)
             info.update(
                 stalled_candidates=active['candidates'],
                 stalled_candidate_sample=active['candidate_sample'],
                 oldest_stalled_candidate_age_seconds=active['oldest_candidate_age_seconds'],
                 locked_active=active['locked'],
                 locked_active_sample=active['locked_sample'],
+                corrupt_active=active['corrupt'].count,
+                corrupt_active_sample=active['corrupt'].sample,
                 oldest_active_age_seconds=active['oldest_active_age_seconds'],
             )
         return info
@@ -333,10 +372,12 @@ class Queue(object):
     def repair(self, max_stalled_count=1, limit=None, check_mode=False, sample=SAMPLE_SIZE):
         """Move active jobs without a lock back to waiting, one Lua call per batch.
 
-        Returns moved / locked (live, left alone) / over-limit counts and bounded samples.
+        Returns moved / locked (live, left alone) / over-limit / corrupt (left in active) counts and
+        bounded samples.
         """
         if max_stalled_count < 0:
             raise BullMQError('max_stalled_count must be >= 0')
+        self.handled = 0
         self.validate()
         meta = self.meta()
         model, source = self.data_model(meta)
@@ -345,128 +386,137 @@ class Queue(object):
         now = server_time_ms(self.client)
         before = self.counts()
         self.call_times = []
-        moved, locked, over = [], [], []
-        counts = dict(moved=0, locked=0, over_limit=0)
-        k = self.keys
-        keys = [k['active'], k['wait'], k['paused'], k['meta'], k['marker'], k['events'], k['repeat'],
-                k['failed'], k['stalled']]
+        moved, locked, over, corrupt = Tally(sample), Tally(sample), Tally(sample), Tally(sample)
+        fails_inline = treatment == 'fail'
+
+        def room():
+            return None if limit is None else limit - moved.count - (over.count if fails_inline else 0)
+
         if check_mode:
-            for window in self._active_windows():
-                if limit is not None and counts['moved'] + (counts['over_limit'] if treatment == 'fail' else 0) >= limit:
+            for window in self._active_windows(field):
+                if room() is not None and room() <= 0:
                     break
-                res_moved, res_locked, res_over = self._simulate_batch(window, max_stalled_count, field, limit,
-                                                                       counts, treatment)
-                self._tally(counts, moved, locked, over, res_moved, res_locked, res_over, sample)
+                for job in window:
+                    if job.locked:
+                        locked.add(job.id)
+                    elif job.problem:
+                        corrupt.add(job.id, job.problem)
+                    elif room() is None or room() > 0:
+                        over_limit = job.counter + 1 > max_stalled_count and not job.scheduled
+                        if over_limit:
+                            over.add(job.id)
+                        if not (over_limit and fails_inline):
+                            moved.add(job.id)
         else:
+            k = self.keys
+            keys = [k['active'], k['wait'], k['paused'], k['meta'], k['marker'], k['events'], k['repeat'],
+                    k['failed'], k['stalled']]
             budget = self.client.llen(k['active'])
-            visited, idle = 0, 0
+            visited = 0
             while visited < budget:
                 size = min(self.batch_size, budget - visited)
-                if limit is not None:
-                    room = limit - counts['moved'] - (counts['over_limit'] if treatment == 'fail' else 0)
-                    if room <= 0:
+                if room() is not None:
+                    if room() <= 0:
                         break
-                    size = min(size, room)
-                ids = self.client.lrange(k['active'], -size, -1)
-                if not ids:
+                    size = min(size, room())
+                counts, res_moved, res_locked, res_over, res_corrupt = self._eval('REPAIR_STALLED', keys, [
+                    k.job_prefix, max_stalled_count, field, treatment, target_model, now, size, CALL_BUDGET_MS,
+                    sample])
+                res_visited, n_moved, n_locked, n_over, n_corrupt = counts
+                moved.extend(res_moved, n_moved)
+                locked.extend(res_locked, n_locked)
+                over.extend(res_over, n_over)
+                corrupt.extend_pairs(res_corrupt, n_corrupt)
+                self.handled = moved.count + (over.count if fails_inline else 0)
+                if not res_visited:  # active is empty (workers took the rest)
                     break
-                ids.reverse()  # tail first
-                res_moved, res_locked, res_over, res_visited = self._eval('REPAIR_STALLED', keys, [
-                    k.job_prefix, max_stalled_count, field, treatment, target_model, now] + ids)
-                self._tally(counts, moved, locked, over, res_moved, res_locked, res_over, sample)
                 visited += res_visited
-                # The tail changed between LRANGE and the script (a worker finished a job): read again.
-                idle = idle + 1 if res_visited == 0 else 0
-                if idle > 100:
-                    break
-        locked_ages = self._job_times(locked) if locked else []
-        failed_inline = counts['over_limit'] if treatment == 'fail' else 0
-        after = dict(before)
+        locked_ages = self._job_times(locked.sample) if locked.sample else []
+        failed_inline = over.count if fails_inline else 0
+        target = 'paused' if (meta['paused'] and target_model == 'v5') else 'wait'
         if check_mode:
-            target = 'paused' if (meta['paused'] and target_model == 'v5') else 'wait'
-            after['active'] -= counts['moved'] + failed_inline
-            after[target] += counts['moved']
+            after = dict(before)
+            after['active'] -= moved.count + failed_inline
+            after[target] += moved.count
             after['failed'] += failed_inline
         else:
             after = self.counts()
         return dict(
-            changed=(counts['moved'] + failed_inline) > 0,
-            moved=counts['moved'], moved_sample=[_text(i) for i in moved],
-            over_limit=counts['over_limit'], over_limit_sample=[_text(i) for i in over],
+            changed=(moved.count + failed_inline) > 0,
+            moved=moved.count, moved_sample=[_text(i) for i in moved.sample],
+            over_limit=over.count, over_limit_sample=[_text(i) for i in over.sample],
             over_limit_treatment=treatment, stalled_counter_field=field,
-            skipped_locked=counts['locked'],
+            skipped_locked=locked.count,
             skipped_locked_sample=[dict(id=_text(i), age_seconds=self._age(now, s))
-                                   for i, s in zip(locked, locked_ages)],
-            data_model=model, data_model_source=source,
-            target='paused' if (meta['paused'] and target_model == 'v5') else 'wait',
+                                   for i, s in zip(locked.sample, locked_ages)],
+            corrupt_count=corrupt.count, corrupt_jobs=corrupt.sample, corrupt_left_in='active',
+            data_model=model, data_model_source=source, target=target,
             paused=meta['paused'], batches=len(self.call_times),
             before=before, after=after,
         )
 
-    @staticmethod
-    def _tally(counts, moved, locked, over, res_moved, res_locked, res_over, sample):
-        counts['moved'] += len(res_moved)
-        counts['locked'] += len(res_locked)
-        counts['over_limit'] += len(res_over)
-        moved.extend(res_moved[:max(0, sample - len(moved))])
-        over.extend(res_over[:max(0, sample - len(over))])
-        locked.extend(res_locked[:max(0, sample - len(locked))])
+    # ------------------------------------------------- sorted-set operations
+    def _set_operation(self, kind, max_score, limit, check_mode, sample, script, extra_args, keys):
+        """Run ``script`` (MOVE_SET_TO_WAIT or CLEAN_SET) over the jobs of the sorted set ``kind`` with score
+        <= max_score, oldest first, in batches; or, in check mode, the same checks read-only.
 
-    def _simulate_batch(self, window, max_stalled_count, field, limit, counts, treatment):
-        """What REPAIR_STALLED would do with one window of (id, locked, started) - reads only."""
-        pipe = self._pipe()
-        for job_id, _locked, _started in window:
-            pipe.hmget(self.keys.job(job_id), field, 'rjk')
-        replies = pipe.execute()
-        moved, locked, over = [], [], []
-        for (job_id, lock, _started), (stalls, rjk) in zip(window, replies):
-            if lock:
-                locked.append(job_id)
-                continue
-            failed_so_far = counts['over_limit'] + len(over) if treatment == 'fail' else 0
-            if limit is not None and counts['moved'] + len(moved) + failed_so_far >= limit:
-                continue
-            over_limit = False
-            if int(stalls or 0) + 1 > max_stalled_count:
-                over_limit = rjk is None or not (
-                    self.client.exists(self.keys['repeat'] + b':' + rjk)
-                    or self.client.zscore(self.keys['repeat'], rjk) is not None)
-            if over_limit:
-                over.append(job_id)
-            if not (over_limit and treatment == 'fail'):
-                moved.append(job_id)
-        return moved, locked, over
+        Jobs that fail their check stay in the set (the next batch starts after them). A run visits at
+        most the jobs the range held when it started. Returns (handled, corrupt, prioritized) tallies;
+        prioritized counts, in check mode, the handled jobs a move would send to ``prioritized``.
+        """
+        k = self.keys
+        handled, corrupt, prioritized = Tally(sample), Tally(sample), Tally(0)
+        budget = self.client.zcount(k[kind], '-inf', max_score)
+        visited = 0
+        mode = 'clean' if script == 'CLEAN_SET' else 'move'
+        while visited < budget and (limit is None or handled.count < limit):
+            count = min(self.batch_size, budget - visited)
+            if check_mode:
+                flat = self._call('INSPECT_SET_WINDOW', [k[kind], k['pc']],
+                                  [k.job_prefix, max_score, count, visited, mode])
+                for at in range(0, len(flat), 3):
+                    job_id, problem, to_prioritized = flat[at], _text(flat[at + 1]), flat[at + 2]
+                    if problem:
+                        corrupt.add(job_id, problem)
+                    elif limit is None or handled.count < limit:
+                        handled.add(job_id)
+                        if to_prioritized:
+                            prioritized.add(job_id)
+                seen = len(flat) // 3
+            else:
+                if limit is not None:
+                    count = min(count, limit - handled.count)
+                done, bad, seen = self._eval(script, keys, [k.job_prefix, max_score, count, corrupt.count]
+                                             + extra_args)
+                handled.extend(done)
+                corrupt.extend_pairs(bad)
+                self.handled = handled.count
+            if not seen:
+                break
+            visited += seen
+        return handled, corrupt, prioritized
 
-    # ------------------------------------------------------- retry / promote
     def _zset_batches(self, kind, max_score, limit, check_mode, sample, prev):
+        self.handled = 0
         before = self.counts()
         meta = self.meta()
         model, source = self.data_model(meta)
         target_model = 'v6' if model == 'v6' else 'v5'
         k = self.keys
-        done, ids = 0, []
-        if check_mode:
-            total = self.client.zcount(k[kind], '-inf', max_score)
-            done = total if limit is None else min(total, limit)
-            ids = [_text(i) for i in self.client.zrangebyscore(k[kind], '-inf', max_score, 0, min(done, sample))] \
-                if done else []
-        else:
-            keys = [k[kind], k['wait'], k['paused'], k['meta'], k['active'], k['marker'], k['events'],
-                    k['prioritized'], k['pc']]
-            while limit is None or done < limit:
-                count = self.batch_size if limit is None else min(self.batch_size, limit - done)
-                batch = self._eval('MOVE_SET_TO_WAIT', keys, [k.job_prefix, max_score, count, prev, target_model])
-                if not batch:
-                    break
-                done += len(batch)
-                ids.extend(_text(i) for i in batch[:max(0, sample - len(ids))])
-        after = self.counts() if not check_mode else None
+        keys = [k[kind], k['wait'], k['paused'], k['meta'], k['active'], k['marker'], k['events'],
+                k['prioritized'], k['pc']]
+        moved, corrupt, prioritized = self._set_operation(kind, max_score, limit, check_mode, sample,
+                                                          'MOVE_SET_TO_WAIT', [prev, target_model], keys)
         if check_mode:
             after = dict(before)
-            after[kind] -= done
-            after['paused' if meta['paused'] and target_model == 'v5' else 'wait'] += done
-        return dict(changed=done > 0, moved=done, moved_sample=ids, before=before, after=after,
-                    data_model=model, data_model_source=source, paused=meta['paused'])
+            after[kind] -= moved.count
+            after['prioritized'] += prioritized.count
+            after['paused' if meta['paused'] and target_model == 'v5' else 'wait'] += moved.count - prioritized.count
+        else:
+            after = self.counts()
+        return dict(changed=moved.count > 0, moved=moved.count, moved_sample=[_text(i) for i in moved.sample],
+                    corrupt_count=corrupt.count, corrupt_jobs=corrupt.sample, corrupt_left_in=kind,
+                    before=before, after=after, data_model=model, data_model_source=source, paused=meta['paused'])
 
     def retry(self, older_than_ms=0, limit=None, check_mode=False, sample=SAMPLE_SIZE):
         """Failed jobs (finished at least ``older_than_ms`` ago) back to waiting, oldest first."""
@@ -486,29 +536,23 @@ class Queue(object):
             raise BullMQError("clean works on completed or failed jobs, not %r" % (state,))
         if grace_ms < 0:
             raise BullMQError('older_than must be >= 0')
+        self.handled = 0
         self.validate()
+        self.meta()
         before = self.counts()
         k = self.keys
         max_score = server_time_ms(self.client) - grace_ms
-        done, ids = 0, []
+        deleted, corrupt, _unused = self._set_operation(
+            state, max_score, limit, check_mode, sample, 'CLEAN_SET', [k.job_prefix + b'de:'],
+            [k[state], k['events'], k['meta']])
         if check_mode:
-            total = self.client.zcount(k[state], '-inf', max_score)
-            done = total if limit is None else min(total, limit)
-            if done:
-                ids = [_text(i) for i in self.client.zrangebyscore(k[state], '-inf', max_score, 0, min(done, sample))]
             after = dict(before)
-            after[state] -= done
+            after[state] -= deleted.count
         else:
-            while limit is None or done < limit:
-                count = self.batch_size if limit is None else min(self.batch_size, limit - done)
-                batch = self._eval('CLEAN_SET', [k[state], k['events'], k['meta']],
-                                   [k.job_prefix, max_score, count, k.job_prefix + b'de:'])
-                if not batch:
-                    break
-                done += len(batch)
-                ids.extend(_text(i) for i in batch[:max(0, sample - len(ids))])
             after = self.counts()
-        return dict(changed=done > 0, deleted=done, deleted_sample=ids, before=before, after=after)
+        return dict(changed=deleted.count > 0, deleted=deleted.count, deleted_sample=[_text(i) for i in deleted.sample],
+                    corrupt_count=corrupt.count, corrupt_jobs=corrupt.sample, corrupt_left_in=state,
+                    before=before, after=after)
 
     # ---------------------------------------------------------- pause/resume
     def pause(self, check_mode=False):
@@ -520,6 +564,7 @@ class Queue(object):
         return self._pause_resume('resumed', check_mode)
 
     def _pause_resume(self, action, check_mode):
+        self.handled = 0
         self.validate()
         meta = self.meta()
         model, source = self.data_model(meta)
@@ -549,11 +594,54 @@ class Queue(object):
             while guard > 0:
                 guard -= 1
                 left = self._eval('PAUSE_RESUME', keys, [action, '1' if move else '0', min(self.batch_size, 5000)])
+                self.handled += 1
                 if not left:
                     break
             after = self.counts()
         return dict(changed=True, before=before, after=after, paused=action == 'paused',
                     data_model=model, data_model_source=source)
+
+
+# One job of an INSPECT_ACTIVE_WINDOW reply.
+ActiveJob = collections.namedtuple('ActiveJob', 'id locked started problem counter scheduled')
+
+
+def _active_job(fields):
+    job_id, locked, started, problem, counter, scheduled = fields
+    try:
+        started = int(float(started)) if started else None
+    except ValueError:
+        started = None
+    problem = _text(problem)
+    # the script checked the counter of every job without a problem: an integer or absent
+    return ActiveJob(job_id, bool(locked), started, problem, 0 if problem or not counter else int(counter),
+                     bool(scheduled))
+
+
+class Tally(object):
+    """A count and the first ``size`` entries (ids, or {id, reason} for corrupt jobs)."""
+
+    def __init__(self, size):
+        self.size = size
+        self.count = 0
+        self.sample = []
+
+    def add(self, job_id, reason=None):
+        self.count += 1
+        if len(self.sample) < self.size:
+            self.sample.append(job_id if reason is None else dict(id=_text(job_id), reason=_text(reason)))
+
+    def extend(self, ids, count=None):
+        """``count`` entries (all of ``ids`` when None), of which ``ids`` were returned."""
+        self.count += len(ids) if count is None else count
+        self.sample.extend(ids[:max(0, self.size - len(self.sample))])
+
+    def extend_pairs(self, flat, count=None):
+        """Corrupt jobs as a script returns them: {id, reason, id, reason, ...}, of ``count``."""
+        for at in range(0, len(flat), 2):
+            self.add(flat[at], flat[at + 1])
+        if count is not None:
+            self.count += count - len(flat) // 2
 
 
 def counts_total(counts):

@@ -47,13 +47,36 @@ def key_for(template, source):
     return template.replace('{source}', source)
 
 
+def checked_templates(templates):
+    """The three key templates: the defaults, overridden by ``templates`` (None keeps a default).
+
+    An empty template is refused (never silently replaced by the default), as is one without the
+    ``{source}`` placeholder, and two kinds naming the same key (a reset would delete the other one).
+    """
+    chosen = dict(DEFAULT_TEMPLATES)
+    for kind, template in sorted((templates or {}).items()):
+        if kind not in DEFAULT_TEMPLATES:
+            raise CircuitError('unknown key template %r' % (kind,))
+        if template is None:
+            continue
+        if not template:
+            raise CircuitError('%s must not be empty (leave it unset for the default %r)' % (
+                kind, DEFAULT_TEMPLATES[kind]))
+        key_for(template, 'x')
+        chosen[kind] = template
+    kinds = sorted(chosen)
+    for at, kind in enumerate(kinds):
+        for other in kinds[at + 1:]:
+            if chosen[kind] == chosen[other]:
+                raise CircuitError('%s and %s name the same key %r; each must name its own key' % (
+                    kind, other, chosen[kind]))
+    return chosen
+
+
 class CircuitBreakers(object):
     def __init__(self, client, templates=None, open_values=('OPEN',)):
         self.client = client
-        self.templates = dict(DEFAULT_TEMPLATES)
-        self.templates.update(dict((k, v) for k, v in (templates or {}).items() if v))
-        for template in self.templates.values():
-            key_for(template, 'x')
+        self.templates = checked_templates(templates)
         self.open_values = [v.lower() for v in open_values]
         self._reset = client.register_script(_RESET_IF_OPEN)
 
@@ -80,9 +103,10 @@ class CircuitBreakers(object):
         state = _text(state)
 
         def number(value):
+            """An integer count, or the stored text when it is none (for example 'inf')."""
             try:
                 return int(float(_text(value))) if value is not None else None
-            except ValueError:
+            except (ValueError, OverflowError):
                 return _text(value)
 
         return dict(

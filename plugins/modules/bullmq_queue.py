@@ -27,6 +27,13 @@ description:
     jobs already in C(wait) (BullMQ 5's RENAME would).
   - Replaces the runbook's hand-written C(EVAL) that requeued every active job (which runs live jobs
     twice and loses jobs on paused queues).
+  - Every job is checked before it leaves its list or set, inside the same Lua call that moves it. A job
+    whose key is not a hash (or is missing), or whose integer field the move uses (the stalled counter
+    for V(repaired), C(priority) for V(retried) and V(promoted)) is not an integer in range, is corrupt.
+    It stays where it was (C(active), C(failed), C(delayed), C(completed)), is listed in RV(corrupt_jobs)
+    with the reason and raises a warning, and the valid jobs of the batch still move. Check mode runs
+    the same checks and reports the same. A queue key of the wrong Redis type, or a C(meta) count field
+    (C(opts.maxLenEvents), C(concurrency)) that is not an integer, is refused before anything is written.
 extends_documentation_fragment:
   - cerniq.ops.redis
 attributes:
@@ -51,22 +58,25 @@ options:
     choices: [repaired, retried, cleaned, paused, resumed, promoted]
     default: repaired
   batch_size:
-    description: Jobs per Lua call (and per LRANGE window). Smaller batches mean shorter calls.
+    description:
+      - Jobs per Lua call, from 1 to 10000. Smaller batches mean shorter calls.
+      - With O(state=repaired) a call also stops taking jobs once it has run 20 ms, whatever this value.
     type: int
     default: 500
   max_stalled_count:
     description: With O(state=repaired), a job stalled more times than this is failed the way the queue's
-      BullMQ version fails it. Set it to the workers' C(maxStalledCount).
+      BullMQ version fails it. Set it to the workers' C(maxStalledCount). From 0 to 1000000.
     type: int
     default: 1
   older_than:
     description:
       - Seconds. With O(state=retried), retry only jobs that failed at least this long ago.
       - With O(state=cleaned), delete only jobs finished at least this long ago (the grace period).
+      - From 0 to 3153600000 (100 years).
     type: int
     default: 0
   limit:
-    description: At most this many jobs are moved or deleted (all when unset).
+    description: At most this many jobs are moved or deleted (all when unset); at least 1 when set.
     type: int
   clean_state:
     description: With O(state=cleaned), which finished jobs to delete.
@@ -74,7 +84,7 @@ options:
     choices: [completed, failed]
     default: completed
   sample_size:
-    description: At most this many ids are returned in each sample.
+    description: At most this many ids are returned in each sample (and in RV(corrupt_jobs)), from 0 to 10000.
     type: int
     default: 20
   data_model:
@@ -83,6 +93,8 @@ options:
     choices: [auto, v5, v6]
     default: auto
 notes:
+  - On failure (a refusal, Redis going away) C(changed) tells whether jobs had already been handled in earlier
+    batches, and the message says how many; every job is then still in exactly one list or set.
   - Run V(repaired) with the workers still running if you like; only jobs without a lock move.
     A job whose worker is alive but whose lock expired (lockDuration too short) is, for BullMQ too,
     a stalled job.
@@ -160,6 +172,24 @@ target:
   description: The list stalled jobs went to (C(wait), or C(paused) on a paused BullMQ 5 queue).
   returned: when state is repaired
   type: str
+corrupt_count:
+  description: Jobs that failed their check and were left where they were (0 for V(paused) and V(resumed),
+    which move ids between lists as they are).
+  returned: when state is repaired, retried, promoted or cleaned
+  type: int
+corrupt_jobs:
+  description:
+    - Up to O(sample_size) of them, each with C(id) and C(reason) (for example C(job key is a string, not a hash),
+      C(job hash missing), C(field stc is 'abc', not an integer HINCRBY can increment)).
+    - With O(state=cleaned), a job whose hash is already gone is not corrupt (it only leaves the set).
+  returned: when state is repaired, retried, promoted or cleaned
+  type: list
+  elements: dict
+  sample: [{id: '2', reason: 'job key is a string, not a hash'}]
+corrupt_left_in:
+  description: The list or set the corrupt jobs stay in (C(active), C(failed), C(delayed) or C(completed)).
+  returned: when state is repaired, retried, promoted or cleaned
+  type: str
 deleted:
   description: Jobs deleted.
   returned: when state is cleaned
@@ -182,7 +212,7 @@ diff:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cerniq.ops.plugins.module_utils.redis_connection import (
-    redis_argument_spec, redis_connect_module)
+    _one_line as one_line, redis_argument_spec, redis_connect_module)
 from ansible_collections.cerniq.ops.plugins.module_utils.bullmq import BullMQError, Queue
 
 try:
@@ -191,8 +221,22 @@ except ImportError:  # pragma: no cover - redis_connect_module reports the missi
     RedisError = Exception
 
 
+# Bounds of the integer options, checked before connecting.
+BOUNDS = dict(batch_size=(1, 10000), max_stalled_count=(0, 1000000), older_than=(0, 3153600000),
+              sample_size=(0, 10000))
+
+
 def _counts_text(counts):
     return ''.join('%s: %d\n' % (state, counts[state]) for state in sorted(counts))
+
+
+def _failure(name, error, queue):
+    """fail_json arguments: one line naming the cause, and whether earlier batches changed anything."""
+    msg = str(error) if isinstance(error, BullMQError) else 'Redis error on queue %s: %s' % (name, one_line(error))
+    handled = queue.handled if queue is not None else 0
+    if handled:
+        msg += ' (after %d jobs had been handled in earlier batches; each job is in one list or set)' % handled
+    return dict(msg=msg, changed=handled > 0)
 
 
 def main():
@@ -212,19 +256,18 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
-    for option in ('older_than', 'max_stalled_count', 'sample_size'):
-        if params[option] < 0:
-            module.fail_json(msg='%s must be >= 0, got %d' % (option, params[option]))
+    for option, (low, high) in sorted(BOUNDS.items()):
+        if not low <= params[option] <= high:
+            module.fail_json(msg='%s must be between %d and %d, got %d' % (option, low, high, params[option]))
     if params['limit'] is not None and params['limit'] < 1:
         module.fail_json(msg='limit must be >= 1 when set, got %d' % params['limit'])
-    if not 1 <= params['batch_size'] <= 10000:
-        module.fail_json(msg='batch_size must be between 1 and 10000, got %d' % params['batch_size'])
     if not params['name'] or not params['prefix']:
         module.fail_json(msg='name and prefix must not be empty')
 
     client = redis_connect_module(module)
     check = module.check_mode
     state = params['state']
+    queue = None
     try:
         queue = Queue(client, params['name'], prefix=params['prefix'], batch_size=params['batch_size'],
                       data_model=params['data_model'])
@@ -243,11 +286,12 @@ def main():
             result = queue.pause(check_mode=check)
         else:
             result = queue.resume(check_mode=check)
-    except BullMQError as error:
-        module.fail_json(msg=str(error))
-    except RedisError as error:
-        module.fail_json(msg='Redis error on queue %s: %s' % (params['name'], str(error).splitlines()[0]))
+    except (BullMQError, RedisError) as error:
+        module.fail_json(**_failure(params['name'], error, queue))
     result.setdefault('data_model', None)
+    if result.get('corrupt_count'):
+        module.warn('%d jobs of queue %s failed their check and were left in %s: see corrupt_jobs' % (
+            result['corrupt_count'], params['name'], result['corrupt_left_in']))
     if module._diff:
         result['diff'] = dict(before=_counts_text(result['before']), after=_counts_text(result['after']),
                               before_header='%s:%s (counts)' % (params['prefix'], params['name']),

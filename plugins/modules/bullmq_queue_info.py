@@ -45,7 +45,7 @@ options:
     description:
       - Ids read per LRANGE window and per pipeline.
       - Each window of the active list is read in one atomic, read-only Lua call (ids, locks and start
-        times together), so at most this many jobs are examined per server call.
+        times together), so at most this many jobs are examined per server call. From 1 to 10000.
     type: int
     default: 1000
   scan_active:
@@ -53,7 +53,7 @@ options:
     type: bool
     default: true
   sample_size:
-    description: At most this many ids are listed in each sample.
+    description: At most this many ids are listed in each sample, from 0 to 10000.
     type: int
     default: 20
   ignore_missing:
@@ -124,6 +124,17 @@ queues:
     locked_active:
       description: Active jobs with a live lock.
       type: int
+    corrupt_active:
+      description:
+        - Active jobs without a lock that O(cerniq.ops.bullmq_queue#module:state=repaired) would leave in C(active),
+          because the job hash is missing, the job key has another type, or the stalled counter is not an integer
+          HINCRBY can increment.
+        - They are not counted in RV(queues.stalled_candidates).
+      type: int
+    corrupt_active_sample:
+      description: Up to O(sample_size) of them, with C(id) and C(reason).
+      type: list
+      elements: dict
     oldest_waiting_age_seconds:
       description: Age of the oldest job in C(wait), or null.
       type: float
@@ -150,7 +161,7 @@ names:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cerniq.ops.plugins.module_utils.redis_connection import (
-    redis_argument_spec, redis_connect_module)
+    _one_line as one_line, redis_argument_spec, redis_connect_module)
 from ansible_collections.cerniq.ops.plugins.module_utils.bullmq import (
     BullMQError, Queue, QueueNotFound, discover_queues)
 
@@ -175,8 +186,12 @@ def main():
     params = module.params
     if not 1 <= params['batch_size'] <= 10000:
         module.fail_json(msg='batch_size must be between 1 and 10000, got %d' % params['batch_size'])
+    if not 0 <= params['sample_size'] <= 10000:
+        module.fail_json(msg='sample_size must be between 0 and 10000, got %d' % params['sample_size'])
     if not params['prefix']:
         module.fail_json(msg='prefix must not be empty')
+    if not all(params['names']):
+        module.fail_json(msg='names must not contain an empty name')
     client = redis_connect_module(module)
     try:
         names = params['names'] or discover_queues(client, params['prefix'])
@@ -194,7 +209,7 @@ def main():
     except BullMQError as error:
         module.fail_json(msg=str(error))
     except RedisError as error:
-        module.fail_json(msg='Redis error: %s' % str(error).splitlines()[0])
+        module.fail_json(msg='Redis error: %s' % one_line(error))
     module.exit_json(changed=False, names=names, queues=queues)
 
 

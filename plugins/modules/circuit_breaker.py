@@ -48,7 +48,10 @@ options:
     elements: str
     default: [OPEN]
   state_key:
-    description: Template of the state key; C({source}) is replaced by the source name.
+    description:
+      - Template of the state key; C({source}) is replaced by the source name.
+      - The three templates must each contain C({source}), must not be empty and must name different keys;
+        anything else is refused before connecting.
     type: str
     default: 'circuit:{source}:state'
   failures_key:
@@ -108,9 +111,9 @@ reset:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cerniq.ops.plugins.module_utils.redis_connection import (
-    redis_argument_spec, redis_connect_module)
+    _one_line as one_line, redis_argument_spec, redis_connect_module)
 from ansible_collections.cerniq.ops.plugins.module_utils.bullmq_circuit import (
-    CircuitBreakers, CircuitError)
+    CircuitBreakers, CircuitError, checked_templates, key_for)
 
 try:
     from redis.exceptions import RedisError
@@ -138,12 +141,17 @@ def main():
     params = module.params
     if not params['sources']:
         module.fail_json(msg='sources must name at least one source')
+    templates = dict((kind, params[kind]) for kind in ('state_key', 'failures_key', 'rate_limit_key'))
+    try:
+        checked_templates(templates)
+        for source in params['sources']:
+            key_for(templates['state_key'], source)
+    except CircuitError as error:
+        module.fail_json(msg=str(error))
     client = redis_connect_module(module)
     results, reset, before_text, after_text = {}, [], '', ''
     try:
-        breakers = CircuitBreakers(client, templates=dict(
-            state_key=params['state_key'], failures_key=params['failures_key'],
-            rate_limit_key=params['rate_limit_key']), open_values=params['open_values'])
+        breakers = CircuitBreakers(client, templates=templates, open_values=params['open_values'])
         # validate every source before changing any
         reads = dict((source, breakers.read(source)) for source in params['sources'])
         for source in params['sources']:
@@ -159,7 +167,7 @@ def main():
     except CircuitError as error:
         module.fail_json(msg=str(error))
     except RedisError as error:
-        module.fail_json(msg='Redis error: %s' % str(error).splitlines()[0])
+        module.fail_json(msg='Redis error: %s' % one_line(error))
     result = dict(changed=bool(reset), sources=results, reset=reset)
     if module._diff:
         result['diff'] = dict(before=before_text, after=after_text)

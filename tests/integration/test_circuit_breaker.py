@@ -79,3 +79,27 @@ def test_cluster(redis_cluster):
     assert result['reset'] == ['anaf'] and not client.exists('circuit:anaf:state')
     assert not client.exists('circuit:anaf:failures')
     client.close()
+
+
+def test_empty_or_clashing_templates_are_refused_before_connecting(redis_client, redis_params):
+    """Issue 13 defect 12: an empty state_key silently fell back to the default key."""
+    redis_client.set('circuit:anaf:state', 'OPEN')
+    for template, msg in (
+            (dict(state_key=''), "state_key must not be empty (leave it unset for the default "
+                                 "'circuit:{source}:state')"),
+            (dict(failures_key=''), 'failures_key must not be empty'),
+            (dict(rate_limit_key='circuit:{source}:state'),
+             "rate_limit_key and state_key name the same key 'circuit:{source}:state'")):
+        for params in (redis_params, dict(redis_params, redis_port=1)):  # port 1: nothing listens
+            result = run_module('circuit_breaker', dict(params, sources=['anaf'], state='reset', **template))
+            assert result.failed and result['msg'].startswith(msg), result
+    assert redis_client.get('circuit:anaf:state') == b'OPEN'
+
+
+def test_counts_that_are_no_numbers_are_reported_as_stored(redis_client, redis_params):
+    redis_client.set('circuit:anaf:failures', 'inf')
+    redis_client.set('rate_limit:anaf:remaining', '1e999')
+    result = run_module('circuit_breaker', dict(redis_params, sources=['anaf']))
+    assert not result.failed, result
+    assert result['sources']['anaf']['failures'] == 'inf'
+    assert result['sources']['anaf']['rate_limit_remaining'] == '1e999'
