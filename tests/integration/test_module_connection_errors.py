@@ -17,6 +17,7 @@ from tests.support.servers import free_port
 POSTGRES_MODULES = {
     'approval_tasks': dict(action='report'),
     'capacity_info': dict(),
+    'cerniq_queue_stats': dict(queues={'q': {'wait': 1}}),
     'cerniq_schema': dict(migrations=[dict(name='001_x.sql', sql='SELECT 1')]),
     'cerniq_synthetic_data': dict(action='load', inject_redis=False),
     'import_batch': dict(state='stuck'),
@@ -35,6 +36,10 @@ REDIS_MODULES = {
 # Modules that connect only for part of their work, tested in their own files.
 EXEMPT = {
     'pg_backup_verify': 'connects only for the restore check; covered in test_pg_backup_verify.py',
+    'prometheus_rules': 'talks to Prometheus over HTTP (or a signal), not PostgreSQL or Redis; covered in '
+                        'test_prometheus_rules.py',
+    'alertmanager_silence': 'talks to the Alertmanager HTTP API; covered in test_alertmanager_silence.py',
+    'alertmanager_silence_info': 'talks to the Alertmanager HTTP API; covered in test_alertmanager_silence.py',
     'signoz_dashboard': 'talks to the SigNoz HTTP API, not PostgreSQL or Redis; covered in test_signoz_dashboard.py',
 }
 SECRET = 'a-wrong-secret-9f8e'
