@@ -60,7 +60,10 @@ EXPECTED_ALERTS = [
     ('BullMQQueueDepth', {'queue': INGEST_QUEUE, 'severity': 'sev2'}, '2.1 %d-row import waiting' % IMPORT_JOBS),
     ('EnrichmentErrorRate', {'source': 'anaf'}, '2.2 ANAF circuit breaker OPEN'),
     ('HITLTasksOverdue', {}, '2.3 overdue approval tasks'),
+    ('BackupUnreadable', {}, '3.2 step 5 newest backup truncated'),
 ]
+BACKUP_DIR = '/var/backups/cerniq'
+BACKUP_METRICS = '/var/lib/prometheus/node-exporter/cerniq_backup.prom'
 # Alerts whose windows outlast the fix, and why they are still firing at the end.
 LAGGING = {
     'HighJobFailureRate': 'its 10-minute rate window still holds the ANAF attempts that failed while the breaker '
@@ -160,8 +163,10 @@ class LabDemo:
         self.procedure('sla-breach', 'playbooks/runbook/sla_breach.yml', {'cerniq_auto_approve': True})
         self.stage('Runbook 2.4 - quality scores: reset sub-scores, trigger scoring, restart the scoring workers')
         self.procedure('quality', 'playbooks/runbook/quality_anomalies.yml')
-        self.stage('Daily maintenance (runbook 3.1): vacuum, purge, archive, Redis cache cleanup')
+        self.stage('Daily maintenance (runbook 3.1): vacuum, purge, archive, Redis cache cleanup; '
+                   'a new backup, verified (3.2 step 5)')
         self.procedure('daily', 'playbooks/daily_maintenance.yml', {'cerniq_redis_cleanup_enabled': True})
+        self.fix_backup()
         self.stage('Waiting for the alerts to clear')
         still_overdue = int(self.sql("SELECT count(*) FROM approval_tasks WHERE status = 'pending' "
                                      "AND due_at < now()"))
@@ -197,6 +202,7 @@ class LabDemo:
         self.redis('FLUSHDB')
         self.worker_exec('sh', '-c', '[ ! -e {0} ] || : > {0}'.format(API_RECORD))  # keeps the service's owner
         self.systemctl('restart', 'cerniq-workers-ingest', 'cerniq-workers-enrichment', 'cerniq-workers-scoring')
+        self.fix_backup()  # an earlier run broke one
         print('    CERNIQ tables truncated, Redis flushed, workers restarted with the lab settings')
         # Alerts of an earlier run must be over before this run's incidents, or "fired" means nothing:
         # the expected ones and the lagging ones (an earlier run leaves HighJobFailureRate firing).
@@ -230,11 +236,38 @@ class LabDemo:
                 args += ['cache:company:%d' % i, 'x']
             self.redis('MSET', *args)
         self.redis('SET', 'session:expired:demo', 'x')
+        self.break_backup()
         time.sleep(31)  # the frozen worker's locks expire: its jobs are stalled now
         facts = self.snapshot()
         for key, value in facts.items():
             print('    %-44s %s' % (key, value))
         return facts
+
+    def db_exec(self, *args, check=True):
+        return podman('exec', DB, *args, check=check)
+
+    def break_backup(self):
+        """3.2 step 5: the newest nightly dump is truncated; the weekly verification finds it unreadable."""
+        newest = self.db_exec('sh', '-c', 'ls -t %s/cerniq_db-*.dump | head -n1' % BACKUP_DIR)
+        self.db_exec('truncate', '-s', '200', newest)
+        self.db_exec('systemctl', 'start', 'cerniq-maintenance@weekly.service', check=False)  # fails, as it should
+        print('    the newest backup %s truncated to 200 bytes; the weekly verification: %s'
+              % (newest, self.backup_state()))
+
+    def fix_backup(self):
+        """A new dump (the nightly job, run now) and the weekly job verifying it."""
+        self.db_exec('systemctl', 'start', 'cerniq-maintenance@backup.service')
+        self.db_exec('systemctl', 'start', 'cerniq-maintenance@weekly.service')
+        print('    a new backup dumped and verified by the weekly job: %s' % self.backup_state())
+
+    def backup_state(self):
+        """What the last weekly verification wrote for Prometheus (cerniq_backup_verify_check)."""
+        text = self.db_exec('sh', '-c', 'cat %s 2>/dev/null || true' % BACKUP_METRICS)
+        checks = dict(re.findall(r'^cerniq_backup_verify_check\{[^}]*check="(\w+)"[^}]*\} (\S+)$', text, re.M))
+        if not checks:
+            return 'not verified yet'
+        failed = sorted(name for name, value in checks.items() if float(value) != 1)
+        return 'verified (%s)' % ', '.join(sorted(checks)) if not failed else 'FAILED: ' + ', '.join(failed)
 
     def snapshot(self):
         # The engine's atomic window read (id, locked, started per job): read id by id, a job that
@@ -265,6 +298,7 @@ class LabDemo:
                 'AND scoring_requested_at IS NULL')),
             'rows past retention (bronze 30 d, log 90 d)': int(self.sql(RETENTION_SQL)),
             'Redis cache keys': len(self.redis('--scan', '--pattern', 'cache:*').split()),
+            'newest backup (weekly verification)': self.backup_state(),
         }
 
     def ingest_worker_state(self):

@@ -109,6 +109,10 @@ def test_every_incident_is_found_and_fixed(demo):
     assert found['unscored companies, scoring not requested'] > after['unscored companies, scoring not requested']
     assert found['Redis cache keys'] == 2000 and after['Redis cache keys'] == 0
     # the daily maintenance purged the 400 promoted contacts and archived the 3,000 log rows of retention_due
+    # runbook 3.2 step 5: the truncated newest dump failed the weekly verification; a new dump passed it
+    assert 'readable' in found['newest backup (weekly verification)'], found
+    assert found['newest backup (weekly verification)'].startswith('FAILED')
+    assert after['newest backup (weekly verification)'].startswith('verified'), after
     assert found['rows past retention (bronze 30 d, log 90 d)'] == 3400
     assert after['rows past retention (bronze 30 d, log 90 d)'] == 0
 
