@@ -1,0 +1,273 @@
+"""Time a module the way users run it: ``ansible-playbook`` on localhost, paired with a baseline.
+
+Shared by the benchmarks in this directory (import it after putting the repository on
+``sys.path``: ``from benchmarks.playbook_timing import ...``)::
+
+    bench = PairedBenchmark(runs=3)
+    bench.add('runbook', run_runbook, prepare=load_data, baseline=True)
+    bench.add_module('module', 'redis_keys', dict(patterns=['cache:*']), prepare=load_data)
+    bench.run()
+    bench.print_report()
+
+* A module is run through the venv's ``ansible-playbook`` (``tests.support.ansible_run.run_playbook``:
+  localhost, local connection, the repository seen as ``ansible_collections/cerniq/ops``) with a
+  generated one-task playbook holding the given module arguments, with ``-v`` so the task's result
+  can be read back from the default callback's output.
+* Start-up is measured in the same run: the same play whose only task is ``ansible.builtin.meta:
+  noop`` (Ansible's start-up, inventory and play; no module process). A module's time is its
+  playbook's wall time minus the median start-up, so it still includes what a module costs every
+  user (AnsiballZ, its Python process, imports, connecting). Start-up is reported on its own row.
+* Each round runs every method once (after its untimed ``prepare``), in alternating order (forward
+  in even rounds, backward in odd ones), so slow drift of a shared machine hits both sides alike.
+* Ratios are paired: per round, baseline seconds / method seconds; the table shows the median of
+  those ratios and their range. Seconds are medians with their range.
+* A method returns a ``Sample`` (seconds plus named extra figures: worst PING, RSS, ...); the table
+  shows each extra as ``median (worst)``, where worst is the highest value over the rounds.
+* ``rss=True`` on a module samples the resident memory of its process (``AnsiballZ_<module>``)
+  every 20 ms and reports the peak as the extra ``module RSS MB``.
+"""
+
+import json
+import os
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+from tests.support.ansible_run import run_playbook  # noqa: E402
+
+STARTUP = 'start-up (no-op playbook)'
+_RESULT_LINE = re.compile(r'^(?:ok|changed|fatal): \[[^\]]+\](?:: FAILED!)? => ', re.MULTILINE)
+
+
+class Sample(object):
+    """One measured run: ``seconds`` and named extra figures (numbers)."""
+
+    def __init__(self, seconds, result=None, **extras):
+        self.seconds = seconds
+        self.result = result
+        self.extras = extras
+
+
+def machine_line():
+    """CPUs and load averages: the benchmarks run on a shared machine, so say how busy it was."""
+    one, five, fifteen = os.getloadavg()
+    return '%d CPUs, load average %.1f / %.1f / %.1f (1 / 5 / 15 min)' % (os.cpu_count(), one, five, fifteen)
+
+
+def task_result(output):
+    """The result dict of the first task printed by the default callback with ``-v`` (None if absent)."""
+    found = _RESULT_LINE.search(output)
+    if not found:
+        return None
+    try:
+        return json.JSONDecoder().raw_decode(output[found.end():])[0]
+    except ValueError:
+        return None
+
+
+def write_playbook(directory, name, task):
+    """A one-play, one-task playbook on localhost (JSON is YAML); returns its path."""
+    play = [dict(name='benchmark %s' % name, hosts='localhost', gather_facts=False,
+                 tasks=[dict(task, name=name)])]
+    path = os.path.join(directory, '%s.yml' % re.sub(r'[^A-Za-z0-9_]+', '_', name))
+    with open(path, 'w') as handle:
+        json.dump(play, handle, indent=2)
+    return path
+
+
+def _peak_rss(thread, process_marker):
+    """Wait for ``thread``; meanwhile sample the RSS of our descendant running ``<process_marker>.py``."""
+    import psutil
+    me = psutil.Process()
+    target, peak = None, 0
+    while thread.is_alive():
+        try:
+            if target is None:
+                for child in me.children(recursive=True):
+                    # The Python process running the module, not the shell that starts it.
+                    if any(os.path.basename(part) == process_marker + '.py' for part in child.cmdline()):
+                        target = child
+                        break
+            if target is not None:
+                peak = max(peak, target.memory_info().rss)
+        except psutil.Error:
+            target = None  # ended (or not readable yet); look again
+        thread.join(0.02)
+    return peak
+
+
+def time_playbook(playbook, check=False, env=None, process_marker=None):
+    """Run ``playbook`` with ``-v``; returns (wall seconds, task result or None, output, peak RSS bytes)."""
+    box = {}
+
+    def run():
+        started = time.perf_counter()
+        box['proc'] = run_playbook(playbook, check=check, env=env, extra_args=['-v'])
+        box['wall'] = time.perf_counter() - started
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    peak = _peak_rss(thread, process_marker) if process_marker else 0
+    thread.join()
+    proc = box['proc']
+    return box['wall'], task_result(proc.stdout), proc, peak
+
+
+class Method(object):
+    def __init__(self, label, run, prepare=None, baseline=False, playbook=False):
+        self.label, self.run, self.prepare = label, run, prepare
+        self.baseline, self.playbook = baseline, playbook
+        self.samples = []
+
+
+class PairedBenchmark(object):
+    """Methods measured in the same rounds, alternating order; medians and paired ratios."""
+
+    def __init__(self, runs=3, verbose=True):
+        self.runs = runs
+        self.verbose = verbose
+        self.methods = []
+        self.startup = None
+        self.scratch = tempfile.mkdtemp(prefix='cerniq-bench-playbooks-')
+        self.load = []
+
+    def add(self, label, run, prepare=None, baseline=False):
+        """``run()`` returns a Sample or seconds; ``prepare()`` (untimed) runs before each measurement."""
+        method = Method(label, run, prepare, baseline)
+        self.methods.append(method)
+        return method
+
+    def add_module(self, label, module, args, prepare=None, check=False, env=None, rss=False, accept=None,
+                   baseline=False):
+        """``cerniq.ops.<module>`` (or a fully qualified name) with ``args`` through ansible-playbook.
+
+        Its time is the playbook's wall time minus the median start-up.
+        ``accept(result)`` may raise when the result is wrong; by default a failed task raises.
+        Extras: the module's own ``elapsed`` (engine seconds) when it returns one, peak RSS with ``rss``.
+        """
+        if self.startup is None:
+            playbook = write_playbook(self.scratch, 'noop', {'ansible.builtin.meta': 'noop'})
+            self.startup = Method(STARTUP, lambda: Sample(time_playbook(playbook)[0]))
+            self.methods.insert(0, self.startup)
+        fqcn = module if '.' in module else 'cerniq.ops.%s' % module
+        playbook = write_playbook(self.scratch, label, {fqcn: args})
+        marker = 'AnsiballZ_%s' % fqcn.rsplit('.', 1)[-1] if rss else None
+
+        def run():
+            wall, result, proc, peak = time_playbook(playbook, check=check, env=env, process_marker=marker)
+            if accept is not None:
+                accept(result)
+            elif result is None or result.get('failed') or proc.returncode != 0:
+                raise RuntimeError('%s failed:\n%s' % (label, proc.stdout[-3000:]))
+            extras = {}
+            if isinstance(result.get('elapsed'), (int, float)):
+                extras['engine s'] = result['elapsed']
+            if rss:
+                extras['module RSS MB'] = peak / 1e6
+            return Sample(wall, result, **extras)
+
+        method = Method(label, run, prepare, baseline, playbook=True)
+        self.methods.append(method)
+        return method
+
+    def run(self):
+        for index in range(self.runs):
+            order = self.methods if index % 2 == 0 else list(reversed(self.methods))
+            self.load.append(os.getloadavg()[0])
+            for method in order:
+                if method.prepare is not None:
+                    method.prepare()
+                sample = method.run()
+                if not isinstance(sample, Sample):
+                    sample = Sample(sample)
+                method.samples.append(sample)
+                if self.verbose:
+                    print('  round %d/%d  %-44s %7.2f s  %s' % (
+                        index + 1, self.runs, method.label, sample.seconds,
+                        '  '.join('%s %.2f' % item for item in sorted(sample.extras.items()))), flush=True)
+        self.load.append(os.getloadavg()[0])
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def seconds(self, method):
+        """Per round: a playbook's wall time minus the median start-up; other methods as measured."""
+        if not method.playbook:
+            return [sample.seconds for sample in method.samples]
+        startup = statistics.median(sample.seconds for sample in self.startup.samples)
+        return [sample.seconds - startup for sample in method.samples]
+
+    def ratios(self, method):
+        baseline = next((m for m in self.methods if m.baseline), None)
+        if baseline is None or baseline is method or method is self.startup:
+            return None
+        # A module faster than the start-up's noise has no meaningful ratio: left out.
+        return [base / own for base, own in zip(self.seconds(baseline), self.seconds(method)) if own > 0]
+
+    def rows(self):
+        extras = []
+        for method in self.methods:
+            for sample in method.samples:
+                extras.extend(name for name in sorted(sample.extras) if name not in extras)
+        header = ['method', 'seconds: median (range)', 'paired ratio to baseline: median (range)'] + [
+            '%s: median (worst)' % name for name in extras]
+        rows = []
+        for method in self.methods:
+            seconds = self.seconds(method)
+            ratios = self.ratios(method)
+            row = [method.label + (' (baseline)' if method.baseline else ''), _median_range(seconds, '%.2f'),
+                   _median_range(ratios, '%.2fx') if ratios else ('n/a' if ratios is not None else '')]
+            for name in extras:
+                values = [sample.extras[name] for sample in method.samples if name in sample.extras]
+                row.append('%.2f (%.2f)' % (statistics.median(values), max(values)) if values else '')
+            rows.append(row)
+        return header, rows
+
+    def print_report(self, title=None):
+        if title:
+            print('\n' + title)
+        print('%d rounds, alternating order; load average (1 min) at each round start: %s' % (
+            self.runs, ', '.join('%.1f' % value for value in self.load)))
+        header, rows = self.rows()
+        print(format_table(header, rows))
+
+
+def _median_range(values, fmt):
+    return (fmt + ' (' + fmt + ' - ' + fmt + ')') % (statistics.median(values), min(values), max(values))
+
+
+def format_table(header, rows):
+    """A Markdown table with aligned columns (readable in a terminal, pasteable into docs)."""
+    widths = [max(len(str(row[i])) for row in [header] + rows) for i in range(len(header))]
+
+    def line(cells):
+        return '| ' + ' | '.join(str(cell).ljust(width) for cell, width in zip(cells, widths)) + ' |'
+
+    return '\n'.join([line(header), '|' + '|'.join('-' * (width + 2) for width in widths) + '|']
+                     + [line(row) for row in rows])
+
+
+def main():
+    """Self-check: start-up, a trivial module and a 0.5 s sleep as the baseline, three rounds."""
+    bench = PairedBenchmark(runs=3)
+    bench.add('sleep 0.5 s', lambda: Sample(_sleep(0.5)), baseline=True)
+    bench.add_module('ansible.builtin.ping', 'ansible.builtin.ping', dict(data='pong'), rss=True)
+    print(machine_line())
+    bench.run()
+    bench.print_report('playbook_timing self-check')
+
+
+def _sleep(seconds):
+    started = time.perf_counter()
+    time.sleep(seconds)
+    return time.perf_counter() - started
+
+
+if __name__ == '__main__':
+    main()
