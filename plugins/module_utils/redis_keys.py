@@ -133,92 +133,134 @@ def display(key):
     return key.decode('utf-8', 'backslashreplace')
 
 
-def glob_match(pattern, string, nocase=False):
-    """Redis glob matching (a port of ``stringmatchlen`` from Redis util.c), on bytes.
+# Redis glob patterns, read exactly as Redis's matcher (stringmatchlen, util.c) reads them: a
+# pattern is a sequence of atoms, each either STAR (any run of bytes, also none) or the set of
+# bytes one key byte may be (a literal byte or an escaped one: that byte; '?': any byte; a class
+# '[...]': its members). Quirks kept on purpose, since the server has them: '^' negates a class
+# ('!' does not), ranges compare C chars, which are signed (so '[a-\xff]' is bytes 0x00-0x61 plus
+# 0xff), a '-' right before ']' makes ']' a range end, an unclosed class runs to the end of the
+# pattern, '[]' matches nothing and '[^]' any byte, a lone '\' at the end is a literal backslash.
+STAR = None
+ANY_BYTE = frozenset(range(256))
+MAX_STAR_NESTING = 1000
 
-    Used to attribute a key matched by several patterns to the first one, so
-    counts do not double count. ``*`` ``?`` ``[abc]`` ``[^a-z]`` and ``\\x``
-    escapes behave as in ``SCAN MATCH`` / ``KEYS``.
-    """
-    pattern = _to_bytes(pattern)
-    string = _to_bytes(string)
 
-    def signed(byte):
-        return byte - 256 if byte > 127 else byte
+def _signed(byte):
+    return byte - 256 if byte > 127 else byte
 
-    def low(byte):
-        return byte + 32 if nocase and 65 <= byte <= 90 else byte
 
-    def match(p, s, skip):
-        plen, slen = len(pattern), len(string)
-        while p < plen and s < slen:
-            char = pattern[p]
-            if char == 42:  # '*'
-                while p + 1 < plen and pattern[p + 1] == 42:
-                    p += 1
-                if p + 1 == plen:
-                    return True
-                while s < slen:
-                    if match(p + 1, s, skip):
-                        return True
-                    if skip[0]:
-                        return False
-                    s += 1
-                skip[0] = True
-                return False
-            elif char == 63:  # '?'
-                s += 1
-            elif char == 91:  # '['
-                p += 1
-                negate = p < plen and pattern[p] == 94  # '^'
-                if negate:
-                    p += 1
-                matched = False
-                while True:
-                    if p < plen and pattern[p] == 92 and plen - p >= 2:  # '\\'
-                        p += 1
-                        if pattern[p] == string[s]:
-                            matched = True
-                    elif p < plen and pattern[p] == 93:  # ']'
-                        break
-                    elif p >= plen:
-                        p -= 1
-                        break
-                    elif plen - p >= 3 and pattern[p + 1] == 45:  # '-'
-                        start, end, c = signed(pattern[p]), signed(pattern[p + 2]), signed(string[s])
-                        if start > end:
-                            start, end = end, start
-                        if nocase:
-                            start, end, c = low(start), low(end), low(c)
-                        p += 2
-                        if start <= c <= end:
-                            matched = True
-                    elif low(pattern[p]) == low(string[s]):
-                        matched = True
-                    p += 1
-                if negate:
-                    matched = not matched
-                if not matched:
-                    return False
-                s += 1
-            else:
-                if char == 92 and plen - p >= 2:  # '\\' escape
-                    p += 1
-                if low(pattern[p]) != low(string[s]):
-                    return False
-                s += 1
+def _glob_class(pattern, p):
+    """The class starting at ``pattern[p]`` (just after '['): (index of its last byte, byte set)."""
+    end = len(pattern)
+    negate = p < end and pattern[p] == 94  # '^'
+    if negate:
+        p += 1
+    members = set()
+    while True:
+        if p < end and pattern[p] == 92 and end - p >= 2:  # '\' escapes the next byte
             p += 1
-            if s == slen:
-                while p < plen and pattern[p] == 42:
-                    p += 1
-                break
-        return p == plen and s == slen
+            members.add(pattern[p])
+        elif p < end and pattern[p] == 93:  # ']'
+            break
+        elif p >= end:  # unclosed: the class ends with the pattern
+            p -= 1
+            break
+        elif end - p >= 3 and pattern[p + 1] == 45:  # 'a-z', compared as signed chars
+            low, high = sorted((_signed(pattern[p]), _signed(pattern[p + 2])))
+            members.update(value & 0xff for value in range(low, high + 1))
+            p += 2
+        else:
+            members.add(pattern[p])
+        p += 1
+    return p, frozenset(ANY_BYTE - members if negate else members)
 
-    return match(0, 0, [False])
+
+def glob_atoms(pattern):
+    """The atoms of a Redis glob pattern: STAR, or a frozenset of the bytes one key byte may be."""
+    pattern = _to_bytes(pattern)
+    atoms = []
+    p, end = 0, len(pattern)
+    while p < end:
+        char = pattern[p]
+        if char == 42:  # '*'
+            if not atoms or atoms[-1] is not STAR:
+                atoms.append(STAR)
+        elif char == 63:  # '?'
+            atoms.append(ANY_BYTE)
+        elif char == 91:  # '['
+            p, members = _glob_class(pattern, p + 1)
+            atoms.append(members)
+        else:
+            if char == 92 and end - p >= 2:  # '\' escape
+                p += 1
+            atoms.append(frozenset([pattern[p]]))
+        p += 1
+    return atoms
+
+
+def atoms_match(atoms, key):
+    """True when the atoms of a pattern match the whole ``key`` (bytes), as Redis's matcher decides.
+
+    The usual wildcard walk (on a mismatch, let the last STAR take one byte more and go on): time
+    proportional to key length x pattern length at worst, whatever the pattern. Like the server
+    (7.0.15 as Debian ships it, 7.2.6, 7.4.1 and later), a pattern that needs more than
+    MAX_STAR_NESTING STARs before its end matches nothing, and an empty key name is never matched.
+    """
+    if not key or sum(1 for atom in atoms[:-1] if atom is STAR) > MAX_STAR_NESTING:
+        return False
+    a = k = 0
+    star = None  # (atom index of the last STAR seen, key index it resumes from)
+    while k < len(key):
+        if a < len(atoms) and atoms[a] is STAR:
+            star = (a, k)
+            a += 1
+        elif a < len(atoms) and key[k] in atoms[a]:
+            a += 1
+            k += 1
+        elif star is not None:
+            star = (star[0], star[1] + 1)
+            a, k = star[0] + 1, star[1]
+        else:
+            return False
+    while a < len(atoms) and atoms[a] is STAR:
+        a += 1
+    return a == len(atoms)
+
+
+def glob_match(pattern, string):
+    """True when ``SCAN ... MATCH pattern`` returns the key ``string`` (both bytes or text).
+
+    Used to attribute a key matched by several patterns to the first one, so counts do not
+    double count. SCAN returns the empty key name only for the pattern ``*`` exactly, which it
+    does not run the matcher for.
+    """
+    pattern, string = _to_bytes(pattern), _to_bytes(string)
+    if not string:
+        return pattern == b'*'
+    return atoms_match(glob_atoms(pattern), string)
+
+
+def literal_bytes(pattern):
+    """Bytes every key matching ``pattern`` contains: the atoms that allow exactly one byte."""
+    return sorted(set(next(iter(atom)) for atom in glob_atoms(pattern) if atom is not STAR and len(atom) == 1))
+
+
+def matches_nearly_everything(pattern):
+    """True when ``pattern`` names no byte that every matching key must contain.
+
+    Such a pattern is made only of STAR, '?' and classes of several bytes (``*``, ``?*``, ``*?``,
+    ``[^x]*``, ``[a-z]*``, ``[!x]*``...), so for any byte there is a key it matches that does not
+    contain that byte: it cannot be telling one family of keys from the others. A pattern with an
+    empty class matches no key at all and is not counted as such.
+    """
+    atoms = glob_atoms(pattern)
+    if any(atom is not STAR and not atom for atom in atoms):
+        return False
+    return not literal_bytes(pattern)
 
 
 def validate_patterns(patterns, allow_all=False):
-    """Patterns as bytes; refuses empty lists, empty patterns and match-everything patterns."""
+    """Patterns as bytes; refuses empty lists, empty patterns and patterns without a literal byte."""
     if isinstance(patterns, (str, bytes)):
         patterns = [patterns]
     if not patterns:
@@ -228,8 +270,11 @@ def validate_patterns(patterns, allow_all=False):
         if pattern is None or not _to_bytes(pattern).strip():
             raise RedisKeysError('an empty pattern is refused: give a glob pattern such as "cache:*"')
         raw = _to_bytes(pattern)
-        if raw.strip(b'*') == b'' and not allow_all:
-            raise RedisKeysError('pattern %r matches every key; refused unless allow_all is true' % display(raw))
+        if not allow_all and matches_nearly_everything(raw):
+            raise RedisKeysError(
+                'pattern %r is refused: it can match (nearly) every key, since no literal character is common '
+                'to all the keys it matches (it is made only of *, ? and classes of several characters); give a '
+                'literal part such as "cache:*", or set allow_all to true' % display(raw))
         if raw not in result:
             result.append(raw)
     return result

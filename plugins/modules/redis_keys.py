@@ -34,8 +34,13 @@ attributes:
 options:
   patterns:
     description:
-      - Glob patterns as understood by C(SCAN MATCH) (C(*), C(?), C([a-z]), C(\\) escapes).
-      - A pattern that is empty or matches every key (C(*)) is refused unless O(allow_all=true).
+      - Glob patterns as understood by C(SCAN MATCH) (C(*), C(?), C([a-z]), C([^a-z]), C(\\) escapes).
+      - Each pattern must have a literal part, judged by what the pattern can match, not by how it is spelled.
+        A pattern made only of C(*), C(?) and classes of several characters (C(*), C(?*), C(*?), C([^x]*),
+        C([a-z]*), C([!x]*)...) has no character that every key it matches contains, so it can match nearly
+        every key of the database; it is refused unless O(allow_all=true). A one-character class such as
+        C([c]) or an escaped C(\\*) counts as literal.
+      - An empty pattern is refused.
     type: list
     elements: str
     required: true
@@ -47,7 +52,8 @@ options:
     choices: [absent, count]
     default: absent
   allow_all:
-    description: Allow a pattern made only of C(*), which matches every key of the database.
+    description:
+      - Allow patterns without a literal part (see O(patterns)), such as C(*), which match every key of the database.
     type: bool
     default: false
   max_keys:

@@ -1,11 +1,17 @@
 """cerniq.ops.redis_keys and its engine against real throwaway Redis servers (single and cluster)."""
 
+import itertools
+import time
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ansible_collections.cerniq.ops.plugins.module_utils.redis_keys import (
-    KeyCleaner, RedisKeysError, count_keys, delete_keys, glob_match)
+    STAR, KeyCleaner, RedisKeysError, count_keys, delete_keys, glob_atoms, glob_match, literal_bytes,
+    matches_nearly_everything, validate_patterns)
 from tests.support.ansible_run import run_module
-from tests.support.servers import free_port
+from tests.support.servers import RedisServer, free_port
 
 ODD_MATCHING = [
     b'cache:with space',
@@ -84,6 +90,117 @@ def test_glob_match_agrees_with_redis(redis_client):
         server = set(redis_client.scan_iter(match=raw, count=1000))
         local = set(k for k in keys if k and glob_match(raw, k))
         assert local == server, pattern
+
+
+# -- what a pattern can match: Redis's own matcher, checked against SCAN MATCH ----------------------
+
+# Bytes that are glob syntax, their neighbours, signed-char edges (0x80, 0xff) and NUL.
+GLOB_ALPHABET = [b'a', b'b', b'c', b':', b'*', b'?', b'[', b']', b'^', b'!', b'-', b'\\', b'\x00', b'\x80', b'\xff']
+# Every key of one to three bytes over that alphabet (3,615 keys), plus the empty key name.
+GLOB_CORPUS = [b''] + [b''.join(chars) for size in (1, 2, 3) for chars in itertools.product(GLOB_ALPHABET, repeat=size)]
+glob_patterns = st.lists(st.sampled_from(GLOB_ALPHABET), min_size=1, max_size=9).map(b''.join)
+GLOB_SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.fixture(scope='module')
+def glob_server():
+    """A server of its own holding GLOB_CORPUS (other tests flush theirs)."""
+    with RedisServer() as server:
+        client = server.client()
+        _fill(client, GLOB_CORPUS)
+        yield client
+        client.close()
+
+
+def _server_matches(client, pattern):
+    return set(client.scan_iter(match=pattern, count=100000))
+
+
+def _witness(atoms, avoid):
+    """A key the atoms match that does not contain the byte ``avoid`` (None if there is none)."""
+    key = b''
+    for atom in atoms:
+        if atom is STAR:
+            continue
+        allowed = sorted(atom - {avoid})
+        if not allowed:
+            return None
+        key += bytes([allowed[len(allowed) // 2]])
+    if not key:  # only STAR: any one byte will do
+        key = b'a' if avoid != ord('a') else b'b'
+    return key
+
+
+@GLOB_SETTINGS
+@given(pattern=glob_patterns)
+def test_glob_match_is_redis_scan_match(glob_server, pattern):
+    """The engine's reading of a pattern is the server's: same keys of the whole corpus, quirks included."""
+    assert set(key for key in GLOB_CORPUS if glob_match(pattern, key)) == _server_matches(glob_server, pattern)
+
+
+@GLOB_SETTINGS
+@given(pattern=glob_patterns)
+def test_guard_looks_at_what_a_pattern_can_match(glob_server, pattern):
+    """Refused: for every byte, the server matches a key without it. Accepted: every match has the literal."""
+    atoms = glob_atoms(pattern)
+    if matches_nearly_everything(pattern):
+        with pytest.raises(RedisKeysError, match='allow_all'):
+            validate_patterns([pattern])
+        witnesses = set(_witness(atoms, avoid) for avoid in range(256))
+        assert None not in witnesses
+        _fill(glob_server, witnesses)
+        try:
+            assert witnesses <= _server_matches(glob_server, pattern)
+        finally:
+            glob_server.delete(*(witnesses - set(GLOB_CORPUS)) or [b'-none-'])
+    else:
+        assert validate_patterns([pattern]) == [pattern]
+        required = literal_bytes(pattern)
+        matched = _server_matches(glob_server, pattern)
+        assert all(bytes([byte]) in key for key in matched for byte in required)
+        # The guard is about the pattern, not this corpus: a pattern that matches every key of
+        # one to three bytes here is one that has no literal byte.
+        assert not (set(GLOB_CORPUS[1:]) <= matched)
+
+
+@pytest.mark.parametrize('stars', [999, 1000, 1001])
+def test_star_nesting_limit_as_the_server(glob_server, stars):
+    """Past 1,000 STARs before its end a pattern matches nothing on the server (CVE-2024-31228 fix); same here."""
+    key = b'a' * 1200
+    glob_server.set(key, b'v')
+    try:
+        for pattern in (b'*a' * stars + b'*', b'*a' * stars):
+            assert glob_match(pattern, key) == (key in _server_matches(glob_server, pattern))
+    finally:
+        glob_server.delete(key)
+
+
+MATCH_ALL_SPELLINGS = ['*', '**', '?*', '*?', '*?*', '??*', '[^\u0000]*', '[^a]*', '[a-z]*', '[!x]*',
+                       '[a-\u00ff]*', '[^]*', '[^', '*[^x]', '[\\x-\\y]*', '*[ab]*[cd]*', '?']
+
+
+@pytest.mark.parametrize('pattern', MATCH_ALL_SPELLINGS)
+def test_match_all_spellings_refused(redis_params, redis_client, pattern):
+    """Defect 7: any spelling of "every key" is refused before anything is deleted."""
+    keys = [b'a', b'bb', b'cache:1', b'x', b'!x', b'\\xff', b'\x00nul', b'z' * 300]
+    _fill(redis_client, keys)
+    result = run_module('redis_keys', dict(redis_params, patterns=['cache:*', pattern]))
+    assert result.failed and 'allow_all' in result['msg'] and '\n' not in result['msg'], result
+    assert redis_client.dbsize() == len(keys)
+    checked = run_module('redis_keys', dict(redis_params, patterns=[pattern]), check_mode=True)
+    assert checked.failed and 'allow_all' in checked['msg']
+
+
+@pytest.mark.parametrize('pattern, deleted', [
+    ('\\*', [b'*']), ('[*]', [b'*']), ('[c]ache:*', [b'cache:1']), ('*:lock', [b'bull:q:1:lock']),
+    ('[^\u0000]*1', [b'cache:1', b'bull:q:1', b'zz:1']), ('??:*', [b'zz:1']),
+])
+def test_patterns_with_a_literal_part_run(redis_params, redis_client, pattern, deleted):
+    _fill(redis_client, [b'*', b'a', b'bb', b'cache:1', b'bull:q:1:lock', b'bull:q:1', b'zz:1'])
+    result = run_module('redis_keys', dict(redis_params, patterns=[pattern]))
+    assert not result.failed, result
+    assert result['deleted'] == len(deleted)
+    assert not set(deleted) & _keys(redis_client)
 
 
 # -- check mode, count, samples --------------------------------------------------------------------
@@ -276,6 +393,39 @@ def test_redis_down_is_one_line_error():
                                            redis_socket_timeout=2))
     assert result.failed
     assert 'server unreachable' in result['msg'] and '\n' not in result['msg']
+
+
+def test_cluster_flag_against_a_single_server_is_one_line(redis_params, redis_client):
+    """Defect 12: redis_cluster=true on a server without cluster mode was a traceback."""
+    _fill(redis_client, [b'cache:1'])
+    result = run_module('redis_keys', dict(redis_params, patterns=['cache:*'], redis_cluster=True))
+    assert result.failed and 'not a Redis Cluster node' in result['msg'] and '\n' not in result['msg'], result
+    assert 'Traceback' not in result.stderr
+    assert redis_client.dbsize() == 1
+
+
+@pytest.mark.parametrize('option, value, message', [
+    ('redis_port', 0, 'redis_port must be from 1 to 65535'),
+    ('redis_port', 70000, 'redis_port must be from 1 to 65535'),
+    ('redis_db', -1, 'redis_db must be from 0'),
+    ('redis_socket_timeout', 0, 'redis_socket_timeout must be more than 0'),
+    ('redis_socket_timeout', -1, 'redis_socket_timeout must be more than 0'),
+    ('redis_sentinel_nodes', ['127.0.0.1:99999'], 'invalid sentinel node'),
+    ('scan_count', 100001, 'scan_count must be between 1 and 100000'),
+    ('sample_size', -1, 'sample_size'),
+    ('max_keys', -5, 'max_keys'),
+])
+def test_bad_options_refused_before_connecting(option, value, message):
+    """Checked before any connection: the server named here does not exist (a connection would time out)."""
+    args = dict(redis_host='192.0.2.1', redis_socket_timeout=30, patterns=['cache:*'])
+    if option == 'redis_sentinel_nodes':
+        args['redis_sentinel_master'] = 'mymaster'
+    args[option] = value
+    started = time.monotonic()
+    result = run_module('redis_keys', args)
+    assert result.failed and message in result['msg'] and '\n' not in result['msg'], result
+    assert 'Traceback' not in result.stderr
+    assert time.monotonic() - started < 20
 
 
 def test_wrong_password_is_one_line_error(redis_auth_server):
