@@ -56,7 +56,7 @@ options:
   redis_socket_timeout:
     description:
       - Seconds to wait for a connection or a reply before failing with a clear error.
-      - More than 0 and at most 3600 (0 no longer means "wait forever").
+      - More than 0 and at most 3600.
     type: float
     default: 5.0
   redis_sentinel_master:
