@@ -157,6 +157,9 @@ def _integer(params, name, default, low, high):
 
 def check_redis_params(params):
     """Refuse bad connection options before any connection is tried (one line, nothing secret)."""
+    host = params.get('redis_host')
+    if host is not None and not str(host).strip():
+        raise RedisConnectError('redis_host is empty: give a host name or address (default localhost)')
     _integer(params, 'redis_port', 6379, 1, 65535)
     _integer(params, 'redis_db', 0, 0, 2 ** 31 - 1)
     timeout = params.get('redis_socket_timeout')

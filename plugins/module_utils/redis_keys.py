@@ -133,6 +133,12 @@ def display(key):
     return key.decode('utf-8', 'backslashreplace')
 
 
+def _shown(pattern, limit=100):
+    """A pattern quoted for a one-line message, cut after ``limit`` characters."""
+    text = display(pattern)
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + '... (%d characters)' % len(text)
+
+
 # Redis glob patterns, read exactly as Redis's matcher (stringmatchlen, util.c) reads them: a
 # pattern is a sequence of atoms, each either STAR (any run of bytes, also none) or the set of
 # bytes one key byte may be (a literal byte or an escaped one: that byte; '?': any byte; a class
@@ -272,9 +278,9 @@ def validate_patterns(patterns, allow_all=False):
         raw = _to_bytes(pattern)
         if not allow_all and matches_nearly_everything(raw):
             raise RedisKeysError(
-                'pattern %r is refused: it can match (nearly) every key, since no literal character is common '
+                'pattern %s is refused: it can match (nearly) every key, since no literal character is common '
                 'to all the keys it matches (it is made only of *, ? and classes of several characters); give a '
-                'literal part such as "cache:*", or set allow_all to true' % display(raw))
+                'literal part such as "cache:*", or set allow_all to true' % _shown(raw))
         if raw not in result:
             result.append(raw)
     return result

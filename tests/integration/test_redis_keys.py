@@ -191,6 +191,12 @@ def test_match_all_spellings_refused(redis_params, redis_client, pattern):
     assert checked.failed and 'allow_all' in checked['msg']
 
 
+def test_long_refused_pattern_is_shortened_in_the_message(redis_params):
+    result = run_module('redis_keys', dict(redis_params, patterns=['[' * 50000 + '*']))
+    assert result.failed and 'allow_all' in result['msg'] and '(50001 characters)' in result['msg']
+    assert len(result['msg']) < 500
+
+
 @pytest.mark.parametrize('pattern, deleted', [
     ('\\*', [b'*']), ('[*]', [b'*']), ('[c]ache:*', [b'cache:1']), ('*:lock', [b'bull:q:1:lock']),
     ('[^\u0000]*1', [b'cache:1', b'bull:q:1', b'zz:1']), ('??:*', [b'zz:1']),

@@ -60,6 +60,7 @@ def test_bad_sentinel_node_is_a_clear_error():
     (dict(redis_cluster=True, redis_sentinel_master='m', redis_sentinel_nodes=['h:26379']), 'exclude each other'),
     (dict(redis_sentinel_master='m', redis_sentinel_nodes=['h:0']), 'invalid sentinel node'),
     (dict(redis_client_key='/k.pem'), 'redis_client_key is set but redis_client_cert is not'),
+    (dict(redis_host=' '), 'redis_host is empty'),
 ])
 def test_redis_options_checked_before_connecting(change, message):
     """Nothing listens at 192.0.2.1 (TEST-NET-1): a connection attempt would take the whole timeout."""
