@@ -249,10 +249,11 @@ def test_runbook_session_expired_cleanup(redis_params, redis_client):
           + [b'session:expired:%d' % i for i in range(100)]
           + [b'session:active:%d' % i for i in range(40)]
           + [b'bull:enrichment:%d' % i for i in range(25)])
-    args = dict(redis_params, patterns=['cache:*', 'session:expired:*'], max_keys=1000)
+    args = dict(redis_params, patterns=['cache:*', 'session:expired:*'], max_keys=300, scan_count=50)
     result = run_module('redis_keys', args)
     assert not result.failed, result
-    assert result['deleted'] == 300 and result['counted_first'] is True
+    assert result['deleted'] == result['matched'] == 300
+    assert result['counted_first'] is True and result['guard'] == 'counted'
     assert result['patterns']['session:expired:*'] == {'matched': 100, 'deleted': 100}
     assert sorted(set(k.split(b':')[0] + b':' + k.split(b':')[1] for k in _keys(redis_client))) == [
         b'bull:enrichment', b'session:active']
@@ -290,10 +291,65 @@ def test_delete_pass_never_exceeds_max_keys(redis_client, filtered):
     options = dict(no_ttl_only=True) if filtered else {}
     cleaner = KeyCleaner(redis_client, ['cache:*'], max_keys=25, scan_count=10, batch_size=4, **options)
     result = cleaner._empty_result()
-    cleaner._pass(True, result, budget=25)  # the delete pass as run() calls it after counting
+    # The delete pass as run() calls it when DBSIZE was within max_keys and keys were added since.
+    cleaner._scan(cleaner._nodes(), result, apply=True, budget=25)
     assert result['deleted'] == 25
     assert result['matched'] >= 25 and result['limit_reached'] is True
     assert redis_client.dbsize() == 15
+
+
+def test_guard_needs_no_count_when_the_database_is_small_enough(redis_params, redis_client):
+    """DBSIZE <= max_keys: no key can be over the limit, so no counting pass runs."""
+    _fill(redis_client, [b'cache:%d' % i for i in range(20)] + [b'keep:%d' % i for i in range(10)])
+    result = run_module('redis_keys', dict(redis_params, patterns=['cache:*'], max_keys=30, scan_count=10))
+    assert not result.failed, result
+    assert result['guard'] == 'dbsize' and result['counted_first'] is False
+    assert result['deleted'] == result['matched'] == 20 and redis_client.dbsize() == 10
+    counted = run_module('redis_keys', dict(redis_params, patterns=['keep:*'], max_keys=9))
+    assert counted.failed and 'refused' in counted['msg'] and redis_client.dbsize() == 10
+
+
+def test_guard_refusal_stops_counting_early(redis_params, redis_client):
+    """A pattern matching far more than max_keys is refused after a few pages, not a whole scan."""
+    _fill(redis_client, [b'cache:%d' % i for i in range(5000)])
+    result = run_module('redis_keys', dict(redis_params, patterns=['cache:*'], max_keys=10, scan_count=100))
+    assert result.failed and 'more than max_keys=10' in result['msg'] and 'nothing was deleted' in result['msg']
+    assert 10 < result['matched'] < 1000 and result['scan_calls'] < 20 and result['deleted'] == 0
+    assert redis_client.dbsize() == 5000
+
+
+def test_guard_deletes_only_what_it_counted(redis_client):
+    """Between the counting pass and the delete pass: keys added are left, keys changed are checked again."""
+    _fill(redis_client, [b'cache:%d' % i for i in range(300)] + [b'keep:%d' % i for i in range(100)])
+    redis_client.hset(b'cache:hash', b'f', b'v')
+    cleaner = KeyCleaner(redis_client, ['cache:*'], max_keys=301, key_type='string', no_ttl_only=True,
+                         scan_count=50, batch_size=7)
+    nodes, result = cleaner._nodes(), cleaner._empty_result()
+    import tempfile
+    with tempfile.SpooledTemporaryFile() as spool:
+        cleaner._scan(nodes, result, apply=False, spool=spool, stop_above=301)
+        assert result['matched'] == 300 and redis_client.dbsize() == 401  # the hash is not a string
+        redis_client.delete(b'cache:0', b'cache:1')                   # gone meanwhile
+        redis_client.expire(b'cache:2', 600)                          # now has a TTL: kept
+        redis_client.delete(b'cache:3')
+        redis_client.rpush(b'cache:3', b'x')                          # now a list: kept
+        _fill(redis_client, [b'cache:new:%d' % i for i in range(5)])  # added: not counted, kept
+        cleaner._delete_kept(nodes, result, spool)
+    assert result['deleted'] == 300 - 4 and result['patterns']['cache:*']['deleted'] == 296
+    assert _keys(redis_client) == ({b'cache:2', b'cache:3', b'cache:hash'} | {b'cache:new:%d' % i for i in range(5)}
+                                   | {b'keep:%d' % i for i in range(100)})
+
+
+def test_guard_names_of_any_bytes_and_length_spill_to_disk(redis_params, redis_client, monkeypatch):
+    """Names kept by the counting pass survive any byte and length (cmsgpack str8/16/32) and a spilled spool."""
+    from ansible_collections.cerniq.ops.plugins.module_utils import redis_keys
+    monkeypatch.setattr(redis_keys, 'SPOOL_IN_MEMORY', 64)
+    matching = ODD_MATCHING + [b'cache:' + b'x' * 40, b'cache:' + b'y' * 300, b'cache:' + b'\xfe\x00' * 40000]
+    matching += [b'cache:%d' % i for i in range(500)]
+    _fill(redis_client, matching + ODD_OTHERS)
+    result = delete_keys(redis_client, ['cache:*'], max_keys=len(matching), scan_count=20)
+    assert result['guard'] == 'counted' and result['deleted'] == result['matched'] == len(matching)
+    assert _keys(redis_client) == set(ODD_OTHERS)
 
 
 # -- filters ---------------------------------------------------------------------------------------
@@ -495,7 +551,7 @@ def test_cluster_filters_and_refusal(redis_cluster, cluster_client):
     for i in range(30):
         cluster_client.expire(b'session:expired:%d' % i, 600)
     refused = run_module('redis_keys', dict(redis_cluster.params(), patterns=['session:expired:*'], max_keys=10))
-    assert refused.failed and 'refused' in refused['msg'] and refused['matched'] == 90
+    assert refused.failed and 'refused' in refused['msg'] and 10 < refused['matched'] <= 90
     assert len(_cluster_keys(cluster_client)) == 90
     result = run_module('redis_keys', dict(redis_cluster.params(), patterns=['session:expired:*'], no_ttl_only=True))
     assert not result.failed, result
@@ -526,3 +582,29 @@ def test_server_error_mid_run_is_reported(redis_params, redis_client):
     assert 'Redis error after deleting 0 keys' in str(raised.value)
     assert raised.value.result['deleted'] == 0
     assert '\n' not in str(raised.value)
+
+
+@pytest.mark.parametrize('size', [20, 3000])
+def test_guard_dbsize_path_deletes_every_key(redis_params, redis_client, size):
+    """DBSIZE == max_keys: no counting pass, and the budget of the delete pass lets every key go."""
+    _fill(redis_client, [b'cache:%d' % i for i in range(size)])
+    for scan_count in (1000, 10):
+        result = delete_keys(redis_client, ['cache:*'], max_keys=size, scan_count=scan_count)
+        assert result['guard'] == 'dbsize' and result['deleted'] == result['matched'] == size, result
+        assert result['limit_reached'] is False and redis_client.dbsize() == 0
+        _fill(redis_client, [b'cache:%d' % i for i in range(size)])
+
+
+def test_guard_with_overlapping_patterns_deletes_exactly_the_matching_keys(redis_params, redis_client):
+    """Kept names of a later pattern include keys an earlier one matched: every kept batch stays well formed."""
+    keys = ([b'cache:user:%d' % i for i in range(30)] + [b'cache:x:%d' % i for i in range(20)]
+            + [b'cache:user:FLUSHALL', b'FLUSHALL', b'cache:user:PING\r\nFLUSHALL\r\n'])
+    _fill(redis_client, keys + [b'keep:%d' % i for i in range(60)])
+    patterns = ['cache:*', 'cache:user:*', 'cache:user:[F]*']
+    result = run_module('redis_keys', dict(redis_params, patterns=patterns, max_keys=52, scan_count=7))
+    assert not result.failed, result
+    assert result['guard'] == 'counted'
+    assert result['matched'] == result['deleted'] == 52
+    assert result['patterns']['cache:*'] == {'matched': 52, 'deleted': 52}
+    assert result['patterns']['cache:user:*'] == {'matched': 0, 'deleted': 0}
+    assert _keys(redis_client) == {b'FLUSHALL'} | {b'keep:%d' % i for i in range(60)}
