@@ -14,17 +14,21 @@ Shared by the benchmarks in this directory (import it after putting the reposito
   generated one-task playbook holding the given module arguments, with ``-v`` so the task's result
   can be read back from the default callback's output.
 * Start-up is measured in the same run: the same play whose only task is ``ansible.builtin.meta:
-  noop`` (Ansible's start-up, inventory and play; no module process). A module's time is its
-  playbook's wall time minus the median start-up, so it still includes what a module costs every
-  user (AnsiballZ, its Python process, imports, connecting). Start-up is reported on its own row.
+  noop`` (Ansible's start-up, inventory and play; no module process), once per round. A module's
+  time is its playbook's wall time minus the start-up of the same round, so it still includes what
+  a module costs every user (AnsiballZ, its Python process, imports, connecting). Start-up is
+  reported on its own row. On a busy machine start-up varies by seconds from one playbook to the
+  next: compare a module's time with its own ``engine s`` (the time it measured itself).
 * Each round runs every method once (after its untimed ``prepare``), in alternating order (forward
   in even rounds, backward in odd ones), so slow drift of a shared machine hits both sides alike.
 * Ratios are paired: per round, baseline seconds / method seconds; the table shows the median of
   those ratios and their range. Seconds are medians with their range.
 * A method returns a ``Sample`` (seconds plus named extra figures: worst PING, RSS, ...); the table
   shows each extra as ``median (worst)``, where worst is the highest value over the rounds.
-* ``rss=True`` on a module samples the resident memory of its process (``AnsiballZ_<module>``)
-  every 20 ms and reports the peak as the extra ``module RSS MB``.
+* ``rss=True`` on a module watches its process (``AnsiballZ_<module>``) every 20 ms: the extras
+  ``module RSS MB`` (peak) and ``module process s`` (from its start to its end: the module as it
+  runs on the host - Python start-up, imports, connecting, the work - without Ansible's own
+  start-up; steadier than the subtraction on a busy machine), with a second paired ratio on it.
 * ``PairedBenchmark(autogroup_nice=-10)`` (root, Linux with autogroups - one CPU share per
   session, whatever the number of processes in it) raises the CPU share of this process's
   session, and of each module process's session (Ansible starts modules in a session of their
@@ -99,36 +103,39 @@ def prioritize(pid, nice):
     return previous
 
 
-def _peak_rss(thread, process_marker, nice=None):
-    """Wait for ``thread``; meanwhile sample the RSS of our descendant running ``<process_marker>.py``.
+def _watch(thread, process_marker, nice=None):
+    """Wait for ``thread``; meanwhile watch our descendant running ``<process_marker>.py``.
 
-    ``nice``: also give that process's autogroup this nice value when it is found.
+    Returns (peak RSS bytes, seconds the process lived - from its start to when it was seen gone,
+    within 20 ms). ``nice``: also give that process's autogroup this nice value when it is found.
     """
     import psutil
     me = psutil.Process()
-    target, peak = None, 0
+    target, peak, started, lived = None, 0, None, 0.0
     while thread.is_alive():
         try:
             if target is None:
                 for child in me.children(recursive=True):
                     # The Python process running the module, not the shell that starts it.
                     if any(os.path.basename(part) == process_marker + '.py' for part in child.cmdline()):
-                        target = child
+                        target, started = child, child.create_time()
                         if nice is not None:
                             prioritize(child.pid, nice)
                         break
             if target is not None:
                 peak = max(peak, target.memory_info().rss)
+                lived = time.time() - started
         except psutil.Error:
             target = None  # ended (or not readable yet); look again
         thread.join(0.02)
-    return peak
+    return peak, lived
 
 
 def time_playbook(playbook, check=False, env=None, process_marker=None, nice=None):
-    """Run ``playbook`` with ``-v``; returns (wall seconds, task result or None, output, peak RSS bytes).
+    """Run ``playbook`` with ``-v``; returns (wall seconds, task result or None, output, peak RSS bytes,
+    seconds the module process lived).
 
-    ``process_marker`` (``AnsiballZ_<module>``): watch that process (peak RSS; ``nice``: its autogroup's).
+    ``process_marker`` (``AnsiballZ_<module>``): watch that process (``nice``: its autogroup's nice value).
     """
     box = {}
 
@@ -139,10 +146,10 @@ def time_playbook(playbook, check=False, env=None, process_marker=None, nice=Non
 
     thread = threading.Thread(target=run)
     thread.start()
-    peak = _peak_rss(thread, process_marker, nice) if process_marker else 0
+    peak, lived = _watch(thread, process_marker, nice) if process_marker else (0, 0.0)
     thread.join()
     proc = box['proc']
-    return box['wall'], task_result(proc.stdout), proc, peak
+    return box['wall'], task_result(proc.stdout), proc, peak, lived
 
 
 class Method(object):
@@ -177,7 +184,7 @@ class PairedBenchmark(object):
                    baseline=False):
         """``cerniq.ops.<module>`` (or a fully qualified name) with ``args`` through ansible-playbook.
 
-        Its time is the playbook's wall time minus the median start-up.
+        Its time is the playbook's wall time minus the start-up of the same round.
         ``accept(result)`` may raise when the result is wrong; by default a failed task raises.
         Extras: the module's own ``elapsed`` (engine seconds) when it returns one, peak RSS with ``rss``.
         """
@@ -190,8 +197,8 @@ class PairedBenchmark(object):
         marker = 'AnsiballZ_%s' % fqcn.rsplit('.', 1)[-1] if rss or self.autogroup_nice is not None else None
 
         def run():
-            wall, result, proc, peak = time_playbook(playbook, check=check, env=env, process_marker=marker,
-                                                     nice=self.autogroup_nice)
+            wall, result, proc, peak, lived = time_playbook(playbook, check=check, env=env, process_marker=marker,
+                                                            nice=self.autogroup_nice)
             if accept is not None:
                 accept(result)
             elif result is None or result.get('failed') or proc.returncode != 0:
@@ -201,6 +208,7 @@ class PairedBenchmark(object):
                 extras['engine s'] = result['elapsed']
             if rss:
                 extras['module RSS MB'] = peak / 1e6
+                extras['module process s'] = lived
             return Sample(wall, result, **extras)
 
         method = Method(label, run, prepare, baseline, playbook=True)
@@ -234,32 +242,37 @@ class PairedBenchmark(object):
         self.load.append(os.getloadavg()[0])
 
     def seconds(self, method):
-        """Per round: a playbook's wall time minus the median start-up; other methods as measured."""
+        """Per round: a playbook's wall time minus the start-up measured in that round; others as measured."""
         if not method.playbook:
             return [sample.seconds for sample in method.samples]
-        startup = statistics.median(sample.seconds for sample in self.startup.samples)
-        return [sample.seconds - startup for sample in method.samples]
+        return [sample.seconds - startup.seconds for sample, startup in zip(method.samples, self.startup.samples)]
 
-    def ratios(self, method):
+    def ratios(self, method, extra=None):
+        """Per round: baseline seconds / this method's seconds (or its ``extra`` figure)."""
         baseline = next((m for m in self.methods if m.baseline), None)
         if baseline is None or baseline is method or method is self.startup or not method.ratio:
             return None
+        own = self.seconds(method) if extra is None else [sample.extras.get(extra) for sample in method.samples]
+        if None in own:
+            return None
         # A module faster than the start-up's noise has no meaningful ratio: left out.
-        return [base / own for base, own in zip(self.seconds(baseline), self.seconds(method)) if own > 0]
+        return [base / value for base, value in zip(self.seconds(baseline), own) if value > 0]
 
     def rows(self):
         extras = []
         for method in self.methods:
             for sample in method.samples:
                 extras.extend(name for name in sorted(sample.extras) if name not in extras)
-        header = ['method', 'seconds: median (range)', 'paired ratio to baseline: median (range)'] + [
-            '%s: median (worst)' % name for name in extras]
+        header = ['method', 'seconds: median (range)', 'paired ratio to baseline: median (range)',
+                  'ratio on module process s'] + ['%s: median (worst)' % name for name in extras]
         rows = []
         for method in self.methods:
             seconds = self.seconds(method)
             ratios = self.ratios(method)
+            process_ratios = self.ratios(method, 'module process s') if method.playbook else None
             row = [method.label + (' (baseline)' if method.baseline else ''), _median_range(seconds, '%.2f'),
-                   _median_range(ratios, '%.2fx') if ratios else ('n/a' if ratios is not None else '')]
+                   _median_range(ratios, '%.2fx') if ratios else ('n/a' if ratios is not None else ''),
+                   _median_range(process_ratios, '%.2fx') if process_ratios else '']
             for name in extras:
                 values = [sample.extras[name] for sample in method.samples if name in sample.extras]
                 row.append('%.2f (%.2f)' % (statistics.median(values), max(values)) if values else '')

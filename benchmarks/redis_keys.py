@@ -3,6 +3,7 @@
 
     .venv/bin/python benchmarks/redis_keys.py                  # 3 rounds, then the 10M-key RSS run
     .venv/bin/python benchmarks/redis_keys.py --big 0 --runs 5
+    .venv/bin/python benchmarks/redis_keys.py --phases --big 0 # where the engine's time goes
 
 Data, loaded again before every measured run: ``--keys`` (1M) ``cache:company:<n>`` keys, which go,
 among as many ``bull:silver:enrich:<n>`` keys, which stay; 64-byte string values; loaded with
@@ -25,6 +26,10 @@ throughout: worst and p99), the server's CPU seconds, the longest server call (S
 for the module, its process's peak RSS. ``--big N`` then deletes N matching keys (plus one key
 that stays, so the guard counts and keeps N names aside) through ansible-playbook with
 ``max_keys: N`` and reports the module process's peak RSS (target < 100 MB).
+
+``--phases`` measures the engine alone (labelled so), pass by pass, against the runbook: the
+unguarded pass; the guard as it was before (a counting pass, then a second SCAN + UNLINK pass);
+the guard now (a counting pass keeping the names aside, then UNLINK of the kept names).
 """
 
 import argparse
@@ -46,7 +51,8 @@ from tests.support.servers import RedisServer  # noqa: E402
 
 sys.path.insert(0, collections_root())
 
-from ansible_collections.cerniq.ops.plugins.module_utils.redis_keys import delete_keys  # noqa: E402
+from ansible_collections.cerniq.ops.plugins.module_utils.redis_keys import (  # noqa: E402
+    SPOOL_IN_MEMORY, KeyCleaner, count_keys, delete_keys)
 
 VALUE = b'v' * 64
 PATTERN = 'cache:*'
@@ -150,6 +156,7 @@ def main():
     parser.add_argument('--max-keys', type=int, default=playbook_max_keys(),
                         help='max_keys of the guarded runs (default: the daily maintenance playbook\'s)')
     parser.add_argument('--big', type=int, default=10000000, help='matching keys of the RSS run (0 = skip)')
+    parser.add_argument('--phases', action='store_true', help='engine only, pass by pass (see above)')
     parser.add_argument('--autogroup-nice', type=int, help='raise the CPU share of the benchmark, its server and '
                         'the module processes (root; e.g. -10): a quiet machine approximated on a shared one')
     args = parser.parse_args()
@@ -162,7 +169,9 @@ def main():
         load_file = os.path.join(scratch, 'load.resp')
         write_load_file(load_file, [b'cache:company:%d', b'bull:silver:enrich:%d'], args.keys)
         data = Server(server, load_file, 2 * args.keys)
-        if args.keys:
+        if args.phases:
+            phases(data, server, args)
+        elif args.keys:
             compare(data, server, args)
         if args.big:
             big_run(server, scratch, args.big, args.autogroup_nice)
@@ -207,6 +216,52 @@ def compare(data, server, args):
                 ' / '.join('%.2f' % result['elapsed'] for result in engine)))
 
 
+def phases(data, server, args):
+    """Engine only: where the time goes, pass by pass, paired with the runbook."""
+    client, expected = data.client, args.keys
+
+    def timed_pass(function):
+        started = time.perf_counter()
+        function()
+        return time.perf_counter() - started
+
+    def unguarded():
+        seconds = timed_pass(lambda: delete_keys(client, [PATTERN]))
+        return Sample(seconds, **{'pass 1 s': seconds})
+
+    def guard_before():
+        """As the guard was: count, then SCAN + UNLINK the whole keyspace again (never above max_keys)."""
+        cleaner = KeyCleaner(client, [PATTERN], max_keys=args.max_keys)
+        result = cleaner._empty_result()
+        first = timed_pass(lambda: count_keys(client, [PATTERN]))
+        second = timed_pass(lambda: cleaner._scan(cleaner._nodes(), result, apply=True, budget=args.max_keys))
+        assert result['deleted'] == expected, result
+        return Sample(first + second, **{'pass 1 s': first, 'pass 2 s': second})
+
+    def guard_now():
+        cleaner = KeyCleaner(client, [PATTERN], max_keys=args.max_keys)
+        result, nodes = cleaner._empty_result(), cleaner._nodes()
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+            first = timed_pass(lambda: cleaner._scan(nodes, result, apply=False, spool=spool, stop_above=args.max_keys))
+            kept = spool.tell()
+            second = timed_pass(lambda: cleaner._delete_kept(nodes, result, spool))
+        assert result['deleted'] == expected, result
+        return Sample(first + second, **{'pass 1 s': first, 'pass 2 s': second, 'kept MB': kept / 1e6})
+
+    bench = PairedBenchmark(runs=args.runs, autogroup_nice=args.autogroup_nice)
+    bench.add('runbook: --scan | xargs DEL', data.measured(
+        lambda: timed(lambda: subprocess.run(['bash', '-c', RUNBOOK.format(port=server.port)], check=True)),
+        expected), prepare=data.load, baseline=True)
+    bench.add('engine only, no max_keys: SCAN + UNLINK', data.measured(unguarded, expected), prepare=data.load)
+    bench.add('engine only, guard before: count, SCAN + UNLINK again', data.measured(guard_before, expected),
+              prepare=data.load)
+    bench.add('engine only, guard now: count keeping names, UNLINK them', data.measured(guard_now, expected),
+              prepare=data.load)
+    bench.run()
+    bench.print_report('where the engine\'s time goes: %d of %d keys, medians of %d rounds' % (
+        args.keys, 2 * args.keys, args.runs))
+
+
 def _engine(client, options, expected):
     def run():
         started = time.perf_counter()
@@ -232,7 +287,7 @@ def big_run(server, scratch, count, nice):
     assert client.dbsize() == count + 1
     playbook = write_playbook(scratch, 'big', {'cerniq.ops.redis_keys': dict(
         redis_host='127.0.0.1', redis_port=server.port, patterns=[PATTERN], max_keys=count)})
-    wall, result, proc, peak = time_playbook(playbook, process_marker='AnsiballZ_redis_keys', nice=nice)
+    wall, result, proc, peak, _lived = time_playbook(playbook, process_marker='AnsiballZ_redis_keys', nice=nice)
     os.unlink(playbook)
     if not result or result.get('deleted') != count or client.dbsize() != 1:
         raise RuntimeError('big run went wrong: %s' % proc.stdout[-2000:])

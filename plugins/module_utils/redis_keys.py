@@ -335,7 +335,10 @@ def _send_with_keys(client, head, count, encoded):
     """
     head = [arg if isinstance(arg, bytes) else str(arg).encode('utf-8', 'surrogateescape') for arg in head]
     packed = b'*%d\r\n' % (len(head) + count) + b''.join(b'$%d\r\n%s\r\n' % (len(arg), arg) for arg in head)
-    connection = client.connection_pool.get_connection()
+    try:
+        connection = client.connection_pool.get_connection()
+    except TypeError:  # redis-py before 5.3 (Debian 12's python3-redis, which the maintenance role uses)
+        connection = client.connection_pool.get_connection('UNLINK')
     try:
         connection.send_packed_command([packed, encoded])
         return connection.read_response()
