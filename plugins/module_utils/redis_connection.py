@@ -100,7 +100,7 @@ def classify_connect_error(error):
         return 'TLS certificate not trusted'
     if isinstance(error, redis_exceptions.TimeoutError) or 'timeout' in text or 'timed out' in text:
         return 'connection timed out'
-    if 'ssl' in text or 'wrong version number' in text:
+    if '[ssl' in text or 'wrong version number' in text or 'ssl handshake' in text:
         return 'TLS handshake failed'
     if isinstance(error, (redis_exceptions.ConnectionError, OSError)) or 'connection refused' in text:
         return 'server unreachable'
@@ -111,7 +111,6 @@ def _one_line(error, limit=300):
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     line = lines[0] if lines else error.__class__.__name__
     return line if len(line) <= limit else line[:limit] + '...'
-
 
 
 def _client_kwargs(params):

@@ -26,6 +26,8 @@ def test_describe_server_variants():
     (exceptions.RedisClusterException('Redis Cluster cannot be connected. Please provide at least one reachable node: '
                                       'Error 111 connecting to 127.0.0.1:1. Connection refused.'), 'server unreachable'),
     (exceptions.ResponseError('DB index is out of range'), 'no such database'),
+    (exceptions.ConnectionError('Error 111 connecting to ssl-redis.internal:6379. Connection refused.'),
+     'server unreachable'),
     (exceptions.ConnectionError('Error 1 connecting to 127.0.0.1:6380. [SSL: CERTIFICATE_VERIFY_FAILED] '
                                 'certificate verify failed: self-signed certificate in certificate chain (_ssl.c:992).'),
      'TLS certificate not trusted'),
