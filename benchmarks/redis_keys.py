@@ -1,288 +1,300 @@
 #!/usr/bin/env python
-"""Benchmark cerniq.ops.redis_keys against runbook 3.1 step 4 on identical data, in one run.
+"""Benchmark cerniq.ops.redis_keys as users run it, against runbook 3.1 step 4, on issue 18's data.
 
-    .venv/bin/python benchmarks/redis_keys.py              # 2M keys, 1M 'cache:*'; then 10M for RSS
-    .venv/bin/python benchmarks/redis_keys.py --big 0      # skip the 10M-key memory run
+    .venv/bin/python benchmarks/redis_keys.py                  # 3 rounds, then the 10M-key RSS run
+    .venv/bin/python benchmarks/redis_keys.py --big 0 --runs 5
+    .venv/bin/python benchmarks/redis_keys.py --phases --big 0 # where the engine's time goes
 
-Prints: the runbook pipeline (redis-cli --scan | xargs redis-cli DEL) time vs the engine's, the
-ratio (target >= 4x); other clients' PING latency max / p99 during each (target max <= 10 ms);
-the engine with the atomic Lua filter path; and the engine process's peak RSS while deleting
---big matching keys (target < 100 MB). Data is loaded with DEBUG POPULATE on a throwaway server.
+Data, loaded again before every measured run: ``--keys`` (1M) ``cache:company:<n>`` keys, which go,
+among as many ``bull:silver:enrich:<n>`` keys, which stay; 64-byte string values; loaded with
+pipelined SET (``redis-cli --pipe``) into a throwaway redis-server.
+
+Measured in the same rounds, alternating order (benchmarks/playbook_timing.py):
+
+* runbook: ``redis-cli --scan --pattern "cache:*" | xargs redis-cli DEL``, as runbook 3.1 step 4
+  writes it (plus ``-p <port>``); the baseline of the paired ratios;
+* module, max_keys: ``cerniq.ops.redis_keys`` through ``ansible-playbook`` with ``max_keys`` as the
+  daily maintenance playbook passes it (``cerniq_redis_cleanup_max_keys``, read from the cerniq
+  role's defaults: 1,000,000) - below the database's 2M keys, so the guard counts;
+* module, no max_keys: the same without the guard;
+* engine only (labelled so): ``delete_keys()`` called in this process, no Ansible, both ways;
+* idle: nothing runs for 2 s (what the PING probe sees on this machine anyway).
+
+Module seconds are playbook wall time minus the no-op playbook's (start-up, its own row).
+Each run also reports what another client saw (a separate process doing PING round trips
+throughout: worst and p99), the server's CPU seconds, the longest server call (SLOWLOG) and,
+for the module, its process's peak RSS. ``--big N`` then deletes N matching keys (plus one key
+that stays, so the guard counts and keeps N names aside) through ansible-playbook with
+``max_keys: N`` and reports the module process's peak RSS (target < 100 MB).
+
+``--phases`` measures the engine alone (labelled so), pass by pass, against the runbook: the
+unguarded pass; the guard as it was before (a counting pass, then a second SCAN + UNLINK pass);
+the guard now (a counting pass keeping the names aside, then UNLINK of the kept names).
 """
 
 import argparse
 import os
-import resource
+import re
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
+from benchmarks.playbook_timing import (  # noqa: E402
+    PairedBenchmark, Sample, machine_line, prioritize, time_playbook, write_playbook)
 from tests.support.ansible_run import collections_root  # noqa: E402
 from tests.support.servers import RedisServer  # noqa: E402
 
 sys.path.insert(0, collections_root())
 
-SLOW_US = 1000  # server calls longer than this are listed (SLOWLOG)
+from ansible_collections.cerniq.ops.plugins.module_utils.redis_keys import (  # noqa: E402
+    SPOOL_IN_MEMORY, KeyCleaner, count_keys, delete_keys)
 
-from ansible_collections.cerniq.ops.plugins.module_utils.redis_keys import delete_keys  # noqa: E402
+VALUE = b'v' * 64
+PATTERN = 'cache:*'
+RUNBOOK = 'redis-cli -p {port} --scan --pattern "cache:*" | xargs redis-cli -p {port} DEL > /dev/null'
 
-# A separate process (no GIL sharing with the engine) doing PING round trips back to back.
+# Another client: a separate process doing PING round trips (0.5 ms apart) until stdin says stop.
 PROBE = r'''
-import socket, sys, time
+import select, socket, sys, time
 sock = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 samples = []
-sys.stdout.write('ready\n'); sys.stdout.flush()
-sock.settimeout(0.001)
-stop = False
-while not stop:
+sys.stdout.write('ready\n')
+sys.stdout.flush()
+while not select.select([sys.stdin], [], [], 0)[0]:
     start = time.perf_counter()
     sock.sendall(b'PING\r\n')
     data = b''
-    sock.settimeout(None)
     while not data.endswith(b'\r\n'):
         data += sock.recv(64)
     samples.append(time.perf_counter() - start)
     time.sleep(0.0005)
-    try:
-        import select
-        if select.select([sys.stdin], [], [], 0)[0]:
-            stop = True
-    except Exception:
-        stop = True
 samples.sort()
-n = len(samples)
-print('%d %.3f %.3f %.3f %.3f' % (n, samples[-1] * 1000, samples[int(n * 0.99) - 1] * 1000, samples[n // 2] * 1000,
-                                 time.process_time()))
+print('%d %.3f %.3f' % (len(samples), samples[-1] * 1000, samples[int(len(samples) * 0.99) - 1] * 1000))
 '''
 
 
-class Probe(object):
-    """PING latency seen by another client while something runs."""
-
-    def __init__(self, port):
-        self.proc = subprocess.Popen([sys.executable, '-c', PROBE, str(port)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout.readline().strip() == 'ready'
-
-    def stop(self):
-        self.proc.stdin.write('x\n')
-        self.proc.stdin.flush()
-        out = self.proc.stdout.readline().split()
-        self.proc.wait()
-        count, worst, p99, p50, cpu = int(out[0]), float(out[1]), float(out[2]), float(out[3]), float(out[4])
-        return dict(pings=count, max_ms=worst, p99_ms=p99, p50_ms=p50, cpu=cpu)
+def playbook_max_keys():
+    """cerniq_redis_cleanup_max_keys from the cerniq role's defaults (what daily_maintenance.yml passes)."""
+    with open(os.path.join(REPO, 'roles', 'cerniq', 'defaults', 'main.yml')) as handle:
+        return int(re.search(r'^cerniq_redis_cleanup_max_keys:\s*(\d+)', handle.read(), re.MULTILINE).group(1))
 
 
-def populate(client, matching, others):
-    client.flushall()
-    started = time.monotonic()
-    client.execute_command('DEBUG', 'POPULATE', matching, 'cache')
-    if others:
-        client.execute_command('DEBUG', 'POPULATE', others, 'other')
-    assert client.dbsize() == matching + others
-    return time.monotonic() - started
+def resp(*parts):
+    return b'*%d\r\n' % len(parts) + b''.join(b'$%d\r\n%s\r\n' % (len(part), part) for part in parts)
 
 
-def run_runbook(port):
-    cmd = ("redis-cli -p {p} --scan --pattern 'cache:*' | xargs redis-cli -p {p} DEL > /dev/null").format(p=port)
-    started = time.monotonic()
-    subprocess.run(['bash', '-c', cmd], check=True)
-    return time.monotonic() - started
+def write_load_file(path, families, count):
+    """SET commands for ``count`` keys of each family, interleaved, as redis-cli --pipe reads them."""
+    with open(path, 'wb') as handle:
+        for start in range(0, count, 50000):
+            handle.write(b''.join(resp(b'SET', family % number, VALUE)
+                                  for number in range(start, min(count, start + 50000)) for family in families))
 
 
-def client_pipeline(client, pattern, count, batch):
-    """The alternative design, for comparison: SCAN page to the client, then UNLINK it and fetch
-    the next page in one pipelined round trip."""
-    started = time.monotonic()
-    deleted = 0
-    cursor, keys = client.execute_command('SCAN', 0, 'MATCH', pattern, 'COUNT', count)
-    while True:
-        pipe = client.pipeline(transaction=False)
-        for start in range(0, len(keys), batch):
-            pipe.execute_command('UNLINK', *keys[start:start + batch])
-        if int(cursor):
-            pipe.execute_command('SCAN', cursor, 'MATCH', pattern, 'COUNT', count)
-        replies = pipe.execute()
-        if int(cursor) == 0:
-            deleted += sum(replies)
-            break
-        deleted += sum(replies[:-1])
-        cursor, keys = replies[-1]
-    return deleted, time.monotonic() - started
+class Server(object):
+    """The throwaway server, its data file and the measurements around each run."""
 
+    def __init__(self, server, load_file, expected):
+        self.server, self.load_file, self.expected = server, load_file, expected
+        self.client = server.client(socket_timeout=600)
 
-def fmt_latency(lat):
-    return 'max %.2f ms, p99 %.2f ms, p50 %.2f ms over %d PINGs' % (
-        lat['max_ms'], lat['p99_ms'], lat['p50_ms'], lat['pings'])
+    def load(self):
+        self.client.flushall()
+        with open(self.load_file, 'rb') as handle:
+            subprocess.run(['redis-cli', '-p', str(self.server.port), '--pipe'], stdin=handle,
+                           stdout=subprocess.DEVNULL, check=True)
+        assert self.client.dbsize() == self.expected, self.client.dbsize()
+        time.sleep(1.0)  # let the server settle (incremental rehashing of the fresh tables)
 
-
-def rss_watch(stop, peak):
-    import psutil
-    proc = psutil.Process()
-    while not stop.is_set():
-        peak[0] = max(peak[0], proc.memory_info().rss)
-        time.sleep(0.02)
-
-
-class Measure(object):
-    """Wall time, CPU (server + client) and what other clients saw, around one run.
-
-    CPU seconds and the server's own call durations (SLOWLOG) stay meaningful on a
-    shared, busy machine where wall-clock and PING figures include CPU contention.
-    """
-
-    def __init__(self, client, port, children=False):
-        self.client, self.port, self.children = client, port, children
-
-    def _server_cpu(self):
+    def cpu(self):
         info = self.client.info('cpu')
         return info['used_cpu_sys'] + info['used_cpu_user']
 
-    def _client_cpu(self):
-        if self.children:
-            usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        else:
-            usage = resource.getrusage(resource.RUSAGE_SELF)
-        return usage.ru_utime + usage.ru_stime
+    def measured(self, run, remaining):
+        """Wrap ``run`` (returns seconds or a Sample): PING probe, server CPU, longest call, data check."""
+        def wrapper():
+            self.client.config_set('slowlog-log-slower-than', 1000)
+            self.client.slowlog_reset()
+            probe = subprocess.Popen([sys.executable, '-c', PROBE, str(self.server.port)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+            assert probe.stdout.readline().strip() == 'ready'
+            cpu = self.cpu()
+            sample = run()
+            cpu = self.cpu() - cpu
+            probe.stdin.write('stop\n')
+            probe.stdin.flush()
+            pings, worst, p99 = probe.stdout.readline().split()
+            probe.wait()
+            slow = [entry['duration'] / 1000.0 for entry in self.client.slowlog_get(100000)
+                    if (entry['command'] or b'').split(b' ')[0].upper() not in (b'SLOWLOG', b'CONFIG', b'INFO')]
+            if not isinstance(sample, Sample):
+                sample = Sample(sample)
+            sample.extras.update({'PING worst ms': float(worst), 'PING p99 ms': float(p99), 'server CPU s': cpu,
+                                  'longest call ms': max(slow) if slow else 0.0})
+            if remaining is not None:
+                assert self.client.dbsize() == remaining, (self.client.dbsize(), remaining)
+            return sample
+        return wrapper
 
-    def __enter__(self):
-        self.client.config_set('slowlog-log-slower-than', SLOW_US)
-        self.client.config_set('slowlog-max-len', 100000)
-        self.client.slowlog_reset()
-        self.client.config_resetstat()
-        self.probe = Probe(self.port)
-        self.cpu0 = (self._server_cpu(), self._client_cpu())
-        self.started = time.monotonic()
-        return self
 
-    def __exit__(self, *exc):
-        self.wall = time.monotonic() - self.started
-        self.latency = self.probe.stop()
-        self.server_cpu = self._server_cpu() - self.cpu0[0]
-        self.client_cpu = self._client_cpu() - self.cpu0[1]
-        if self.children:
-            # The probe is a child process too: its CPU is not the runbook's.
-            self.client_cpu = max(self.client_cpu - self.latency['cpu'], 0.0)
-        slow = [entry for entry in self.client.slowlog_get(100000)
-                if entry['command'].split(b' ')[0].upper() not in (b'PING', b'SLOWLOG', b'CONFIG', b'INFO')]
-        self.slow_calls = len(slow)
-        longest = max(slow, key=lambda entry: entry['duration']) if slow else None
-        self.longest_ms = longest['duration'] / 1000.0 if longest else 0.0
-        self.longest_cmd = b' '.join(longest['command'].split(b' ')[:2])[:40].decode('utf-8', 'replace') if longest else ''
-        self.client.config_set('slowlog-log-slower-than', 10000)
-        stats = self.client.info('commandstats')
-        ours = [value for name, value in stats.items()
-                if name[len('cmdstat_'):].split('|')[0] not in ('ping', 'info', 'config', 'slowlog')]
-        scripts = [stats[name] for name in ('cmdstat_evalsha', 'cmdstat_eval') if name in stats]
-        if scripts:
-            ours = scripts  # commands a script runs are counted too: count the script calls only
-        calls = sum(value['calls'] for value in ours)
-        self.mean_ms = sum(value['usec'] for value in ours) / 1000.0 / calls if calls else 0.0
-
-    def line(self, label):
-        return ('%-38s %6.2f s wall | CPU server %5.2f s + client %5.2f s | server call mean %.2f ms, '
-                '> %.0f ms: %d, longest %.2f ms (%s) | PING %s' % (
-                    label, self.wall, self.server_cpu, self.client_cpu, self.mean_ms, SLOW_US / 1000.0,
-                    self.slow_calls, self.longest_ms, self.longest_cmd, fmt_latency(self.latency)))
+def timed(function):
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--keys', type=int, default=2000000, help='total keys (default 2M)')
-    parser.add_argument('--matching', type=int, default=1000000, help="keys matching 'cache:*' (default 1M)")
-    parser.add_argument('--big', type=int, default=10000000, help='matching keys for the RSS run (0 = skip)')
-    parser.add_argument('--scan-count', type=int, default=1000)
-    parser.add_argument('--batch-size', type=int, default=1000)
-    parser.add_argument('--sweep', action='store_true', help='also time scan_count 100/1000/5000')
-    parser.add_argument('--extras', action='store_true',
-                        help='also time the client-side pipeline design, a filter, and max_keys')
+    parser.add_argument('--keys', type=int, default=1000000, help='keys of each family (default 1M: 2M in all)')
+    parser.add_argument('--runs', type=int, default=3)
+    parser.add_argument('--max-keys', type=int, default=playbook_max_keys(),
+                        help='max_keys of the guarded runs (default: the daily maintenance playbook\'s)')
+    parser.add_argument('--big', type=int, default=10000000, help='matching keys of the RSS run (0 = skip)')
+    parser.add_argument('--phases', action='store_true', help='engine only, pass by pass (see above)')
+    parser.add_argument('--autogroup-nice', type=int, help='raise the CPU share of the benchmark, its server and '
+                        'the module processes (root; e.g. -10): a quiet machine approximated on a shared one')
     args = parser.parse_args()
-    others = args.keys - args.matching
-    options = dict(scan_count=args.scan_count, batch_size=args.batch_size)
 
-    with RedisServer(extra_args=['--enable-debug-command', 'yes']) as server:
-        client = server.client(socket_timeout=600)  # DEBUG POPULATE of 10M keys blocks for a while
-        version = client.info('server')['redis_version']
-        print('redis-server %s, %d CPUs, load average %.1f; %d keys, %d matching cache:*' % (
-            version, os.cpu_count(), os.getloadavg()[0], args.keys, args.matching))
-
-        if not args.keys:
-            args.extras = args.sweep = False
-        with Measure(client, server.port) as idle:
-            time.sleep(1.0)
-        print(idle.line('idle server (1 s)'))
-
-        if args.keys:
-            compare(client, server, args, others, options)
-        big_run(client, server, args, options)
-        client.close()
-
-
-def compare(client, server, args, others, options):
-    populate(client, args.matching, others)
-    with Measure(client, server.port, children=True) as runbook:
-        run_runbook(server.port)
-    assert client.dbsize() == others, client.dbsize()
-    print(runbook.line('runbook: redis-cli --scan | xargs DEL'))
-
-    populate(client, args.matching, others)
-    with Measure(client, server.port) as ours:
-        result = delete_keys(client, ['cache:*'], **options)
-    assert result['deleted'] == args.matching and client.dbsize() == others, result
-    print(ours.line('cerniq.ops.redis_keys engine'))
-    print('  speed-up vs runbook: %.1fx wall, %.1fx total CPU (%d page calls)' % (
-        runbook.wall / ours.wall, (runbook.server_cpu + runbook.client_cpu) / (ours.server_cpu + ours.client_cpu),
-        result['scan_calls']))
-
-    if args.extras:
-        populate(client, args.matching, others)
-        with Measure(client, server.port) as piped:
-            deleted, _unused = client_pipeline(client, b'cache:*', args.scan_count, args.batch_size)
-        assert deleted == args.matching
-        print(piped.line('alternative: client SCAN + pipelined UNLINK'))
-
-        populate(client, args.matching, others)
-        with Measure(client, server.port) as filtered:
-            assert delete_keys(client, ['cache:*'], no_ttl_only=True, **options)['deleted'] == args.matching
-        print(filtered.line('engine with no_ttl_only filter'))
-
-        populate(client, args.matching, others)
-        with Measure(client, server.port) as guarded:
-            assert delete_keys(client, ['cache:*'], max_keys=args.matching, **options)['deleted'] == args.matching
-        print(guarded.line('engine with max_keys (counting pass)'))
-
-    if args.sweep:
-        for count in (100, 1000, 5000):
-            populate(client, args.matching, others)
-            with Measure(client, server.port) as swept:
-                delete_keys(client, ['cache:*'], scan_count=count, batch_size=min(count, 5000))
-            print(swept.line('engine scan_count=%d' % count))
+    scratch = tempfile.mkdtemp(prefix='cerniq-bench-redis-')
+    with RedisServer() as server:
+        if args.autogroup_nice is not None:
+            prioritize(server.proc.pid, args.autogroup_nice)
+        print('redis-server %s; %s' % (server.client().info('server')['redis_version'], machine_line()))
+        load_file = os.path.join(scratch, 'load.resp')
+        write_load_file(load_file, [b'cache:company:%d', b'bull:silver:enrich:%d'], args.keys)
+        data = Server(server, load_file, 2 * args.keys)
+        if args.phases:
+            phases(data, server, args)
+        elif args.keys:
+            compare(data, server, args)
+        if args.big:
+            big_run(server, scratch, args.big, args.autogroup_nice)
+        data.client.close()
+    for name in os.listdir(scratch):
+        os.unlink(os.path.join(scratch, name))
+    os.rmdir(scratch)
 
 
-def big_run(client, server, args, options):
-    if not args.big:
-        return
+def compare(data, server, args):
+    connection = dict(redis_host='127.0.0.1', redis_port=server.port)
+    guarded = dict(connection, patterns=[PATTERN], max_keys=args.max_keys)
+    unguarded = dict(connection, patterns=[PATTERN])
+    expected = args.keys
+
+    def accept(result):
+        if not result or result.get('failed') or result.get('deleted') != expected:
+            raise RuntimeError('module run went wrong: %r' % (result,))
+
+    bench = PairedBenchmark(runs=args.runs, autogroup_nice=args.autogroup_nice)
+    bench.add('runbook: --scan | xargs DEL', data.measured(
+        lambda: timed(lambda: subprocess.run(['bash', '-c', RUNBOOK.format(port=server.port)], check=True)),
+        expected), prepare=data.load, baseline=True)
+    for label, module_args in (('module, max_keys=%d' % args.max_keys, guarded), ('module, no max_keys', unguarded)):
+        method = bench.add_module(label, 'redis_keys', module_args, prepare=data.load, rss=True, accept=accept)
+        method.run = data.measured(method.run, expected)
+    for label, options in (('engine only, max_keys=%d' % args.max_keys, dict(max_keys=args.max_keys)),
+                           ('engine only, no max_keys', {})):
+        bench.add(label, data.measured(_engine(data.client, options, expected), expected), prepare=data.load)
+    bench.add('idle server, 2 s (PING noise floor)', data.measured(lambda: timed(lambda: time.sleep(2)), None),
+              ratio=False)
+    print('data: %d cache:company:<n> keys to delete among %d (the others bull:silver:enrich:<n>), 64-byte values'
+          % (args.keys, 2 * args.keys))
+    bench.run()
+    bench.print_report('delete %d of %d keys: paired with the runbook, medians of %d rounds' % (
+        args.keys, 2 * args.keys, args.runs))
+    for method in bench.methods:
+        engine = [sample.result for sample in method.samples if isinstance(sample.result, dict)]
+        if engine:
+            print('  %s: guard=%s, scan_calls=%s, elapsed (engine) %s s' % (
+                method.label, engine[0].get('guard'), engine[0].get('scan_calls'),
+                ' / '.join('%.2f' % result['elapsed'] for result in engine)))
+
+
+def phases(data, server, args):
+    """Engine only: where the time goes, pass by pass, paired with the runbook."""
+    client, expected = data.client, args.keys
+
+    def timed_pass(function):
+        started = time.perf_counter()
+        function()
+        return time.perf_counter() - started
+
+    def unguarded():
+        seconds = timed_pass(lambda: delete_keys(client, [PATTERN]))
+        return Sample(seconds, **{'pass 1 s': seconds})
+
+    def guard_before():
+        """As the guard was: count, then SCAN + UNLINK the whole keyspace again (never above max_keys)."""
+        cleaner = KeyCleaner(client, [PATTERN], max_keys=args.max_keys)
+        result = cleaner._empty_result()
+        first = timed_pass(lambda: count_keys(client, [PATTERN]))
+        second = timed_pass(lambda: cleaner._scan(cleaner._nodes(), result, apply=True, budget=args.max_keys))
+        assert result['deleted'] == expected, result
+        return Sample(first + second, **{'pass 1 s': first, 'pass 2 s': second})
+
+    def guard_now():
+        cleaner = KeyCleaner(client, [PATTERN], max_keys=args.max_keys)
+        result, nodes = cleaner._empty_result(), cleaner._nodes()
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+            first = timed_pass(lambda: cleaner._scan(nodes, result, apply=False, spool=spool, stop_above=args.max_keys))
+            kept = spool.tell()
+            second = timed_pass(lambda: cleaner._delete_kept(nodes, result, spool))
+        assert result['deleted'] == expected, result
+        return Sample(first + second, **{'pass 1 s': first, 'pass 2 s': second, 'kept MB': kept / 1e6})
+
+    bench = PairedBenchmark(runs=args.runs, autogroup_nice=args.autogroup_nice)
+    bench.add('runbook: --scan | xargs DEL', data.measured(
+        lambda: timed(lambda: subprocess.run(['bash', '-c', RUNBOOK.format(port=server.port)], check=True)),
+        expected), prepare=data.load, baseline=True)
+    bench.add('engine only, no max_keys: SCAN + UNLINK', data.measured(unguarded, expected), prepare=data.load)
+    bench.add('engine only, guard before: count, SCAN + UNLINK again', data.measured(guard_before, expected),
+              prepare=data.load)
+    bench.add('engine only, guard now: count keeping names, UNLINK them', data.measured(guard_now, expected),
+              prepare=data.load)
+    bench.run()
+    bench.print_report('where the engine\'s time goes: %d of %d keys, medians of %d rounds' % (
+        args.keys, 2 * args.keys, args.runs))
+
+
+def _engine(client, options, expected):
+    def run():
+        started = time.perf_counter()
+        result = delete_keys(client, [PATTERN], **options)
+        seconds = time.perf_counter() - started
+        assert result['deleted'] == expected, result
+        return Sample(seconds, result)
+    return run
+
+
+def big_run(server, scratch, count, nice):
+    """Peak RSS of the module process (through ansible-playbook) keeping ``count`` names aside."""
+    client = server.client(socket_timeout=600)
     client.flushall()
-    loaded = populate(client, args.big, 0)
-    print('loaded %d keys with DEBUG POPULATE in %.1f s' % (args.big, loaded))
-    import psutil
-    before = psutil.Process().memory_info().rss
-    stop, peak = threading.Event(), [before]
-    watcher = threading.Thread(target=rss_watch, args=(stop, peak))
-    watcher.start()
-    with Measure(client, server.port) as measured:
-        big = delete_keys(client, ['cache:*'], **options)
-        stop.set()  # before Measure reads the SLOWLOG: only the engine's memory counts
-        watcher.join()
-    assert big['deleted'] == args.big and client.dbsize() == 0, big
-    print(measured.line('engine, %d matching keys' % args.big))
-    print('  engine process RSS: %.1f MB before, peak %.1f MB while deleting' % (before / 1e6, peak[0] / 1e6))
+    load_file = os.path.join(scratch, 'big.resp')
+    write_load_file(load_file, [b'cache:company:%d'], count)
+    with open(load_file, 'ab') as handle:
+        handle.write(resp(b'SET', b'bull:silver:enrich:0', VALUE))
+    with open(load_file, 'rb') as handle:
+        subprocess.run(['redis-cli', '-p', str(server.port), '--pipe'], stdin=handle, stdout=subprocess.DEVNULL,
+                       check=True)
+    os.unlink(load_file)
+    assert client.dbsize() == count + 1
+    playbook = write_playbook(scratch, 'big', {'cerniq.ops.redis_keys': dict(
+        redis_host='127.0.0.1', redis_port=server.port, patterns=[PATTERN], max_keys=count)})
+    wall, result, proc, peak, _lived = time_playbook(playbook, process_marker='AnsiballZ_redis_keys', nice=nice)
+    os.unlink(playbook)
+    if not result or result.get('deleted') != count or client.dbsize() != 1:
+        raise RuntimeError('big run went wrong: %s' % proc.stdout[-2000:])
+    print('\n%d matching keys (+1 kept), module through ansible-playbook with max_keys=%d: guard=%s, '
+          '%.1f s wall, engine %.1f s; module process peak RSS %.1f MB (%s)' % (
+              count, count, result['guard'], wall, result['elapsed'], peak / 1e6, machine_line()))
+    client.close()
 
 
 if __name__ == '__main__':

@@ -16,11 +16,13 @@ options:
     type: str
     default: localhost
   redis_port:
-    description: TCP port of the Redis server.
+    description: TCP port of the Redis server, 1 to 65535.
     type: int
     default: 6379
   redis_db:
-    description: Database number (ignored for Redis Cluster).
+    description:
+      - Database number, 0 or more (ignored for Redis Cluster).
+      - A number above the server's C(databases) setting fails with a message saying so.
     type: int
     default: 0
   redis_username:
@@ -36,7 +38,10 @@ options:
     type: bool
     default: false
   redis_ca_certs:
-    description: CA certificate bundle used to verify the server with O(redis_tls).
+    description:
+      - CA certificate bundle used to verify the server with O(redis_tls).
+      - With O(redis_tls), a missing or unreadable file (as for O(redis_client_cert) and O(redis_client_key)) fails
+        before connecting, with a message naming the option and the file.
     type: path
   redis_validate_certs:
     description: Verify the server certificate and host name with O(redis_tls).
@@ -46,23 +51,26 @@ options:
     description: Client certificate for mutual TLS.
     type: path
   redis_client_key:
-    description: Client private key for mutual TLS.
+    description: Client private key for mutual TLS; needs O(redis_client_cert).
     type: path
   redis_socket_timeout:
-    description: Seconds to wait for a connection or a reply before failing with a clear error.
+    description:
+      - Seconds to wait for a connection or a reply before failing with a clear error.
+      - More than 0 and at most 3600.
     type: float
     default: 5.0
   redis_sentinel_master:
     description: Name of a Sentinel-monitored master; when set, the master is found through O(redis_sentinel_nodes).
     type: str
   redis_sentinel_nodes:
-    description: Sentinel nodes as C(host:port), used with O(redis_sentinel_master).
+    description: Sentinel nodes as C(host:port) (port 1 to 65535), used with O(redis_sentinel_master).
     type: list
     elements: str
     default: []
   redis_cluster:
     description:
       - Connect to a Redis Cluster through the node at O(redis_host):O(redis_port).
+      - A server without cluster mode fails with a one-line message. Excludes O(redis_sentinel_master).
       - BullMQ queues on a cluster need a hash tag in their prefix (for example C({bull})).
     type: bool
     default: false
@@ -70,7 +78,9 @@ requirements:
   - redis (redis-py) on the host that runs the module
 notes:
   - An unreachable server or a wrong password ends the task with a one-line message naming the
-    server and the cause; the password never appears in it.
+    server and the cause (unreachable, timed out, authentication, TLS certificate not trusted, TLS
+    handshake, not a cluster node, no such database); the password never appears in it.
+  - Option values out of range are refused before any connection is tried.
   - All Redis modules of the collection take these options; set them once with C(module_defaults)
     and the action group C(group/cerniq.ops.redis).
 '''

@@ -14,6 +14,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import math
+import os
 import traceback
 
 REDIS_IMPORT_ERROR = None
@@ -52,6 +54,10 @@ REDIS_ENV_FALLBACKS = dict(
 )
 
 
+MAX_SOCKET_TIMEOUT = 3600.0
+TLS_FILES = ('redis_ca_certs', 'redis_client_cert', 'redis_client_key')
+
+
 class RedisConnectError(Exception):
     """Connection failed; the message is one line naming the server and the cause."""
 
@@ -81,21 +87,30 @@ def describe_server(params):
 
 def classify_connect_error(error):
     text = str(error).lower()
+    if 'cluster mode is not enabled' in text:
+        return 'not a Redis Cluster node (set redis_cluster to false)'
+    if 'db index is out of range' in text:
+        return 'no such database (redis_db is above the server\'s "databases" setting)'
     if 'noauth' in text or 'authentication required' in text or 'already authenticated' in text:
         return 'authentication required (no password given)'
     if isinstance(error, redis_exceptions.AuthenticationError) or 'wrongpass' in text \
             or 'invalid password' in text or 'invalid username-password' in text:
         return 'authentication failed'
+    if 'certificate verify failed' in text:
+        return 'TLS certificate not trusted'
     if isinstance(error, redis_exceptions.TimeoutError) or 'timeout' in text or 'timed out' in text:
         return 'connection timed out'
-    if isinstance(error, redis_exceptions.ConnectionError) or isinstance(error, OSError):
+    if '[ssl' in text or 'wrong version number' in text or 'ssl handshake' in text:
+        return 'TLS handshake failed'
+    if isinstance(error, (redis_exceptions.ConnectionError, OSError)) or 'connection refused' in text:
         return 'server unreachable'
     return 'connection failed'
 
 
-def _one_line(error):
+def _one_line(error, limit=300):
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else error.__class__.__name__
+    line = lines[0] if lines else error.__class__.__name__
+    return line if len(line) <= limit else line[:limit] + '...'
 
 
 def _client_kwargs(params):
@@ -119,10 +134,57 @@ def _client_kwargs(params):
 
 
 def _parse_node(text):
-    host, sep, port = text.rpartition(':')
-    if not sep or not host or not port.isdigit():
-        raise RedisConnectError('invalid sentinel node %r: expected host:port' % text)
+    host, sep, port = str(text).rpartition(':')
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise RedisConnectError('invalid sentinel node %r: expected host:port with a port from 1 to 65535' % text)
     return host, int(port)
+
+
+def _integer(params, name, default, low, high):
+    value = params.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            value = int(str(value), 10)
+        except ValueError:
+            raise RedisConnectError('%s must be an integer from %d to %d, got %r' % (name, low, high, value))
+    if not low <= value <= high:
+        raise RedisConnectError('%s must be from %d to %d, got %d' % (name, low, high, value))
+    return value
+
+
+def check_redis_params(params):
+    """Refuse bad connection options before any connection is tried (one line, nothing secret)."""
+    host = params.get('redis_host')
+    if host is not None and not str(host).strip():
+        raise RedisConnectError('redis_host is empty: give a host name or address (default localhost)')
+    _integer(params, 'redis_port', 6379, 1, 65535)
+    _integer(params, 'redis_db', 0, 0, 2 ** 31 - 1)
+    timeout = params.get('redis_socket_timeout')
+    if timeout is not None:
+        try:
+            timeout = float(timeout)
+        except (TypeError, ValueError):
+            raise RedisConnectError('redis_socket_timeout must be a number of seconds, got %r' % (timeout,))
+        if math.isnan(timeout) or not 0 < timeout <= MAX_SOCKET_TIMEOUT:
+            raise RedisConnectError('redis_socket_timeout must be more than 0 and at most %d seconds, got %r'
+                                    % (MAX_SOCKET_TIMEOUT, timeout))
+    if params.get('redis_cluster') and params.get('redis_sentinel_master'):
+        raise RedisConnectError('redis_cluster and redis_sentinel_master exclude each other: choose one')
+    if params.get('redis_sentinel_master'):
+        nodes = [_parse_node(node) for node in params.get('redis_sentinel_nodes') or []]
+        if not nodes:
+            raise RedisConnectError('redis_sentinel_master is set but redis_sentinel_nodes is empty')
+    if params.get('redis_client_key') and not params.get('redis_client_cert'):
+        raise RedisConnectError('redis_client_key is set but redis_client_cert is not')
+    if params.get('redis_tls'):
+        for name in TLS_FILES:
+            path = params.get(name)
+            if path and not os.path.isfile(path):
+                raise RedisConnectError('%s: no such file %s' % (name, path))
+            if path and not os.access(path, os.R_OK):
+                raise RedisConnectError('%s: cannot read %s (permission denied)' % (name, path))
 
 
 def connect_redis(params, decode_responses=False):
@@ -133,13 +195,12 @@ def connect_redis(params, decode_responses=False):
     """
     if not HAS_REDIS:
         raise RedisConnectError('the Python library redis (redis-py) is not installed')
+    check_redis_params(params)
     kwargs = _client_kwargs(params)
     try:
         if params.get('redis_sentinel_master'):
             from redis.sentinel import Sentinel
             nodes = [_parse_node(node) for node in params.get('redis_sentinel_nodes') or []]
-            if not nodes:
-                raise RedisConnectError('redis_sentinel_master is set but redis_sentinel_nodes is empty')
             sentinel = Sentinel(nodes, socket_timeout=kwargs['socket_timeout'], sentinel_kwargs={
                 key: kwargs[key] for key in ('username', 'password', 'socket_timeout') if kwargs.get(key)})
             client = sentinel.master_for(params['redis_sentinel_master'], db=params.get('redis_db') or 0,
@@ -154,7 +215,7 @@ def connect_redis(params, decode_responses=False):
         client.ping()
     except RedisConnectError:
         raise
-    except (redis_exceptions.RedisError, OSError) as error:
+    except (redis_exceptions.RedisError, redis_exceptions.RedisClusterException, OSError) as error:
         raise RedisConnectError('cannot connect to Redis %s: %s (%s)' % (
             describe_server(params), classify_connect_error(error), _one_line(error)))
     return client

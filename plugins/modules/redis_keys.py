@@ -34,8 +34,13 @@ attributes:
 options:
   patterns:
     description:
-      - Glob patterns as understood by C(SCAN MATCH) (C(*), C(?), C([a-z]), C(\\) escapes).
-      - A pattern that is empty or matches every key (C(*)) is refused unless O(allow_all=true).
+      - Glob patterns as understood by C(SCAN MATCH) (C(*), C(?), C([a-z]), C([^a-z]), C(\\) escapes).
+      - Each pattern must have a literal part, judged by what the pattern can match, not by how it is spelled.
+        A pattern made only of C(*), C(?) and classes of several characters (C(*), C(?*), C(*?), C([^x]*),
+        C([a-z]*), C([!x]*)...) has no character that every key it matches contains, so it can match nearly
+        every key of the database; it is refused unless O(allow_all=true). A one-character class such as
+        C([c]) or an escaped C(\\*) counts as literal.
+      - An empty pattern is refused.
     type: list
     elements: str
     required: true
@@ -47,14 +52,21 @@ options:
     choices: [absent, count]
     default: absent
   allow_all:
-    description: Allow a pattern made only of C(*), which matches every key of the database.
+    description:
+      - Allow patterns without a literal part (see O(patterns)), such as C(*), which match every key of the database.
     type: bool
     default: false
   max_keys:
     description:
       - Guard. When more keys than this match, the task fails B(before deleting anything).
-      - Costs a counting pass (a full C(SCAN) with the filters) before the delete pass. The delete pass
-        never deletes more than O(max_keys) keys, even if keys are added in between.
+      - When the databases hold no more than O(max_keys) keys in all (C(DBSIZE)), nothing needs counting and
+        one delete pass runs; it never deletes more than O(max_keys) keys, even if keys are added meanwhile
+        (RV(limit_reached)).
+      - Otherwise one counting pass (a C(SCAN) with the filters, deleting nothing) stops as soon as more keys
+        match, and keeps the names of the matching keys aside (as the server encoded them; in memory up to
+        8 MB, then in an unnamed temporary file removed when the run ends, about 27 bytes a key). The delete
+        pass then unlinks those names, with the filters checked again, instead of scanning the keyspace a
+        second time; a matching key created after the count is left for the next run.
     type: int
   key_type:
     description: Only delete keys of this type (C(SCAN ... TYPE), Redis 6.0 or later).
@@ -72,8 +84,9 @@ options:
   scan_count:
     description:
       - C(COUNT) hint of each C(SCAN) page (hash slots examined per server call), 1 to 100000.
-      - One server call handles one page; at 1000 a call takes about 1.5 ms of server CPU, so other
+      - One server call handles one page; at 1000 a call takes about 1.5-2 ms of server CPU, so other
         clients never wait long. Larger pages are a little faster overall but block others longer.
+      - With O(max_keys), the kept names are deleted about this many per call.
     type: int
     default: 1000
   batch_size:
@@ -129,7 +142,9 @@ EXAMPLES = r'''
 
 RETURN = r'''
 matched:
-  description: Keys matching the patterns and filters (deleted or, in check mode / V(count), to delete).
+  description:
+    - Keys matching the patterns and filters (deleted or, in check mode / V(count), to delete).
+    - When O(max_keys) refuses the run, the count at which counting stopped (more than O(max_keys)).
   returned: always
   type: int
   sample: 1000000
@@ -162,13 +177,22 @@ nodes:
   returned: always
   type: int
 limit_reached:
-  description: True when O(max_keys) stopped the deletion because keys were added after the counting pass.
+  description:
+    - True when O(max_keys) stopped the deletion because keys were added during a run that needed no
+      counting pass (RV(guard) is V(dbsize)).
   returned: always
   type: bool
 counted_first:
-  description: True when a counting pass ran before deleting (O(max_keys) set).
+  description: True when a counting pass ran before deleting (RV(guard) is V(counted)).
   returned: always
   type: bool
+guard:
+  description:
+    - How the O(max_keys) guard was met. V(none) - no O(max_keys). V(dbsize) - the databases held no more
+      than O(max_keys) keys, no count needed. V(counted) - a counting pass ran and its kept names were deleted.
+  returned: always
+  type: str
+  sample: counted
 elapsed:
   description: Seconds the run took.
   returned: always

@@ -28,6 +28,20 @@ def free_port():
         return sock.getsockname()[1]
 
 
+def _cluster_port():
+    """A free port whose cluster bus port (port + 10000) is a valid port and free as well."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+            try:
+                sock.bind(('127.0.0.1', port + 10000))
+            except OSError:
+                continue
+        return port
+
+
 def _wait_for_port(port, timeout, proc=None, what='server'):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -197,7 +211,7 @@ class RedisServer:
             raise RuntimeError('redis-server not found: apt-get install redis-server')
         self.base = tempfile.mkdtemp(prefix='cerniq-redis-')
         for attempt in range(5):
-            self.port = free_port()
+            self.port = _cluster_port() if self.cluster else free_port()
             args = [binary, '--port', str(self.port), '--bind', '127.0.0.1', '--dir', self.base,
                     '--save', '', '--appendonly', 'no', '--daemonize', 'no', '--loglevel', 'warning',
                     '--logfile', os.path.join(self.base, 'redis.log')]
