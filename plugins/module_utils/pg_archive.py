@@ -84,6 +84,7 @@ DEFAULTS = dict(
 
 _RETRY_CODES = ('55P03', '57014', '40P01', '40001')  # lock_not_available, query_canceled, deadlock, serialization
 _TIMESTAMP_TYPES = ('timestamptz', 'timestamp', 'date')
+FIRST_SPAN = 8192  # blocks (64 MB) at most in a pass's first statement, before its time is known
 _FK_ACTIONS = {'c': 'CASCADE', 'n': 'SET NULL', 'd': 'SET DEFAULT'}
 
 
@@ -178,13 +179,17 @@ class ArchiveRun(object):
         self.source = None
         self.cutoff_text = None
         self.touched = False
+        self.used = set()
+        self.skipped_leaves = 0
+        self.count_span = 4096  # blocks per read-only count statement; adapts like the batches
+        self.block_span = FIRST_SPAN
         self.result = dict(
             changed=False, mode='archive' if self.archive_name else 'purge', cutoff=None,
             source_table=None, archive_table=None, rows_moved=0, rows_batched=0, rows_in_partitions=0,
             partitions_moved=[], batches=0, passes=0, worst_batch_ms=0.0, median_batch_ms=0.0,
             elapsed_s=0.0, strategy=self.strategy, archive_created=False, left_for_next_run=0,
-            stopped_by_max_runtime=False, final_check_ms=0.0, warnings=[], recovered=[],
-            delete_side_effects=dict(foreign_keys=[], triggers=[], rules=[]))
+            stopped_by_max_runtime=False, final_check_ms=0.0, worst_check_ms=0.0, batches_skipping_locked_rows=0,
+            warnings=[], recovered=[], delete_side_effects=dict(foreign_keys=[], triggers=[], rules=[]))
 
     # ------------------------------------------------------------------ helpers
     def _q(self, sql, args=None, fetch='all'):
@@ -622,6 +627,7 @@ class ArchiveRun(object):
     # ------------------------------------------------------------------ batching
     def _leaves(self):
         """Plain tables holding the source's rows (itself, or the leaf partitions with due rows)."""
+        self.skipped_leaves = 0
         if self.source.relkind == 'r':
             return [(self.source.sql, self.source.display)]
         leaves = []
@@ -634,29 +640,47 @@ class ArchiveRun(object):
         for oid, schema, name, relkind, bound, parent in rows:
             if relkind != 'r':
                 self._note('leaf %s.%s is not a plain table (relkind %s): skipped' % (schema, name, relkind))
+                self.skipped_leaves += 1
                 continue
             if parent == self.source.oid and bound and bound != 'DEFAULT' and self._bound_lower_is_future(bound):
                 continue
             leaves.append((quote_ident([schema, name]), '%s.%s' % (schema, name)))
         return leaves
 
-    def _batch_sql(self, rel_sql, block_range, ordered):
-        inner = 'SELECT ctid FROM ONLY %s WHERE %s' % (_pct(rel_sql), self._due_sql())
+    def _batch_sql(self, rel_sql, block_range, ordered, skip_locked):
+        """One batch: DELETE ... RETURNING feeding the archive INSERT, in one statement.
+
+        The DELETE repeats the due condition: a row updated by another session after the inner
+        SELECT's snapshot is re-checked on its newest version (READ COMMITTED EvalPlanQual) and moves
+        only if still due. ``skip_locked`` selects the rows with FOR UPDATE SKIP LOCKED: rows other
+        sessions hold are skipped instead of waited for, at the price of locking every row first.
+        """
+        due = self._due_sql()
+        inner = 'SELECT ctid FROM ONLY %s WHERE %s' % (_pct(rel_sql), due)
         if block_range:
             inner += '\n AND ctid >= %(lo)s::tid AND ctid < %(hi)s::tid'
         if ordered:
             inner += '\n ORDER BY %s' % _pct(self.ts_sql)
-        inner += '\n LIMIT %(limit)s FOR UPDATE SKIP LOCKED'
+        inner += '\n LIMIT %(limit)s'
+        if skip_locked:
+            inner += ' FOR UPDATE SKIP LOCKED'
         cols = _pct(self.cols_sql)
         returning = 'ctid AS "__cerniq_ctid", %s' % cols
-        sql = 'WITH moved AS (DELETE FROM ONLY %s WHERE ctid = ANY(ARRAY(%s)) RETURNING %s)' % (
-            _pct(rel_sql), inner, returning)
+        sql = 'WITH moved AS (DELETE FROM ONLY %s WHERE ctid = ANY(ARRAY(%s))\n AND %s RETURNING %s)' % (
+            _pct(rel_sql), inner, due, returning)
         if self.archive is not None:
             sql += ', ins AS (INSERT INTO %s (%s) SELECT %s FROM moved)' % (_pct(self.archive.sql), cols, cols)
-        sql += ' SELECT count(*), max(((("__cerniq_ctid")::text)::point)[0]) FROM moved'
+        # The last block touched (to resume a range cut short by the row limit), block passes only.
+        sql += ' SELECT count(*), %s FROM moved' % ('max("__cerniq_ctid")::text' if block_range else 'NULL')
         return sql
 
-    def _run_batch(self, sql, args):
+    def _run_batch(self, sql, args, fallback_sql=None):
+        """Run one batch statement, with retries; returns (rows moved, last block touched, ms).
+
+        A lock or statement timeout, deadlock or serialization failure of ``sql`` is retried first as
+        ``fallback_sql`` (the SKIP LOCKED form, which does not wait for rows other sessions hold), then
+        with backoff and a halved size, ``lock_retries`` times.
+        """
         attempt = 0
         while True:
             t0 = time.monotonic()
@@ -664,6 +688,10 @@ class ArchiveRun(object):
                 row = self._q(sql, args, fetch='one')
             except psycopg2.Error as error:
                 code = getattr(error, 'pgcode', None)
+                if code in _RETRY_CODES and fallback_sql is not None:
+                    sql, fallback_sql = fallback_sql, None
+                    self.result['batches_skipping_locked_rows'] += 1
+                    continue
                 if code in _RETRY_CODES and attempt < self.lock_retries:
                     attempt += 1
                     time.sleep(min(2.0, 0.05 * (2 ** attempt)))
@@ -682,7 +710,8 @@ class ArchiveRun(object):
                 self.result['changed'] = True
             if self.progress:
                 self.progress(dict(rows=moved, ms=ms, total=self.result['rows_moved']))
-            return moved, (int(row[1]) if row[1] is not None else None), ms
+            last_block = int(row[1].strip('()').split(',')[0]) if row[1] is not None else None
+            return moved, last_block, ms
 
     def _batch_failure(self, error):
         """One line saying why a batch failed (it was rolled back as a whole)."""
@@ -705,13 +734,16 @@ class ArchiveRun(object):
                       (rel_sql,), fetch='one')
         return int(row[0])
 
-    def block_pass(self, rel_sql):
-        """One pass over the relation's blocks (extended if the table grows during the pass)."""
-        stats = self._q("SELECT reltuples, relpages FROM pg_class WHERE oid = %s::regclass", (rel_sql,), fetch='one')
-        per_block = (stats[0] / stats[1]) if stats and stats[1] and stats[0] > 0 else 50.0
-        span = max(8, int(self.batch_size / max(per_block, 1.0)))
+    def block_pass(self, rel_sql, span):
+        """One pass over the relation's blocks (extended if the table grows during the pass).
+
+        ``span`` is the first statement's block count; then span and row limit follow
+        ``target_batch_ms``. Batches do not lock rows first; a batch that meets a row another session
+        holds (lock_timeout) is run again with SKIP LOCKED. Returns False if stopped by max_runtime.
+        """
         max_span = 1000000
-        sql = self._batch_sql(rel_sql, block_range=True, ordered=False)
+        sql = self._batch_sql(rel_sql, block_range=True, ordered=False, skip_locked=False)
+        fallback = self._batch_sql(rel_sql, block_range=True, ordered=False, skip_locked=True)
         lo = 0
         end = self._nblocks(rel_sql)
         while lo < end:
@@ -721,7 +753,7 @@ class ArchiveRun(object):
             hi = lo + span
             args = {'cutoff': self.cutoff_text, 'lo': '(%d,0)' % lo, 'hi': '(%d,0)' % hi,
                     'limit': self.batch_size}
-            moved, last_block, ms = self._run_batch(sql, args)
+            moved, last_block, ms = self._run_batch(sql, args, fallback)
             limit_hit = moved >= args['limit']
             factor = self._adapt(ms)
             span = int(min(max_span, max(8, span * factor)))
@@ -731,11 +763,12 @@ class ArchiveRun(object):
                 lo = hi
             if lo >= end:
                 end = self._nblocks(rel_sql)
+        self.block_span = span
         return True
 
     def index_sweep(self, rel_sql):
-        """Batches in timestamp order until one moves nothing."""
-        sql = self._batch_sql(rel_sql, block_range=False, ordered=True)
+        """Batches in timestamp order, skipping locked rows, until one moves nothing."""
+        sql = self._batch_sql(rel_sql, block_range=False, ordered=True, skip_locked=True)
         while True:
             if self._out_of_time():
                 self.result['stopped_by_max_runtime'] = True
@@ -746,34 +779,77 @@ class ArchiveRun(object):
                 return True
 
     def _choose_strategy(self, rel_sql):
-        """``auto``: block ranges unless the planner expects few due rows for the table's size.
+        """(strategy, expected due rows per block) for one table.
 
-        A block pass reads every page of the table in order; index-ordered batches read one
-        (random) page per due row. When the expected due rows are fewer than a quarter of the
-        pages (random reads cost a few sequential ones), the index wins.
+        ``auto``: block ranges unless the planner expects few due rows for the table's size. A block
+        pass reads every page of the table in order; index-ordered batches read one (random) page per
+        due row. When the expected due rows are fewer than a quarter of the pages (random reads cost a
+        few sequential ones), the index wins.
         """
-        if self.strategy != 'auto':
-            return self.strategy
+        if self.strategy == 'index':
+            return 'index', None
         plan = self._q('EXPLAIN (FORMAT JSON) SELECT 1 FROM ONLY %s WHERE %s' % (_pct(rel_sql), self._due_sql()),
                        {'cutoff': self.cutoff_text}, fetch='one')[0]
         if isinstance(plan, str):
             plan = json.loads(plan)
         expected = float(plan[0]['Plan']['Plan Rows'])
-        pages = self._nblocks(rel_sql)
-        return 'index' if expected * 4 < pages else 'block'
+        pages = max(1, self._nblocks(rel_sql))
+        if self.strategy == 'auto' and expected * 4 < pages:
+            return 'index', None
+        return 'block', expected / pages
 
-    def _anything_left(self, rel_sql):
-        """Read-only probe after a block pass: is any due row left (skipped as locked, or relocated)?
+    def _timed_count(self, sql, args):
+        """One read-only count statement; its time goes to ``final_check_ms`` / ``worst_check_ms``."""
+        started = time.monotonic()
+        count = int(self._q(sql, dict(args, cutoff=self.cutoff_text), fetch='one')[0])
+        ms = (time.monotonic() - started) * 1000.0
+        self.result['final_check_ms'] = round(self.result['final_check_ms'] + ms, 1)
+        self.result['worst_check_ms'] = round(max(self.result['worst_check_ms'], ms), 1)
+        return count, max(0.5, min(2.0, self.target_ms / max(ms, 1.0)))
 
-        Right after a pass the timestamp index is full of entries pointing at rows just moved; the
-        first scan walks (and marks dead) all of them. Doing that in a read-only statement keeps the
-        write transactions short; its time is reported as ``final_check_ms``.
+    def _count_by_blocks(self, rel_sql):
+        """Due rows left in one table, read in block ranges (statements sized toward target_batch_ms)."""
+        sql = 'SELECT count(*) FROM ONLY %s WHERE ctid >= %%(lo)s::tid AND ctid < %%(hi)s::tid AND %s' % (
+            _pct(rel_sql), self._due_sql())
+        left, lo, end, span = 0, 0, self._nblocks(rel_sql), self.count_span
+        while lo < end:
+            count, factor = self._timed_count(sql, {'lo': '(%d,0)' % lo, 'hi': '(%d,0)' % (lo + span)})
+            left += count
+            lo += span
+            span = int(min(1000000, max(64, span * factor)))
+            if lo >= end:
+                end = self._nblocks(rel_sql)
+        self.count_span = span
+        return left
+
+    def _move_leaf(self, rel_sql):
+        """Batch one plain table; returns (complete, due rows left in it).
+
+        After the batches, a read-only count of the due rows still there (locked elsewhere, moved by
+        concurrent updates into blocks already passed, made due meanwhile). After a block pass it reads
+        the table in block ranges (short statements; through the timestamp index it would visit the
+        index entry of every row just moved, in one long statement); if rows are left, a second block
+        pass moves what it can and the count is taken again. Index-ordered batches (few due rows) end
+        with one count through the index.
         """
-        t0 = time.monotonic()
-        row = self._q('SELECT EXISTS (SELECT 1 FROM ONLY %s WHERE %s)' % (_pct(rel_sql), self._due_sql()),
-                      {'cutoff': self.cutoff_text}, fetch='one')
-        self.result['final_check_ms'] = round(self.result['final_check_ms'] + (time.monotonic() - t0) * 1000.0, 1)
-        return bool(row[0])
+        self.result['passes'] += 1
+        strategy, due_per_block = self._choose_strategy(rel_sql)
+        self.used.add(strategy)
+        if strategy == 'index':
+            if not self.index_sweep(rel_sql):
+                return False, None
+            return True, self._timed_count('SELECT count(*) FROM ONLY %s WHERE %s' % (
+                _pct(rel_sql), self._due_sql()), {})[0]
+        # About batch_size due rows in the first statement (planner's estimate), at most FIRST_SPAN blocks.
+        if not self.block_pass(rel_sql, int(max(8, min(FIRST_SPAN, self.batch_size / max(due_per_block, 1e-6))))):
+            return False, None
+        left = self._count_by_blocks(rel_sql)
+        if left:
+            self.result['passes'] += 1
+            if not self.block_pass(rel_sql, self.block_span):
+                return False, None
+            left = self._count_by_blocks(rel_sql)
+        return True, left
 
     # ------------------------------------------------------------------ run
     def finish(self):
@@ -833,22 +909,18 @@ class ArchiveRun(object):
                 except psycopg2.Error as error:
                     self._partition_failed(part, error)
         complete = not self.result['stopped_by_max_runtime']
-        used = set()
+        self.used = set()
+        left = 0
         if complete:
-            for rel_sql, _display in self._leaves():
-                self.result['passes'] += 1
-                strategy = self._choose_strategy(rel_sql)
-                used.add(strategy)
-                if strategy == 'block':
-                    complete = self.block_pass(rel_sql)
-                    if complete and self._anything_left(rel_sql):
-                        complete = self.index_sweep(rel_sql)  # rows relocated into passed blocks
-                else:
-                    complete = self.index_sweep(rel_sql)
+            leaves = self._leaves()
+            for rel_sql, _display in leaves:
+                complete, left_here = self._move_leaf(rel_sql)
                 if not complete:
                     break
-        self.result['strategy'] = '+'.join(sorted(used)) or self.strategy
-        left = self.count_due()
+                left += left_here
+        self.result['strategy'] = '+'.join(sorted(self.used)) or self.strategy
+        if not complete or self.skipped_leaves:
+            left = self.count_due()
         self.result['left_for_next_run'] = left
         if left:
             if self.result['stopped_by_max_runtime']:

@@ -19,9 +19,10 @@ description:
     C(WITH) query) in its own short transaction, so exactly the deleted rows are archived and the run can be killed
     and run again at any point. Rows never travel through the module.
   - Batches walk the table's physical blocks (PostgreSQL 14+ TID range scans; see O(strategy)) and adapt their size
-    toward O(target_batch_ms); a final sweep in timestamp order picks up rows that concurrent updates
-    moved into blocks already passed. Rows locked by other sessions are skipped and counted in
-    RV(left_for_next_run).
+    toward O(target_batch_ms). A read-only count in block ranges follows; if due rows are left (rows concurrent
+    updates moved into blocks already passed, or rows other sessions held), a second block pass moves them and
+    the count is taken again. A batch that meets a row another session holds waits at most O(lock_timeout), then
+    runs again skipping locked rows; those are counted in RV(left_for_next_run).
   - For a source RANGE-partitioned on O(timestamp_column), partitions entirely older than the cutoff are
     detached concurrently and moved whole (see O(partition_mode)); only partitions with newer rows are batched.
   - Refused before any row is touched (the task fails with one line and changes nothing) - a duration without a
@@ -120,8 +121,9 @@ options:
     type: float
   lock_timeout:
     description:
-      - C(lock_timeout) of the session, a duration with a unit (C(500ms), C(1s)); a batch that times out is
-        retried with backoff and a smaller size.
+      - C(lock_timeout) of the session, a duration with a unit (C(500ms), C(1s)). It bounds how long a batch waits
+        for a row another session holds; that batch then runs again skipping locked rows (C(SKIP LOCKED)). A batch
+        that still times out (a table lock held elsewhere) is retried with backoff and a smaller size.
       - A number without a unit is refused.
     type: str
     default: 1s
@@ -258,10 +260,38 @@ delete_side_effects:
            on_delete: CASCADE}], triggers: [], rules: []}
 final_check_ms:
   description:
-    - Time of the read-only check after the block pass (it walks the index entries of the rows just moved);
-      not a write transaction, so not in RV(worst_batch_ms).
+    - Time of the read-only counts of the rows left after the batches (in block ranges after a block pass);
+      not write transactions, so not in RV(worst_batch_ms).
   returned: success
   type: float
+worst_check_ms:
+  description: Longest of those read-only count statements, in milliseconds.
+  returned: success
+  type: float
+batches_skipping_locked_rows:
+  description: Batches that met a row held by another session and were run again with C(SKIP LOCKED).
+  returned: success
+  type: int
+passes:
+  description: Passes over the source's tables (a second block pass when due rows were left after the first).
+  returned: success
+  type: int
+source_table:
+  description: The source table, schema-qualified.
+  returned: when it exists
+  type: str
+archive_table:
+  description: The archive table, schema-qualified (null when purging).
+  returned: always
+  type: str
+rows_due:
+  description: In check mode, the due rows now (same as RV(would_move)).
+  returned: check mode
+  type: int
+would_create_archive:
+  description: In check mode, whether the archive table would be created.
+  returned: check mode
+  type: bool
 stopped_by_max_runtime:
   description: Whether O(max_runtime) ended the run early.
   returned: success
