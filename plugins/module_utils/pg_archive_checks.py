@@ -8,10 +8,11 @@ them normalized (durations turned into PostgreSQL interval text and milliseconds
 calls it before connecting and the engine calls it again, so the scheduled job and the
 benchmark get the same refusals. Refusals raise ``ValueError`` with a one-line message.
 
-Durations follow the collection's option vocabulary: a number with a unit, several terms
-allowed (``90 days``, ``1h 30m``, ``500ms``, ``3 months``). A bare number is refused (PostgreSQL
-reads ``interval '90'`` as 90 seconds), and so are signs and ``ago`` (``-90 days`` and
-``90 days ago`` are intervals into the future).
+Durations follow the collection's option vocabulary (``durations.py``): a number with a unit,
+several terms allowed (``90 days``, ``1h 30m``, ``500ms``); ``older_than`` also takes calendar
+months and years (``3 months``). A bare number is refused (PostgreSQL reads ``interval '90'`` as
+90 seconds), and so are signs and ``ago`` (``-90 days`` and ``90 days ago`` are intervals into
+the future).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -21,72 +22,57 @@ __metaclass__ = type
 import math
 import re
 
+from ansible_collections.cerniq.ops.plugins.module_utils.durations import (
+    UNIT_SECONDS,
+    DurationError,
+    duration_terms,
+    parse_duration,
+)
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import split_qualified_name
 
-# unit spelling -> (PostgreSQL unit, seconds; None for calendar units)
-_UNITS = {}
-for _names, _pg, _seconds in (
-        (('us', 'usec', 'usecs', 'microsecond', 'microseconds'), 'microseconds', 1e-6),
-        (('ms', 'msec', 'msecs', 'millisecond', 'milliseconds'), 'milliseconds', 1e-3),
-        (('s', 'sec', 'secs', 'second', 'seconds'), 'seconds', 1.0),
-        (('m', 'min', 'mins', 'minute', 'minutes'), 'minutes', 60.0),
-        (('h', 'hr', 'hrs', 'hour', 'hours'), 'hours', 3600.0),
-        (('d', 'day', 'days'), 'days', 86400.0),
-        (('w', 'week', 'weeks'), 'weeks', 604800.0),
-        (('mon', 'mons', 'month', 'months'), 'months', None),
-        (('y', 'yr', 'yrs', 'year', 'years'), 'years', None)):
-    for _name in _names:
-        _UNITS[_name] = (_pg, _seconds)
-
-_TERM = re.compile(r'\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]+)\s*,?')
-UNIT_HELP = 'ms, s, m (minutes), h, d, w, months, years'
+# PostgreSQL's unit for each size of the collection's duration units, and the calendar units older_than
+# also takes (PostgreSQL's own month and year arithmetic).
+_PG_UNIT = {0.001: 'milliseconds', 1: 'seconds', 60: 'minutes', 3600: 'hours', 86400: 'days', 604800: 'weeks'}
+_CALENDAR = dict([(unit, 'months') for unit in ('mon', 'mons', 'month', 'months')]
+                 + [(unit, 'years') for unit in ('y', 'yr', 'yrs', 'year', 'years')])
 MAX_TIMEOUT_MS = 2147483647      # PostgreSQL's limit for lock_timeout / statement_timeout
 MAX_BATCH = 10000000
 
 
-class Duration(object):
-    """A parsed duration: PostgreSQL interval text, and seconds when it has no calendar unit."""
-
-    def __init__(self, interval, seconds, positive):
-        self.interval = interval
-        self.seconds = seconds
-        self.positive = positive
-
-
-def parse_duration(value, name, calendar=True):
-    """``'90 days'`` -> Duration('90 days', 7776000.0); refuses unit-less, signed and ``ago`` values."""
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise ValueError('%s must be a duration such as "90 days" or "500ms", got %r' % (name, value))
+def _refuse_bare_number(value, name, postgres_unit, example):
     text = str(value).strip()
-    if not text:
-        raise ValueError('%s must be a duration such as "90 days" or "500ms", got an empty value' % name)
+    if isinstance(value, bool) or not text:
+        raise ValueError('%s must be a duration such as "%s", got %r' % (name, example, value))
     if re.match(r'^[0-9.]+$', text):
-        raise ValueError('%s: %r has no unit (PostgreSQL would read it as seconds); write it with a unit, '
-                         'e.g. "%s days" (units: %s)' % (name, text, text, UNIT_HELP))
-    terms, pos, seconds, positive = [], 0, 0.0, False
-    while pos < len(text):
-        match = _TERM.match(text, pos)
-        if not match or match.end() == pos:
-            raise ValueError('%s: %r is not a duration: use positive numbers with units, e.g. "90 days" or '
-                             '"1h 30m" (units: %s; no sign, no "ago")' % (name, text, UNIT_HELP))
-        number, unit = match.group(1), match.group(2).lower()
-        if unit not in _UNITS:
-            raise ValueError('%s: unknown unit %r in %r (units: %s)' % (name, match.group(2), text, UNIT_HELP))
-        pg_unit, unit_seconds = _UNITS[unit]
-        if unit_seconds is None and not calendar:
-            raise ValueError('%s: %r uses a calendar unit; give it in days or smaller units' % (name, text))
-        terms.append('%s %s' % (number, pg_unit))
-        positive = positive or float(number) > 0
-        seconds += float(number) * (unit_seconds or 0.0)
-        pos = match.end()
-    has_calendar = any(_UNITS[t.split()[1]][1] is None for t in terms)
-    return Duration(' '.join(terms), None if has_calendar else seconds, positive)
+        raise ValueError('%s: %r has no unit (PostgreSQL would read it as %s); write it with a unit, e.g. "%s"'
+                         % (name, text, postgres_unit, example))
+
+
+def interval_text(value, name):
+    """``older_than`` as PostgreSQL interval text ('90 days', '1 months 15 days'), more than zero.
+
+    The collection's duration units, and calendar months and years; no sign, no "ago".
+    """
+    _refuse_bare_number(value, name, 'seconds', '90 days')
+    units = dict(UNIT_SECONDS)
+    units.update(_CALENDAR)
+    try:
+        terms = duration_terms(value, name, units)
+    except DurationError as error:
+        raise ValueError('%s; months and years are also allowed, no sign, no "ago"' % error)
+    if not any(number > 0 for number, _unit in terms):
+        raise ValueError('%s must be more than zero, got %r' % (name, value))
+    return ' '.join('%s %s' % (('%f' % number).rstrip('0').rstrip('.'), _CALENDAR.get(unit) or _PG_UNIT[UNIT_SECONDS[unit]])
+                    for number, unit in terms)
 
 
 def timeout_ms(value, name):
     """A session timeout (``'1s'``, ``'500ms'``) in whole milliseconds, 1 ms .. PostgreSQL's maximum."""
-    duration = parse_duration(value, name, calendar=False)
-    ms = int(math.ceil(duration.seconds * 1000.0))
+    _refuse_bare_number(value, name, 'milliseconds', '500ms')
+    try:
+        ms = int(math.ceil(parse_duration(value, name) * 1000.0))
+    except DurationError as error:
+        raise ValueError(str(error))
     if ms < 1 or ms > MAX_TIMEOUT_MS:
         raise ValueError('%s must be between 1ms and %dms, got %r' % (name, MAX_TIMEOUT_MS, value))
     return ms
@@ -167,10 +153,7 @@ def check_options(options):
     if (older_than is None) == (cutoff is None):
         raise ValueError('give exactly one of older_than (a duration such as "90 days") or cutoff (a timestamp)')
     if older_than is not None:
-        duration = parse_duration(older_than, 'older_than')
-        if not duration.positive:
-            raise ValueError('older_than must be more than zero, got %r' % (older_than,))
-        out['older_than'] = duration.interval
+        out['older_than'] = interval_text(older_than, 'older_than')
     elif not isinstance(cutoff, str) or not cutoff.strip() or '\x00' in cutoff:
         raise ValueError('cutoff must be a timestamp such as "2026-01-01T00:00:00+00:00", got %r' % (cutoff,))
     out['where'] = check_where(options.get('where'))

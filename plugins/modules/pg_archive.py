@@ -78,8 +78,8 @@ options:
   older_than:
     description:
       - How old a row must be to move - a duration with units, such as C(90 days), C(36h), C(1 week 2 days),
-        C(3 months) (units C(ms), C(s), C(m) (minutes), C(h), C(d), C(w), C(months), C(years), spelled out or
-        abbreviated as PostgreSQL does).
+        C(3 months) (units C(ms), C(s), C(m) (minutes), C(h), C(d), C(w), also spelled out, and the calendar units
+        C(mon)/C(months) and C(y)/C(years)).
       - The cutoff is the server's current time minus this duration, computed once. A number without a unit
         (PostgreSQL would read C(90) as 90 seconds), a sign, C(ago) and zero are refused.
       - Exclusive with O(cutoff).
