@@ -1,33 +1,37 @@
-"""Benchmark: the runbook's archive step against cerniq.ops.pg_archive, same server, identical copies.
+"""Benchmark: the runbook's archive step against cerniq.ops.pg_archive, paired in the same run, medians of rounds.
 
-    .venv/bin/python benchmarks/pg_archive.py [--rows 3000000] [--due 0.10] [--index] [--large-due]
-    .venv/bin/python benchmarks/pg_archive.py --module-only --rows 33000000 --due 0.92   # ~30M rows due
+    .venv/bin/python benchmarks/pg_archive.py [--rows 3000000] [--days 100] [--older-than '90 days'] [--runs 3]
+    .venv/bin/python benchmarks/pg_archive.py --module-only --rows 33000000 --days 1000 --older-than '80 days'
 
-Builds a table shaped like ``silver_enrichment_log`` with ``--rows`` rows whose timestamps are
-random (not stored in timestamp order), ``--due`` of them older than 90 days plus a thin band of
-rows that reach the 90-day cutoff during the run (as live inserts do). Identical copies:
+Data (issue 18's shape): ``src (id bigserial PRIMARY KEY, source text, duration_ms int, payload jsonb,
+created_at timestamptz)``, ``--rows`` rows whose ``created_at`` is uniformly random over the last ``--days``
+days (so the rows older than ``--older-than`` are spread over every page), an index on ``created_at``,
+``VACUUM ANALYZE``. Default: 3M rows, 100 days, 90 days -> ~300k due. The server is a throwaway one
+(tests/support/servers.py, shared_buffers 512MB, autovacuum off so nothing runs between rounds).
 
-* ``runbook``: runbook 3.1 step 3 verbatim: ``INSERT INTO archive SELECT * ... WHERE created_at <
-  NOW() - INTERVAL '90 days'`` then ``DELETE ... WHERE created_at < NOW() - INTERVAL '90 days'``
-  (two autocommit statements, as psql runs them);
-* ``block``: the module (real Ansible front end, own process) with default options (``strategy: auto``,
-  which picks block ranges here);
-* ``index`` (``--index``): the module with ``strategy: index`` (batches in timestamp order).
+Every round makes two fresh copies of ``src`` (same physical order, each with an empty archive
+table ``LIKE src INCLUDING ALL``, ``VACUUM ANALYZE``; untimed) and runs, in alternating order:
 
-Prints throughput, the ratio to the runbook, the worst transaction, rows the runbook deleted
-without archiving, and the module's peak RSS (psutil). ``--large-due`` runs the module once
-more on the block copy with a later cutoff (3x more due rows) to show the RSS stays flat.
+* ``runbook``: runbook 3.1 step 3 verbatim, two autocommit statements as psql runs them:
+  ``INSERT INTO archive SELECT * FROM t WHERE created_at < NOW() - INTERVAL '90 days'`` then
+  ``DELETE FROM t WHERE created_at < NOW() - INTERVAL '90 days'``;
+* ``pg_archive``: the module with the options the shipped playbook uses (``source_table``,
+  ``archive_table``, ``older_than``), run as Ansible runs it on a target: its own Python process
+  reading its arguments (``module process`` seconds, start-up and imports included). Its own
+  ``elapsed_s`` (the engine, from connecting to the result) is printed too, labelled engine-only.
 
-``--module-only`` skips the runbook copy and the comparison: it builds one table and runs the
-module on it, to measure memory when tens of millions of rows are due (the issue's "300k or
-30M" claim) without three copies of the table on disk. It checks that nothing was lost or
-duplicated (row count and the sum of ids over source + archive equal the table as built, no id
-in both, no archived row at or after the cutoff) and prints the module's peak RSS.
+Per round: seconds, the paired ratio (runbook seconds / pg_archive seconds), the longest statement
+of each side (for pg_archive: its longest write transaction and its longest read-only count),
+rows lost (in the source before, in neither table after), rows in both tables, rows archived at
+or after the cutoff, ``left_for_next_run``, the module's peak RSS. The summary gives medians and
+ranges. ``--module-only`` builds one table and runs only the module (memory and correctness with
+tens of millions of rows due).
 """
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,181 +53,194 @@ def q(conn, sql, args=None):
         return cur.fetchall() if cur.description else None
 
 
-def build(conn, rows, due):
-    t0 = time.monotonic()
-    q(conn, 'CREATE TABLE src (id bigint PRIMARY KEY, company_id bigint NOT NULL, created_at timestamptz NOT NULL, '
-            'provider text NOT NULL, status text NOT NULL, duration_ms int, payload text)')
-    # 100 days of history, `due` of it older than 90 days; random order on disk.
-    q(conn, "INSERT INTO src SELECT g, (random() * 100000)::bigint, "
-            "now() - interval '90 days' + interval '1 minute' "
-            "- (CASE WHEN random() < %s THEN 1 + random() * 9 ELSE -random() * 89 END) * interval '1 day', "
-            "(ARRAY['anaf','termene','openapi','hunter'])[1 + g %% 4], 'done', (random() * 5000)::int, "
-            "repeat(md5(g::text), 2) FROM generate_series(1, %s) g", (due, rows))
-    # Band rows: 1 in 200 of the recent rows; refresh_band() puts them 1-60 s short of the cutoff
-    # right before each run, so ~250 rows/s reach the 90-day cutoff during the run (live inserts do).
-    q(conn, "UPDATE src SET status = 'band' WHERE id % 200 = 7 AND created_at > now() - interval '89 days'")
+def build(conn, rows, days):
+    started = time.monotonic()
+    q(conn, 'CREATE TABLE src (id bigserial PRIMARY KEY, source text NOT NULL, duration_ms int, payload jsonb, '
+            'created_at timestamptz NOT NULL)')
+    q(conn, "INSERT INTO src (source, duration_ms, payload, created_at) "
+            "SELECT (ARRAY['anaf', 'termene', 'openapi', 'hunter'])[1 + (random() * 3)::int], (random() * 5000)::int, "
+            "jsonb_build_object('company_id', (random() * 100000)::int, 'status', 'done', "
+            "'fields', jsonb_build_array(md5(g::text), md5((g * 7)::text)), 'score', round(random()::numeric, 4)), "
+            "now() - random() * %s * interval '1 day' FROM generate_series(1, %s) g", (days, rows))
     q(conn, 'CREATE INDEX src_created_at ON src (created_at)')
-    q(conn, 'CREATE INDEX src_company ON src (company_id)')
     q(conn, 'VACUUM ANALYZE src')
-    return time.monotonic() - t0
-
-
-def refresh_band(conn, table):
-    q(conn, "UPDATE %s SET created_at = now() - interval '90 days' + (1 + (id / 200) %% 60) * interval '1 second' "
-            "WHERE status = 'band'" % table)
+    return time.monotonic() - started
 
 
 def copy_table(conn, name):
+    q(conn, 'DROP TABLE IF EXISTS %s, %s_archive' % (name, name))
     q(conn, 'CREATE TABLE %s (LIKE src INCLUDING ALL)' % name)
     q(conn, 'INSERT INTO %s SELECT * FROM src' % name)  # same physical order
     q(conn, 'CREATE TABLE %s_archive (LIKE src INCLUDING ALL)' % name)
     q(conn, 'VACUUM ANALYZE %s' % name)
 
 
-def run_runbook(conn, table):
-    refresh_band(conn, table)
-    before = set_count(conn, table)
-    times = []
-    t0 = time.monotonic()
-    for sql in ("INSERT INTO %s_archive SELECT * FROM %s WHERE created_at < NOW() - INTERVAL '90 days'",
-                "DELETE FROM %s WHERE created_at < NOW() - INTERVAL '90 days'"):
-        s = time.monotonic()
-        q(conn, sql % ((table, table) if sql.startswith('INSERT') else (table,)))
-        times.append(time.monotonic() - s)
-    elapsed = time.monotonic() - t0
-    archived = q(conn, 'SELECT count(*) FROM %s_archive' % table)[0][0]
-    deleted = before - set_count(conn, table)
+def checkpoint(server):
+    su = psycopg2.connect(server.dsn(superuser=True))
+    su.autocommit = True
+    q(su, 'CHECKPOINT')
+    su.close()
+
+
+def check_rows(conn, table, cutoff, reference=True):
+    """(lost, in both tables, archived at or after the cutoff); lost is counted against the untouched ``src``."""
     lost = q(conn, 'SELECT count(*) FROM (SELECT id FROM src EXCEPT SELECT id FROM %s '
-                   'EXCEPT SELECT id FROM %s_archive) s' % (table, table))[0][0]
-    return dict(rows=deleted, archived=archived, elapsed=elapsed, worst_tx_ms=max(times) * 1000, lost=lost)
+                   'EXCEPT SELECT id FROM %s_archive) s' % (table, table))[0][0] if reference else None
+    both = q(conn, 'SELECT count(*) FROM %s s JOIN %s_archive a USING (id)' % (table, table))[0][0]
+    late = q(conn, 'SELECT count(*) FROM %s_archive WHERE created_at >= %%s::timestamptz' % table, (cutoff,))[0][0]
+    return lost, both, late
 
 
-def set_count(conn, table):
-    return q(conn, 'SELECT count(*) FROM %s' % table)[0][0]
+def run_runbook(server, table, older_than):
+    conn = psycopg2.connect(server.dsn())
+    conn.autocommit = True
+    times = []
+    started = time.monotonic()
+    for sql in ("INSERT INTO {t}_archive SELECT * FROM {t} WHERE created_at < NOW() - INTERVAL '{i}'",
+                "DELETE FROM {t} WHERE created_at < NOW() - INTERVAL '{i}'"):
+        statement_started = time.monotonic()
+        q(conn, sql.format(t=table, i=older_than))
+        times.append(time.monotonic() - statement_started)
+    seconds = time.monotonic() - started
+    archived = q(conn, 'SELECT count(*) FROM %s_archive' % table)[0][0]
+    cutoff = q(conn, "SELECT (now() - %s::interval)::text", (older_than,))[0][0]
+    lost, both, _late = check_rows(conn, table, cutoff)
+    conn.close()
+    return dict(seconds=seconds, rows=archived, worst_ms=max(times) * 1000, lost=lost, both=both)
 
 
-def run_module(server, table, extra=None, conn=None):
-    if conn is not None:
-        refresh_band(conn, table)
-    args = dict(server.params(), source_table=table, archive_table=table + '_archive', older_than='90 days',
+def run_module(server, table, older_than):
+    """The module in its own process, as Ansible runs it on a target; (process seconds, result, peak RSS)."""
+    args = dict(server.params(), source_table=table, archive_table=table + '_archive', older_than=older_than,
                 _ansible_check_mode=False, _ansible_diff=False, _ansible_remote_tmp=tempfile.gettempdir(),
                 _ansible_tmpdir=tempfile.mkdtemp(prefix='cerniq-bench-'), _ansible_keep_remote_files=False)
-    args.update(extra or {})
     with tempfile.NamedTemporaryFile('w', suffix='.json', delete=False) as handle:
         json.dump({'ANSIBLE_MODULE_ARGS': args}, handle)
     env = dict(os.environ, PYTHONPATH=collections_root())
-    t0 = time.monotonic()
+    started = time.monotonic()
     proc = subprocess.Popen([sys.executable, '-m', 'ansible_collections.cerniq.ops.plugins.modules.pg_archive',
                              handle.name], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    ps = psutil.Process(proc.pid)
-    peak = 0
+    watched, peak = psutil.Process(proc.pid), 0
     while proc.poll() is None:
         try:
-            peak = max(peak, ps.memory_info().rss)
+            peak = max(peak, watched.memory_info().rss)
         except psutil.Error:
             break
         time.sleep(0.02)
     out, err = proc.communicate()
-    elapsed = time.monotonic() - t0
+    seconds = time.monotonic() - started
     os.unlink(handle.name)
-    result = json.loads(out.decode()[out.decode().index('{'):])
+    text = out.decode()
+    result = json.loads(text[text.index('{'):])
     if result.get('failed'):
         raise SystemExit('module failed: %s %s' % (result.get('msg'), err.decode()[-2000:]))
-    return result, elapsed, peak
+    return seconds, result, peak
 
 
-def lost_or_duplicated(conn, table):
-    lost = q(conn, 'SELECT count(*) FROM (SELECT id FROM src EXCEPT SELECT id FROM %s '
-                   'EXCEPT SELECT id FROM %s_archive) s' % (table, table))[0][0]
-    both = q(conn, 'SELECT count(*) FROM %s s JOIN %s_archive a USING (id)' % (table, table))[0][0]
-    return lost, both
+def module_figures(server, table, older_than, reference=True):
+    seconds, result, peak = run_module(server, table, older_than)
+    conn = psycopg2.connect(server.dsn())
+    lost, both, late = check_rows(conn, table, result['cutoff'], reference)
+    conn.close()
+    return dict(seconds=seconds, engine_s=result['elapsed_s'], rows=result['rows_moved'],
+                worst_ms=result['worst_batch_ms'], worst_check_ms=result['worst_check_ms'],
+                median_ms=result['median_batch_ms'], batches=result['batches'], check_ms=result['final_check_ms'],
+                left=result['left_for_next_run'], lost=lost, both=both, late=late, rss_mb=peak / 1048576.0)
 
 
-def module_only(server, conn, rows, due_fraction):
-    built = build(conn, rows, due_fraction)
+def median_range(values, fmt='%.2f'):
+    return (fmt + ' (' + fmt + '-' + fmt + ')') % (statistics.median(values), min(values), max(values))
+
+
+def paired(server, conn, opts):
+    built = build(conn, opts.rows, opts.days)
+    due = q(conn, 'SELECT count(*) FROM src WHERE created_at < now() - %s::interval', (opts.older_than,))[0][0]
+    size = q(conn, "SELECT pg_size_pretty(pg_total_relation_size('src')), pg_relation_size('src') / 8192")[0]
+    print('table src: %d rows, %s (%d heap pages), %d due (older than %s), built in %.0f s, PostgreSQL %s' % (
+        opts.rows, size[0], size[1], due, opts.older_than, built, conn.server_version), flush=True)
+    rounds = []
+    for index in range(opts.runs):
+        copy_table(conn, 'rb')
+        copy_table(conn, 'mod')
+        checkpoint(server)
+        load = os.getloadavg()[0]
+        order = ['runbook', 'module'] if index % 2 == 0 else ['module', 'runbook']
+        figures = {}
+        for side in order:
+            if side == 'runbook':
+                figures[side] = run_runbook(server, 'rb', opts.older_than)
+            else:
+                figures[side] = module_figures(server, 'mod', opts.older_than)
+        rb, mod = figures['runbook'], figures['module']
+        mod['ratio'] = rb['seconds'] / mod['seconds']
+        mod['engine_ratio'] = rb['seconds'] / mod['engine_s']
+        rounds.append((rb, mod))
+        print('round %d (%s first, load average %.1f):' % (index + 1, order[0], load))
+        print('  runbook INSERT + DELETE: %.2f s, %d rows, longest statement %.0f ms, lost %d, in both %d' % (
+            rb['seconds'], rb['rows'], rb['worst_ms'], rb['lost'], rb['both']))
+        print('  pg_archive module process: %.2f s (engine-only elapsed_s %.2f s), %d rows in %d batches '
+              '(median %.0f ms, longest %.0f ms), read-only count %.0f ms (longest statement %.0f ms), '
+              'lost %d, in both %d, archived at/after cutoff %d, left_for_next_run %d, peak RSS %.1f MB' % (
+                  mod['seconds'], mod['engine_s'], mod['rows'], mod['batches'], mod['median_ms'], mod['worst_ms'],
+                  mod['check_ms'], mod['worst_check_ms'], mod['lost'], mod['both'], mod['late'], mod['left'],
+                  mod['rss_mb']))
+        print('  ratio runbook / pg_archive: %.2fx (module process), %.2fx (engine only)' % (
+            mod['ratio'], mod['engine_ratio']), flush=True)
+    rb = [r[0] for r in rounds]
+    mod = [r[1] for r in rounds]
+    print('\nmedians of %d rounds (range):' % len(rounds))
+    print('  runbook: %s s, longest statement %s ms, lost %s rows' % (
+        median_range([r['seconds'] for r in rb]), median_range([r['worst_ms'] for r in rb], '%.0f'),
+        median_range([r['lost'] for r in rb], '%d')))
+    print('  pg_archive module process: %s s; engine only: %s s; longest write transaction %s ms; longest '
+          'read-only statement %s ms; lost %d, in both %d, left_for_next_run %d (totals); peak RSS %s MB' % (
+              median_range([r['seconds'] for r in mod]), median_range([r['engine_s'] for r in mod]),
+              median_range([r['worst_ms'] for r in mod], '%.0f'), median_range([r['worst_check_ms'] for r in mod], '%.0f'),
+              sum(r['lost'] for r in mod), sum(r['both'] for r in mod), sum(r['left'] for r in mod),
+              median_range([r['rss_mb'] for r in mod], '%.1f')))
+    print('  paired ratio runbook / pg_archive: %s (module process), %s (engine only)' % (
+        median_range([r['ratio'] for r in mod], '%.2fx'), median_range([r['engine_ratio'] for r in mod], '%.2fx')))
+
+
+def module_only(server, conn, opts):
+    built = build(conn, opts.rows, opts.days)
     q(conn, 'ALTER TABLE src RENAME TO big')
     q(conn, 'CREATE TABLE big_archive (LIKE big INCLUDING ALL)')
-    total_before = q(conn, 'SELECT count(*), sum(id) FROM big')[0]
-    due = q(conn, "SELECT count(*) FROM big WHERE created_at < now() - interval '90 days'")[0][0]
+    before = q(conn, 'SELECT count(*), sum(id) FROM big')[0]
+    due = q(conn, 'SELECT count(*) FROM big WHERE created_at < now() - %s::interval', (opts.older_than,))[0][0]
     size = q(conn, "SELECT pg_size_pretty(pg_total_relation_size('big'))")[0][0]
-    print('table: %d rows (%s), %d due at start, built in %.1fs, PostgreSQL %s' % (
-        rows, size, due, built, conn.server_version), flush=True)
-    result, elapsed, peak = run_module(server, 'big', {}, conn)
+    print('table big: %d rows (%s), %d due at start, built in %.0f s, PostgreSQL %s' % (
+        opts.rows, size, due, built, conn.server_version), flush=True)
+    figures = module_figures(server, 'big', opts.older_than, reference=False)
     after = q(conn, 'SELECT (SELECT count(*) FROM big) + (SELECT count(*) FROM big_archive), '
                     '(SELECT coalesce(sum(id), 0) FROM big) + (SELECT coalesce(sum(id), 0) FROM big_archive)')[0]
-    both = q(conn, 'SELECT count(*) FROM big s JOIN big_archive a USING (id)')[0][0]
-    too_new = q(conn, 'SELECT count(*) FROM big_archive WHERE created_at >= %s::timestamptz', (result['cutoff'],))[0][0]
-    rate = result['rows_moved'] / result['elapsed_s']
-    print('pg_archive strategy=%s: %d rows in %.1fs (engine) / %.1fs (process) = %.0f rows/s; %d batches, '
-          'worst transaction %.0f ms, median %.0f ms; rows before %d, after (source + archive) %d, id sums equal: %s; '
-          'in both tables %d; archived at or after the cutoff %d; left_for_next_run %d; module peak RSS %.1f MB '
-          '(load average %.1f)' % (
-              result['strategy'], result['rows_moved'], result['elapsed_s'], elapsed, rate, result['batches'],
-              result['worst_batch_ms'], result['median_batch_ms'], total_before[0], after[0],
-              total_before[1] == after[1], both, too_new, result['left_for_next_run'], peak / 1048576.0,
+    print('pg_archive: %d rows in %.1f s (module process; engine only %.1f s) = %.0f rows/s; %d batches, median '
+          '%.0f ms, longest write transaction %.0f ms, longest read-only statement %.0f ms; rows before %d, after '
+          '(source + archive) %d, id sums equal: %s; in both tables %d; archived at/after the cutoff %d; '
+          'left_for_next_run %d; module peak RSS %.1f MB (load average %.1f)' % (
+              figures['rows'], figures['seconds'], figures['engine_s'], figures['rows'] / figures['engine_s'],
+              figures['batches'], figures['median_ms'], figures['worst_ms'], figures['worst_check_ms'], before[0],
+              after[0], before[1] == after[1], figures['both'], figures['late'], figures['left'], figures['rss_mb'],
               os.getloadavg()[0]))
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument('--rows', type=int, default=3000000)
-    parser.add_argument('--due', type=float, default=0.10)
-    parser.add_argument('--index', action='store_true', help='also run strategy=index on a third copy')
-    parser.add_argument('--large-due', action='store_true', help='second module run with 3x more due rows')
+    parser.add_argument('--days', type=float, default=100, help='created_at uniformly random over this many days')
+    parser.add_argument('--older-than', default='90 days')
+    parser.add_argument('--runs', type=int, default=3, help='paired rounds (medians are reported)')
     parser.add_argument('--module-only', action='store_true',
                         help='one table, the module only: memory and correctness with many due rows')
     opts = parser.parse_args()
-    with PostgresServer(settings={'shared_buffers': '512MB', 'max_wal_size': '4GB',
-                                  'autovacuum': 'off'}) as server:
+    with PostgresServer(settings={'shared_buffers': '512MB', 'max_wal_size': '4GB', 'autovacuum': 'off'}) as server:
         conn = psycopg2.connect(server.dsn())
         conn.autocommit = True
+        print('%d CPUs, load average %.1f / %.1f / %.1f' % ((os.cpu_count(),) + os.getloadavg()), flush=True)
         if opts.module_only:
-            module_only(server, conn, opts.rows, opts.due)
-            conn.close()
-            return
-        built = build(conn, opts.rows, opts.due)
-        copies = ['runbook', 'block'] + (['idx'] if opts.index else [])
-        for name in copies:
-            copy_table(conn, name)
-        due = q(conn, "SELECT count(*) FROM src WHERE created_at < now() - interval '90 days'")[0][0]
-        size = q(conn, "SELECT pg_size_pretty(pg_total_relation_size('src'))")[0][0]
-        print('table: %d rows (%s), %d due at start, built in %.1fs, PostgreSQL %s' % (
-            opts.rows, size, due, built, conn.server_version))
-
-        # Ours first, then the runbook (so cache warmth does not favour ours), then the index strategy.
-        measured = []
-        runs = [('block', 'default (auto)', {})]
-        if opts.index:
-            runs.append(('idx', 'index', {'strategy': 'index'}))
-        result, elapsed, peak = run_module(server, 'block', {}, conn)
-        measured.append(('default (auto)', result, elapsed, peak, lost_or_duplicated(conn, 'block'),
-                         os.getloadavg()[0]))
-        load = os.getloadavg()[0]
-        rb = run_runbook(conn, 'runbook')
-        rb_rate = rb['rows'] / rb['elapsed']
-        print('runbook INSERT..SELECT + DELETE: %d rows deleted, %d archived in %.2fs = %.0f rows/s; '
-              'worst transaction %.0f ms; rows deleted but never archived: %d (load average %.1f)' % (
-                  rb['rows'], rb['archived'], rb['elapsed'], rb_rate, rb['worst_tx_ms'], rb['lost'], load))
-        for table, label, extra in runs[1:]:
-            result, elapsed, peak = run_module(server, table, extra, conn)
-            measured.append((label, result, elapsed, peak, lost_or_duplicated(conn, table), os.getloadavg()[0]))
-        for label, result, elapsed, peak, (lost, both), load in measured:
-            rate = result['rows_moved'] / result['elapsed_s']
-            print('pg_archive strategy=%s -> %s: %d rows in %.2fs (engine) / %.2fs (process) = %.0f rows/s, '
-                  'ratio to runbook %.2fx; %d batches, worst transaction %.0f ms, median %.0f ms, '
-                  'read-only final check %.0f ms; lost %d, in both tables %d, left_for_next_run %d; '
-                  'module peak RSS %.1f MB (load average %.1f)' % (
-                      label, result['strategy'], result['rows_moved'], result['elapsed_s'], elapsed, rate,
-                      rate / rb_rate,
-                      result['batches'], result['worst_batch_ms'], result['median_batch_ms'],
-                      result['final_check_ms'], lost, both, result['left_for_next_run'], peak / 1048576.0, load))
-        if opts.large_due:
-            result, elapsed, peak = run_module(server, 'block', {'older_than': '60 days'})
-            lost, both = lost_or_duplicated(conn, 'block')
-            print('pg_archive strategy=block, larger due count (older_than 60 days): %d rows in %.2fs = %.0f rows/s; '
-                  'worst transaction %.0f ms; lost %d, in both %d; module peak RSS %.1f MB' % (
-                      result['rows_moved'], result['elapsed_s'], result['rows_moved'] / result['elapsed_s'],
-                      result['worst_batch_ms'], lost, both, peak / 1048576.0))
+            module_only(server, conn, opts)
+        else:
+            paired(server, conn, opts)
         conn.close()
 
 

@@ -18,9 +18,8 @@ options:
     type: str
     aliases: [db_host]
   login_port:
-    description: TCP port of the PostgreSQL server (E(PGPORT) when unset).
+    description: TCP port of the PostgreSQL server (E(PGPORT) when unset, else 5432).
     type: int
-    default: 5432
     aliases: [db_port]
   login_unix_socket:
     description: Directory of the server's Unix socket; used instead of O(login_host) when set.
@@ -55,7 +54,7 @@ options:
     description: Client private key file (E(PGSSLKEY)).
     type: path
   connect_timeout:
-    description: Seconds to wait for the connection before failing with a clear error.
+    description: Seconds to wait for the connection before failing with a clear error (1 to 3600).
     type: int
     default: 10
   application_name:

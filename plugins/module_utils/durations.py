@@ -29,21 +29,28 @@ class DurationError(ValueError):
     """A duration that cannot be read."""
 
 
-def parse_duration(value, name='duration'):
-    """Seconds (float) of a duration such as '2h', '1h30m', '500ms' or '90 days'."""
+def duration_terms(value, name='duration', units=None):
+    """The ``(number, unit)`` terms of a duration such as '1h30m' (units lower-cased, from ``units``,
+    UNIT_SECONDS by default); DurationError when there is none or anything else is left."""
+    units = UNIT_SECONDS if units is None else units
     text = str(value).strip() if value is not None else ''
-    parts = []
+    terms = []
     position = 0
     while position < len(text):
         match = _PART.match(text, position)
-        if not match or match.group(2).lower() not in UNIT_SECONDS:
+        if not match or match.group(2).lower() not in units:
             break
-        parts.append(float(match.group(1)) * UNIT_SECONDS[match.group(2).lower()])
+        terms.append((float(match.group(1)), match.group(2).lower()))
         position = match.end()
-    if not parts or text[position:].strip():
+    if not terms or text[position:].strip():
         raise DurationError("%s: %r is not a duration with a unit (for example '30s', '15m', '2h', '1h30m', "
                             "'7 days')" % (name, value))
-    return sum(parts)
+    return terms
+
+
+def parse_duration(value, name='duration'):
+    """Seconds (float) of a duration such as '2h', '1h30m', '500ms' or '90 days'."""
+    return sum(number * UNIT_SECONDS[unit] for number, unit in duration_terms(value, name))
 
 
 def format_duration(seconds):

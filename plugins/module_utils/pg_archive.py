@@ -54,6 +54,7 @@ try:
 except ImportError:  # pragma: no cover
     psycopg2 = None
 
+from ansible_collections.cerniq.ops.plugins.module_utils import pg_archive_checks
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
     quote_ident,
     split_qualified_name,
@@ -62,7 +63,11 @@ from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
 MARKER_PREFIX = 'cerniq.ops pg_archive: moving out of '
 
 DEFAULTS = dict(
+    archive_table=None,
     timestamp_column='created_at',
+    older_than=None,
+    cutoff=None,
+    where=None,
     batch_size=5000,
     min_batch_size=100,
     max_batch_size=100000,
@@ -71,12 +76,16 @@ DEFAULTS = dict(
     lock_timeout='1s',
     statement_timeout='60s',
     create_archive=False,
+    allow_delete_side_effects=False,
     partition_mode='detach',
     strategy='auto',
     lock_retries=5,
 )
 
 _RETRY_CODES = ('55P03', '57014', '40P01', '40001')  # lock_not_available, query_canceled, deadlock, serialization
+_TIMESTAMP_TYPES = ('timestamptz', 'timestamp', 'date')
+FIRST_SPAN = 8192  # blocks (64 MB) at most in a pass's first statement, before its time is known
+_FK_ACTIONS = {'c': 'CASCADE', 'n': 'SET NULL', 'd': 'SET DEFAULT'}
 
 
 class ArchiveError(Exception):
@@ -98,41 +107,27 @@ def _one_line(error):
 
 
 def check_where(where):
-    """Refuse an extra condition that could end the statement (a ``;`` outside quotes)."""
-    if where is None:
-        return None
-    if not isinstance(where, str) or not where.strip():
-        raise ArchiveError('where must be a non-empty SQL boolean expression')
-    quote = None
-    i = 0
-    while i < len(where):
-        ch = where[i]
-        if quote:
-            if ch == quote:
-                quote = None
-        elif ch in ("'", '"'):
-            before = where[i - 2] if i > 1 else ' '
-            if ch == "'" and i > 0 and where[i - 1] in 'eE' and not (before.isalnum() or before == '_'):
-                raise ArchiveError("where: E'' strings (backslash escapes) are not accepted")
-            quote = ch
-        elif where.startswith('--', i):
-            ends = [pos for pos in (where.find('\n', i), where.find('\r', i)) if pos >= 0]
-            i = min(ends) if ends else len(where)
-            continue
-        elif where.startswith('/*', i):
-            end = where.find('*/', i + 2)
-            if end < 0:
-                raise ArchiveError('where: unterminated comment')
-            i = end + 2
-            continue
-        elif ch == '$':
-            raise ArchiveError('where: dollar quoting is not accepted; use ordinary quotes')
-        elif ch == ';':
-            raise ArchiveError('where must be one SQL expression (a ";" outside quotes is refused)')
-        i += 1
-    if quote:
-        raise ArchiveError('where: unterminated quote')
-    return where
+    """Accept one balanced SQL expression (see ``pg_archive_checks.check_where``); else ArchiveError."""
+    try:
+        return pg_archive_checks.check_where(where)
+    except ValueError as error:
+        raise ArchiveError(str(error))
+
+
+def check_options(**options):
+    """Every option of a run, defaults filled in, validated and normalized; ArchiveError if refused.
+
+    Needs no server: the module calls it before connecting.
+    """
+    unknown = sorted(set(options) - set(DEFAULTS) - set(['source_table']))
+    if unknown:
+        raise ArchiveError('unknown option(s): %s' % ', '.join(unknown))
+    merged = dict(DEFAULTS)
+    merged.update(options)
+    try:
+        return pg_archive_checks.check_options(merged)
+    except ValueError as error:
+        raise ArchiveError(str(error))
 
 
 class _Table(object):
@@ -144,6 +139,8 @@ class _Table(object):
         self.name = name
         self.relkind = relkind
         self.sql = quote_ident([schema, name])
+        # A plain table's rows only: never its inheritance children (a partitioned table needs its tree).
+        self.scan = self.sql if relkind == 'p' else 'ONLY ' + self.sql
 
     @property
     def display(self):
@@ -153,48 +150,46 @@ class _Table(object):
 class ArchiveRun(object):
     """One archive/purge run over one connection (autocommit)."""
 
-    def __init__(self, conn, source_table, archive_table=None, timestamp_column='created_at',
-                 older_than=None, cutoff=None, where=None, batch_size=5000, min_batch_size=100,
-                 max_batch_size=100000, target_batch_ms=200, max_runtime=None, lock_timeout='1s',
-                 statement_timeout='60s', create_archive=False, partition_mode='detach',
-                 strategy='auto', lock_retries=5, check_mode=False, want_diff=False, progress=None):
-        if (older_than is None) == (cutoff is None):
-            raise ArchiveError('give exactly one of older_than (an interval) or cutoff (a timestamp)')
-        if partition_mode not in ('detach', 'batch'):
-            raise ArchiveError('partition_mode must be detach or batch')
-        if strategy not in ('auto', 'block', 'index'):
-            raise ArchiveError('strategy must be auto, block or index')
-        if not timestamp_column:
-            raise ArchiveError('timestamp_column must be a column name')
+    def __init__(self, conn, check_mode=False, want_diff=False, progress=None, **options):
+        opts = check_options(**options)
         self.conn = conn
-        self.source_name = source_table
-        self.archive_name = archive_table or None
-        self.ts_name = timestamp_column
-        self.older_than = older_than
-        self.cutoff_given = cutoff
-        self.where = check_where(where)
-        self.min_batch = max(1, int(min_batch_size))
-        self.max_batch = max(self.min_batch, int(max_batch_size))
-        self.batch_size = min(max(int(batch_size), self.min_batch), self.max_batch)
-        self.target_ms = max(1, int(target_batch_ms))
-        self.max_runtime = max_runtime
-        self.lock_timeout = lock_timeout
-        self.statement_timeout = statement_timeout
-        self.create_archive = create_archive
-        self.partition_mode = partition_mode
-        self.strategy = strategy
-        self.lock_retries = max(0, int(lock_retries))
+        self.source_name = opts['source_table']
+        self.archive_name = opts['archive_table']
+        self.ts_name = opts['timestamp_column']
+        self.older_than = opts['older_than']
+        self.cutoff_given = opts['cutoff']
+        self.where = opts['where']
+        self.min_batch = opts['min_batch_size']
+        self.max_batch = opts['max_batch_size']
+        self.batch_size = opts['batch_size']
+        self.target_ms = opts['target_batch_ms']
+        self.max_runtime = opts['max_runtime']
+        self.lock_timeout_ms = opts['lock_timeout_ms']
+        self.statement_timeout_ms = opts['statement_timeout_ms']
+        self.create_archive = opts['create_archive']
+        self.allow_side_effects = opts['allow_delete_side_effects']
+        self.partition_mode = opts['partition_mode']
+        self.strategy = opts['strategy']
+        self.lock_retries = opts['lock_retries']
         self.check_mode = check_mode
         self.want_diff = want_diff
         self.progress = progress
         self.started = time.monotonic()
         self.batch_ms = []
+        self.source = None
+        self.cutoff_text = None
+        self.touched = False
+        self.used = set()
+        self.skipped_leaves = 0
+        self.count_span = 4096  # blocks per read-only count statement; adapts like the batches
+        self.block_span = FIRST_SPAN
         self.result = dict(
             changed=False, mode='archive' if self.archive_name else 'purge', cutoff=None,
             source_table=None, archive_table=None, rows_moved=0, rows_batched=0, rows_in_partitions=0,
             partitions_moved=[], batches=0, passes=0, worst_batch_ms=0.0, median_batch_ms=0.0,
-            elapsed_s=0.0, strategy=strategy, archive_created=False, left_for_next_run=0,
-            stopped_by_max_runtime=False, final_check_ms=0.0, warnings=[], recovered=[])
+            elapsed_s=0.0, strategy=self.strategy, archive_created=False, left_for_next_run=0,
+            stopped_by_max_runtime=False, final_check_ms=0.0, worst_check_ms=0.0, batches_skipping_locked_rows=0,
+            warnings=[], recovered=[], delete_side_effects=dict(foreign_keys=[], triggers=[], rules=[]))
 
     # ------------------------------------------------------------------ helpers
     def _q(self, sql, args=None, fetch='all'):
@@ -246,8 +241,10 @@ class ArchiveRun(object):
 
     # ------------------------------------------------------------------ setup
     def prepare(self):
-        self._q("SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)",
-                (str(self.lock_timeout), str(self.statement_timeout)))
+        # The where check tokenizes with standard_conforming_strings on: make the server agree.
+        self._q("SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false), "
+                "set_config('standard_conforming_strings', 'on', false)",
+                ('%dms' % self.lock_timeout_ms, '%dms' % self.statement_timeout_ms))
         self.version = self.conn.server_version
         self.source = self._resolve(self.source_name, 'source table')[0]
         self.result['source_table'] = self.source.display
@@ -256,6 +253,7 @@ class ArchiveRun(object):
         if self.ts_name not in types:
             raise ArchiveError('source table %s has no column %s' % (self.source.display, self.ts_name))
         self.ts_type = types[self.ts_name]
+        self._check_timestamp_type()
         self.ts_sql = quote_ident(self.ts_name)
         self.col_names = [c[0] for c in self.src_cols]
         self.cols_sql = ', '.join(quote_ident(c) for c in self.col_names)
@@ -266,7 +264,7 @@ class ArchiveRun(object):
         self._compute_cutoff()
         if self.where is not None:
             try:
-                self._q('EXPLAIN SELECT 1 FROM %s WHERE (\n%s\n)' % (self.source.sql, self.where))
+                self._q('EXPLAIN SELECT 1 FROM %s WHERE (\n%s\n)' % (self.source.scan, self.where))
             except psycopg2.Error as error:
                 raise ArchiveError('where is not a valid condition on %s: %s' % (
                     self.source.display, _one_line(error)))
@@ -282,22 +280,129 @@ class ArchiveRun(object):
                 self.archive_parts = (parts[0] or self.source.schema, parts[1])
                 self.result['archive_table'] = '%s.%s' % self.archive_parts
             else:
-                if self.archive.oid == self.source.oid:
-                    raise ArchiveError('archive table and source table are the same table')
+                self._check_archive_is_elsewhere()
                 self.result['archive_table'] = self.archive.display
                 self._check_archive_columns()
+        self._check_delete_side_effects()
+        if self.source.relkind == 'r':
+            children = self._q('SELECT count(*) FROM pg_inherits WHERE inhparent = %s', (self.source.oid,),
+                               fetch='one')[0]
+            if children:
+                self._note('%s has %d inheritance child table(s): only its own rows are archived'
+                           % (self.source.display, children))
+
+    def _check_timestamp_type(self):
+        """The cutoff comparison only means "older than" on timestamp, timestamptz and date (or domains over them)."""
+        row = self._q('SELECT a.atttypid FROM pg_attribute a WHERE a.attrelid = %s AND a.attname = %s',
+                      (self.source.oid, self.ts_name), fetch='one')
+        type_oid, name = row[0], None
+        for _depth in range(10):
+            name, kind, base, schema = self._q(
+                'SELECT t.typname, t.typtype, t.typbasetype, n.nspname FROM pg_type t '
+                'JOIN pg_namespace n ON n.oid = t.typnamespace WHERE t.oid = %s', (type_oid,), fetch='one')
+            if kind != 'd':
+                break
+            type_oid = base
+        if name not in _TIMESTAMP_TYPES or schema != 'pg_catalog':
+            raise ArchiveError('timestamp_column %s of %s is %s: it must be timestamp, timestamptz or date '
+                               '(a cutoff compared with another type does not mean "older than")'
+                               % (self.ts_name, self.source.display, self.ts_type))
+
+    def _check_archive_is_elsewhere(self):
+        """Refuse an archive in the source's own partition or inheritance tree (rows would come back)."""
+        row = self._q(
+            'WITH RECURSIVE up(oid) AS (SELECT %(src)s::oid UNION SELECT i.inhparent FROM pg_inherits i '
+            '  JOIN up ON i.inhrelid = up.oid), '
+            'down(oid) AS (SELECT %(src)s::oid UNION SELECT i.inhrelid FROM pg_inherits i '
+            '  JOIN down ON i.inhparent = down.oid), '
+            'tree(oid) AS (SELECT oid FROM up UNION SELECT i.inhrelid FROM pg_inherits i '
+            '  JOIN tree ON i.inhparent = tree.oid) '
+            'SELECT %(arc)s::oid IN (SELECT oid FROM down), %(arc)s::oid IN (SELECT oid FROM up), '
+            '%(arc)s::oid IN (SELECT oid FROM tree)',
+            dict(src=self.source.oid, arc=self.archive.oid), fetch='one')
+        if self.archive.oid == self.source.oid:
+            what = 'is the source table itself'
+        elif row[0]:
+            what = 'is a partition (or inheritance child) of the source table %s' % self.source.display
+        elif row[1]:
+            what = 'is a parent of the source table %s' % self.source.display
+        elif row[2]:
+            what = 'is in the same partition (or inheritance) tree as the source table %s' % self.source.display
+        else:
+            return
+        raise ArchiveError('archive table %s %s: archived rows would land back in the source; refused, '
+                           'nothing was changed' % (self.archive.display, what))
+
+    def _source_members(self):
+        """Oids of the tables a DELETE on the source touches (itself, or its partition tree)."""
+        if self.source.relkind == 'p':
+            return [r[0] for r in self._q('SELECT relid::oid FROM pg_partition_tree(%s)', (self.source.oid,))]
+        return [self.source.oid]
+
+    def _check_delete_side_effects(self):
+        """List what else a DELETE on the source changes; refuse unless allow_delete_side_effects.
+
+        Foreign keys that reference the source with ON DELETE CASCADE / SET NULL / SET DEFAULT (rows of
+        other tables, or of the source itself, change and are not archived), enabled DELETE triggers and
+        DELETE rules.
+        """
+        members = self._source_members()
+        found = self.result['delete_side_effects']
+        for name, table, references, action in self._q(
+                "WITH RECURSIVE fk(oid, parent) AS ("
+                "  SELECT c.oid, c.conparentid FROM pg_constraint c WHERE c.contype = 'f' "
+                "  AND c.confrelid = ANY(%s::oid[]) AND c.confdeltype IN ('c', 'n', 'd') "
+                "  UNION SELECT p.oid, p.conparentid FROM pg_constraint p JOIN fk ON p.oid = fk.parent) "
+                "SELECT DISTINCT c.conname, c.conrelid::regclass::text, c.confrelid::regclass::text, "
+                "c.confdeltype FROM fk JOIN pg_constraint c ON c.oid = fk.oid WHERE fk.parent = 0 ORDER BY 1, 2",
+                (members,)):
+            found['foreign_keys'].append(dict(name=name, table=table, references=references,
+                                              on_delete=_FK_ACTIONS[action]))
+        clone_filter = ('AND NOT EXISTS (SELECT 1 FROM pg_trigger p WHERE p.oid = t.tgparentid '
+                        'AND p.tgrelid = ANY(%(members)s::oid[]))' if self.version >= 130000 else '')
+        for name, table, tgtype in self._q(
+                "SELECT t.tgname, t.tgrelid::regclass::text, t.tgtype FROM pg_trigger t "
+                "WHERE t.tgrelid = ANY(%(members)s::oid[]) AND NOT t.tgisinternal AND (t.tgtype & 8) <> 0 "
+                "AND t.tgenabled IN ('O', 'A') " + clone_filter + " ORDER BY 2, 1", dict(members=members)):
+            timing = 'BEFORE' if tgtype & 2 else ('INSTEAD OF' if tgtype & 64 else 'AFTER')
+            found['triggers'].append(dict(name=name, table=table, timing=timing,
+                                          level='ROW' if tgtype & 1 else 'STATEMENT'))
+        for name, table in self._q(
+                "SELECT r.rulename, r.ev_class::regclass::text FROM pg_rewrite r "
+                "WHERE r.ev_class = ANY(%s::oid[]) AND r.ev_type = '4' AND r.ev_enabled IN ('O', 'A') "
+                "ORDER BY 2, 1", (members,)):
+            found['rules'].append(dict(name=name, table=table))
+        if self.allow_side_effects or not any(found.values()):
+            return
+        listed = ['foreign key %s on %s (ON DELETE %s)' % (f['name'], f['table'], f['on_delete'])
+                  for f in found['foreign_keys']]
+        listed += ['trigger %s on %s (%s DELETE, %s)' % (t['name'], t['table'], t['timing'], t['level'])
+                   for t in found['triggers']]
+        listed += ['rule %s on %s (ON DELETE)' % (r['name'], r['table']) for r in found['rules']]
+        raise ArchiveError(
+            'deleting from %s also changes other rows, which are not archived: %s; refused, nothing was changed '
+            '(set allow_delete_side_effects to archive anyway)' % (self.source.display, '; '.join(listed)))
 
     def _compute_cutoff(self):
+        """The run's one cutoff, on the server's clock; refused when in the future or not finite."""
+        if self.older_than is not None:
+            sql = 'SELECT x::text, x, isfinite(x), true FROM (SELECT (now() - %%s::interval)::%s AS x) s' % (
+                self.ts_type,)
+            value = self.older_than
+        else:
+            sql = 'SELECT x::text, x, isfinite(x), x <= now()::%s FROM (SELECT %%s::%s AS x) s' % (
+                self.ts_type, self.ts_type)
+            value = self.cutoff_given
         try:
-            if self.older_than is not None:
-                row = self._q('SELECT x::text, x FROM (SELECT (now() - %%s::interval)::%s AS x) s' % self.ts_type,
-                              (str(self.older_than),), fetch='one')
-            else:
-                row = self._q('SELECT x::text, x FROM (SELECT %%s::%s AS x) s' % self.ts_type,
-                              (str(self.cutoff_given),), fetch='one')
+            row = self._q(sql, (value,), fetch='one')
         except psycopg2.Error as error:
             raise ArchiveError('cannot compute the cutoff for column %s (%s): %s' % (
                 self.ts_name, self.ts_type, _one_line(error)))
+        if not row[2]:
+            raise ArchiveError('cutoff %s is not a finite point in time; refused' % row[0])
+        if not row[3]:
+            raise ArchiveError("cutoff %s is in the future (after the server's current time): it would move rows "
+                               'that are not old yet; refused' % row[0])
         self.cutoff_text = row[0]
         value = row[1]
         self.result['cutoff'] = value.isoformat() if hasattr(value, 'isoformat') else str(value)
@@ -346,9 +451,8 @@ class ArchiveRun(object):
             sql += ' AND (\n%s\n)' % _pct(self.where)
         return sql
 
-    def count_due(self, rel_sql=None):
-        rel_sql = rel_sql or self.source.sql
-        row = self._q('SELECT count(*) FROM %s WHERE %s' % (_pct(rel_sql), self._due_sql()),
+    def count_due(self):
+        row = self._q('SELECT count(*) FROM %s WHERE %s' % (_pct(self.source.scan), self._due_sql()),
                       {'cutoff': self.cutoff_text}, fetch='one')
         return int(row[0])
 
@@ -523,6 +627,7 @@ class ArchiveRun(object):
     # ------------------------------------------------------------------ batching
     def _leaves(self):
         """Plain tables holding the source's rows (itself, or the leaf partitions with due rows)."""
+        self.skipped_leaves = 0
         if self.source.relkind == 'r':
             return [(self.source.sql, self.source.display)]
         leaves = []
@@ -535,29 +640,47 @@ class ArchiveRun(object):
         for oid, schema, name, relkind, bound, parent in rows:
             if relkind != 'r':
                 self._note('leaf %s.%s is not a plain table (relkind %s): skipped' % (schema, name, relkind))
+                self.skipped_leaves += 1
                 continue
             if parent == self.source.oid and bound and bound != 'DEFAULT' and self._bound_lower_is_future(bound):
                 continue
             leaves.append((quote_ident([schema, name]), '%s.%s' % (schema, name)))
         return leaves
 
-    def _batch_sql(self, rel_sql, block_range, ordered):
-        inner = 'SELECT ctid FROM %s WHERE %s' % (_pct(rel_sql), self._due_sql())
+    def _batch_sql(self, rel_sql, block_range, ordered, skip_locked):
+        """One batch: DELETE ... RETURNING feeding the archive INSERT, in one statement.
+
+        The DELETE repeats the due condition: a row updated by another session after the inner
+        SELECT's snapshot is re-checked on its newest version (READ COMMITTED EvalPlanQual) and moves
+        only if still due. ``skip_locked`` selects the rows with FOR UPDATE SKIP LOCKED: rows other
+        sessions hold are skipped instead of waited for, at the price of locking every row first.
+        """
+        due = self._due_sql()
+        inner = 'SELECT ctid FROM ONLY %s WHERE %s' % (_pct(rel_sql), due)
         if block_range:
             inner += '\n AND ctid >= %(lo)s::tid AND ctid < %(hi)s::tid'
         if ordered:
             inner += '\n ORDER BY %s' % _pct(self.ts_sql)
-        inner += '\n LIMIT %(limit)s FOR UPDATE SKIP LOCKED'
+        inner += '\n LIMIT %(limit)s'
+        if skip_locked:
+            inner += ' FOR UPDATE SKIP LOCKED'
         cols = _pct(self.cols_sql)
         returning = 'ctid AS "__cerniq_ctid", %s' % cols
-        sql = 'WITH moved AS (DELETE FROM %s WHERE ctid = ANY(ARRAY(%s)) RETURNING %s)' % (
-            _pct(rel_sql), inner, returning)
+        sql = 'WITH moved AS (DELETE FROM ONLY %s WHERE ctid = ANY(ARRAY(%s))\n AND %s RETURNING %s)' % (
+            _pct(rel_sql), inner, due, returning)
         if self.archive is not None:
             sql += ', ins AS (INSERT INTO %s (%s) SELECT %s FROM moved)' % (_pct(self.archive.sql), cols, cols)
-        sql += ' SELECT count(*), max(((("__cerniq_ctid")::text)::point)[0]) FROM moved'
+        # The last block touched (to resume a range cut short by the row limit), block passes only.
+        sql += ' SELECT count(*), %s FROM moved' % ('max("__cerniq_ctid")::text' if block_range else 'NULL')
         return sql
 
-    def _run_batch(self, sql, args):
+    def _run_batch(self, sql, args, fallback_sql=None):
+        """Run one batch statement, with retries; returns (rows moved, last block touched, ms).
+
+        A lock or statement timeout, deadlock or serialization failure of ``sql`` is retried first as
+        ``fallback_sql`` (the SKIP LOCKED form, which does not wait for rows other sessions hold), then
+        with backoff and a halved size, ``lock_retries`` times.
+        """
         attempt = 0
         while True:
             t0 = time.monotonic()
@@ -565,6 +688,10 @@ class ArchiveRun(object):
                 row = self._q(sql, args, fetch='one')
             except psycopg2.Error as error:
                 code = getattr(error, 'pgcode', None)
+                if code in _RETRY_CODES and fallback_sql is not None:
+                    sql, fallback_sql = fallback_sql, None
+                    self.result['batches_skipping_locked_rows'] += 1
+                    continue
                 if code in _RETRY_CODES and attempt < self.lock_retries:
                     attempt += 1
                     time.sleep(min(2.0, 0.05 * (2 ** attempt)))
@@ -572,8 +699,7 @@ class ArchiveRun(object):
                     args['limit'] = max(self.min_batch, int(args['limit']) // 2)
                     self.batch_size = args['limit']
                     continue
-                raise ArchiveError('batch failed on %s: %s' % (self.source.display, _one_line(error)),
-                                   partial=self.finish())
+                raise ArchiveError(self._batch_failure(error))
             ms = (time.monotonic() - t0) * 1000.0
             moved = int(row[0])
             self.batch_ms.append(ms)
@@ -584,7 +710,19 @@ class ArchiveRun(object):
                 self.result['changed'] = True
             if self.progress:
                 self.progress(dict(rows=moved, ms=ms, total=self.result['rows_moved']))
-            return moved, (int(row[1]) if row[1] is not None else None), ms
+            last_block = int(row[1].strip('()').split(',')[0]) if row[1] is not None else None
+            return moved, last_block, ms
+
+    def _batch_failure(self, error):
+        """One line saying why a batch failed (it was rolled back as a whole)."""
+        code = getattr(error, 'pgcode', None)
+        detail = getattr(getattr(error, 'diag', None), 'message_detail', None)
+        if code in ('23505', '23P01') and self.archive is not None:
+            return ('archive table %s already holds a row with the key of a due row of %s (%s): that batch was '
+                    'rolled back; remove the conflicting archive rows (or those source rows), then run again' % (
+                        self.archive.display, self.source.display, detail or _one_line(error)))
+        text = 'batch failed on %s: %s' % (self.source.display, _one_line(error))
+        return '%s (%s)' % (text, detail) if detail else text
 
     def _adapt(self, ms):
         factor = max(0.5, min(2.0, self.target_ms / max(ms, 1.0)))
@@ -596,13 +734,16 @@ class ArchiveRun(object):
                       (rel_sql,), fetch='one')
         return int(row[0])
 
-    def block_pass(self, rel_sql):
-        """One pass over the relation's blocks (extended if the table grows during the pass)."""
-        stats = self._q("SELECT reltuples, relpages FROM pg_class WHERE oid = %s::regclass", (rel_sql,), fetch='one')
-        per_block = (stats[0] / stats[1]) if stats and stats[1] and stats[0] > 0 else 50.0
-        span = max(8, int(self.batch_size / max(per_block, 1.0)))
+    def block_pass(self, rel_sql, span):
+        """One pass over the relation's blocks (extended if the table grows during the pass).
+
+        ``span`` is the first statement's block count; then span and row limit follow
+        ``target_batch_ms``. Batches do not lock rows first; a batch that meets a row another session
+        holds (lock_timeout) is run again with SKIP LOCKED. Returns False if stopped by max_runtime.
+        """
         max_span = 1000000
-        sql = self._batch_sql(rel_sql, block_range=True, ordered=False)
+        sql = self._batch_sql(rel_sql, block_range=True, ordered=False, skip_locked=False)
+        fallback = self._batch_sql(rel_sql, block_range=True, ordered=False, skip_locked=True)
         lo = 0
         end = self._nblocks(rel_sql)
         while lo < end:
@@ -612,7 +753,7 @@ class ArchiveRun(object):
             hi = lo + span
             args = {'cutoff': self.cutoff_text, 'lo': '(%d,0)' % lo, 'hi': '(%d,0)' % hi,
                     'limit': self.batch_size}
-            moved, last_block, ms = self._run_batch(sql, args)
+            moved, last_block, ms = self._run_batch(sql, args, fallback)
             limit_hit = moved >= args['limit']
             factor = self._adapt(ms)
             span = int(min(max_span, max(8, span * factor)))
@@ -622,11 +763,12 @@ class ArchiveRun(object):
                 lo = hi
             if lo >= end:
                 end = self._nblocks(rel_sql)
+        self.block_span = span
         return True
 
     def index_sweep(self, rel_sql):
-        """Batches in timestamp order until one moves nothing."""
-        sql = self._batch_sql(rel_sql, block_range=False, ordered=True)
+        """Batches in timestamp order, skipping locked rows, until one moves nothing."""
+        sql = self._batch_sql(rel_sql, block_range=False, ordered=True, skip_locked=True)
         while True:
             if self._out_of_time():
                 self.result['stopped_by_max_runtime'] = True
@@ -637,34 +779,77 @@ class ArchiveRun(object):
                 return True
 
     def _choose_strategy(self, rel_sql):
-        """``auto``: block ranges unless the planner expects few due rows for the table's size.
+        """(strategy, expected due rows per block) for one table.
 
-        A block pass reads every page of the table in order; index-ordered batches read one
-        (random) page per due row. When the expected due rows are fewer than a quarter of the
-        pages (random reads cost a few sequential ones), the index wins.
+        ``auto``: block ranges unless the planner expects few due rows for the table's size. A block
+        pass reads every page of the table in order; index-ordered batches read one (random) page per
+        due row. When the expected due rows are fewer than a quarter of the pages (random reads cost a
+        few sequential ones), the index wins.
         """
-        if self.strategy != 'auto':
-            return self.strategy
-        plan = self._q('EXPLAIN (FORMAT JSON) SELECT 1 FROM %s WHERE %s' % (_pct(rel_sql), self._due_sql()),
+        if self.strategy == 'index':
+            return 'index', None
+        plan = self._q('EXPLAIN (FORMAT JSON) SELECT 1 FROM ONLY %s WHERE %s' % (_pct(rel_sql), self._due_sql()),
                        {'cutoff': self.cutoff_text}, fetch='one')[0]
         if isinstance(plan, str):
             plan = json.loads(plan)
         expected = float(plan[0]['Plan']['Plan Rows'])
-        pages = self._nblocks(rel_sql)
-        return 'index' if expected * 4 < pages else 'block'
+        pages = max(1, self._nblocks(rel_sql))
+        if self.strategy == 'auto' and expected * 4 < pages:
+            return 'index', None
+        return 'block', expected / pages
 
-    def _anything_left(self, rel_sql):
-        """Read-only probe after a block pass: is any due row left (skipped as locked, or relocated)?
+    def _timed_count(self, sql, args):
+        """One read-only count statement; its time goes to ``final_check_ms`` / ``worst_check_ms``."""
+        started = time.monotonic()
+        count = int(self._q(sql, dict(args, cutoff=self.cutoff_text), fetch='one')[0])
+        ms = (time.monotonic() - started) * 1000.0
+        self.result['final_check_ms'] = round(self.result['final_check_ms'] + ms, 1)
+        self.result['worst_check_ms'] = round(max(self.result['worst_check_ms'], ms), 1)
+        return count, max(0.5, min(2.0, self.target_ms / max(ms, 1.0)))
 
-        Right after a pass the timestamp index is full of entries pointing at rows just moved; the
-        first scan walks (and marks dead) all of them. Doing that in a read-only statement keeps the
-        write transactions short; its time is reported as ``final_check_ms``.
+    def _count_by_blocks(self, rel_sql):
+        """Due rows left in one table, read in block ranges (statements sized toward target_batch_ms)."""
+        sql = 'SELECT count(*) FROM ONLY %s WHERE ctid >= %%(lo)s::tid AND ctid < %%(hi)s::tid AND %s' % (
+            _pct(rel_sql), self._due_sql())
+        left, lo, end, span = 0, 0, self._nblocks(rel_sql), self.count_span
+        while lo < end:
+            count, factor = self._timed_count(sql, {'lo': '(%d,0)' % lo, 'hi': '(%d,0)' % (lo + span)})
+            left += count
+            lo += span
+            span = int(min(1000000, max(64, span * factor)))
+            if lo >= end:
+                end = self._nblocks(rel_sql)
+        self.count_span = span
+        return left
+
+    def _move_leaf(self, rel_sql):
+        """Batch one plain table; returns (complete, due rows left in it).
+
+        After the batches, a read-only count of the due rows still there (locked elsewhere, moved by
+        concurrent updates into blocks already passed, made due meanwhile). After a block pass it reads
+        the table in block ranges (short statements; through the timestamp index it would visit the
+        index entry of every row just moved, in one long statement); if rows are left, a second block
+        pass moves what it can and the count is taken again. Index-ordered batches (few due rows) end
+        with one count through the index.
         """
-        t0 = time.monotonic()
-        row = self._q('SELECT EXISTS (SELECT 1 FROM %s WHERE %s)' % (_pct(rel_sql), self._due_sql()),
-                      {'cutoff': self.cutoff_text}, fetch='one')
-        self.result['final_check_ms'] = round(self.result['final_check_ms'] + (time.monotonic() - t0) * 1000.0, 1)
-        return bool(row[0])
+        self.result['passes'] += 1
+        strategy, due_per_block = self._choose_strategy(rel_sql)
+        self.used.add(strategy)
+        if strategy == 'index':
+            if not self.index_sweep(rel_sql):
+                return False, None
+            return True, self._timed_count('SELECT count(*) FROM ONLY %s WHERE %s' % (
+                _pct(rel_sql), self._due_sql()), {})[0]
+        # About batch_size due rows in the first statement (planner's estimate), at most FIRST_SPAN blocks.
+        if not self.block_pass(rel_sql, int(max(8, min(FIRST_SPAN, self.batch_size / max(due_per_block, 1e-6))))):
+            return False, None
+        left = self._count_by_blocks(rel_sql)
+        if left:
+            self.result['passes'] += 1
+            if not self.block_pass(rel_sql, self.block_span):
+                return False, None
+            left = self._count_by_blocks(rel_sql)
+        return True, left
 
     # ------------------------------------------------------------------ run
     def finish(self):
@@ -676,7 +861,26 @@ class ArchiveRun(object):
         self.result['elapsed_s'] = round(self._elapsed(), 3)
         return self.result
 
+    def _partial(self):
+        """The result so far after an error: what moved, and what is still due (None if it cannot be counted)."""
+        if self.touched:
+            try:
+                self.result['left_for_next_run'] = self.count_due()
+            except psycopg2.Error:
+                self.result['left_for_next_run'] = None
+        return self.finish()
+
     def run(self):
+        """Prepare, then move (or count in check mode). Any error: ArchiveError carrying the result so far."""
+        try:
+            return self._run()
+        except ArchiveError as error:
+            raise ArchiveError(str(error), partial=self._partial())
+        except psycopg2.Error as error:
+            raise ArchiveError('%s failed: %s' % (self.source.display if self.source else self.source_name,
+                                                  _one_line(error)), partial=self._partial())
+
+    def _run(self):
         self.prepare()
         old_parts = self.plan_partitions()
         if self.check_mode:
@@ -691,6 +895,7 @@ class ArchiveRun(object):
                 self.result['diff'] = dict(before=dict(rows_due=due), after=dict(rows_due=0))
             return self.finish()
         due_before = self.count_due() if self.want_diff else None
+        self.touched = True
         if self.archive_missing:
             self._create_archive()
         self.recover()
@@ -704,22 +909,18 @@ class ArchiveRun(object):
                 except psycopg2.Error as error:
                     self._partition_failed(part, error)
         complete = not self.result['stopped_by_max_runtime']
-        used = set()
+        self.used = set()
+        left = 0
         if complete:
-            for rel_sql, _display in self._leaves():
-                self.result['passes'] += 1
-                strategy = self._choose_strategy(rel_sql)
-                used.add(strategy)
-                if strategy == 'block':
-                    complete = self.block_pass(rel_sql)
-                    if complete and self._anything_left(rel_sql):
-                        complete = self.index_sweep(rel_sql)  # rows relocated into passed blocks
-                else:
-                    complete = self.index_sweep(rel_sql)
+            leaves = self._leaves()
+            for rel_sql, _display in leaves:
+                complete, left_here = self._move_leaf(rel_sql)
                 if not complete:
                     break
-        self.result['strategy'] = '+'.join(sorted(used)) or self.strategy
-        left = self.count_due()
+                left += left_here
+        self.result['strategy'] = '+'.join(sorted(self.used)) or self.strategy
+        if not complete or self.skipped_leaves:
+            left = self.count_due()
         self.result['left_for_next_run'] = left
         if left:
             if self.result['stopped_by_max_runtime']:
@@ -733,8 +934,9 @@ class ArchiveRun(object):
 
 
 def run_archive(conn, **options):
-    """Run one archive/purge; returns the result dict. Raises ArchiveError (one line)."""
-    try:
-        return ArchiveRun(conn, **options).run()
-    except psycopg2.Error as error:
-        raise ArchiveError(_one_line(error))
+    """Run one archive/purge; returns the result dict.
+
+    Raises ArchiveError (one line; ``partial`` holds the result so far: what moved before the error and
+    ``left_for_next_run``, the due rows still in the source).
+    """
+    return ArchiveRun(conn, **options).run()

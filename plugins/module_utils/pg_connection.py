@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover - exercised by the missing-library test
 # cerniq.ops.postgres doc fragment).
 POSTGRES_COMMON_ARGS = dict(
     login_host=dict(type='str', aliases=['db_host']),
-    login_port=dict(type='int', default=5432, aliases=['db_port']),
+    login_port=dict(type='int', aliases=['db_port']),  # no default: PGPORT, then libpq's 5432
     login_unix_socket=dict(type='str', aliases=['db_unix_socket']),
     login_db=dict(type='str', aliases=['db', 'database']),
     login_user=dict(type='str', aliases=['db_user']),
@@ -70,6 +70,16 @@ _CONNECT_KEYWORDS = dict(
 )
 
 
+# What a query can raise (nothing to catch when psycopg2 is missing: connecting already failed then).
+POSTGRES_ERRORS = (psycopg2.Error,) if HAS_PSYCOPG2 else ()
+
+
+def error_line(error):
+    """The first non-empty line of a server error, for one-line task failures."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return lines[0] if lines else error.__class__.__name__
+
+
 class PostgresConnectError(Exception):
     """Connection failed; the message is one line naming the server and the cause."""
 
@@ -85,6 +95,30 @@ def postgres_argument_spec():
             option['fallback'] = (env_fallback, list(POSTGRES_ENV_FALLBACKS[name]))
         spec[name] = option
     return spec
+
+
+def _int_between(value, low, high):
+    """``value`` as an int when it is one within [low, high], else None."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if not isinstance(value, bool) and low <= number <= high else None
+
+
+def check_connection_params(params):
+    """Bounds of the connection options, checked before connecting; PostgresConnectError (one line)."""
+    port = params.get('login_port')
+    if port not in (None, '') and _int_between(port, 1, 65535) is None:
+        raise PostgresConnectError('login_port must be a TCP port (1-65535), got %r' % (port,))
+    timeout = params.get('connect_timeout', POSTGRES_COMMON_ARGS['connect_timeout']['default'])
+    # libpq waits forever with 0; never wait without a bound.
+    if timeout is not None and _int_between(timeout, 1, 3600) is None:
+        raise PostgresConnectError('connect_timeout must be 1-3600 seconds, got %r' % (timeout,))
+    for option in _CONNECT_KEYWORDS:
+        value = params.get(option)
+        if isinstance(value, str) and '\x00' in value:
+            raise PostgresConnectError('%s must not contain a NUL byte' % option)
 
 
 def connection_kwargs(params):
@@ -106,7 +140,7 @@ def connection_kwargs(params):
 def describe_server(params):
     """``user@host:port/db`` for messages; never includes the password."""
     host = params.get('login_unix_socket') or params.get('login_host') or os.environ.get('PGHOST') or 'local socket'
-    port = params.get('login_port') or 5432
+    port = params.get('login_port') or os.environ.get('PGPORT') or 5432
     user = params.get('login_user') or os.environ.get('PGUSER') or ''
     database = params.get('login_db') or os.environ.get('PGDATABASE') or user
     prefix = '%s@' % user if user else ''
@@ -151,6 +185,7 @@ def connect_postgres(params, autocommit=True):
     """
     if not HAS_PSYCOPG2:
         raise PostgresConnectError('the Python library psycopg2 (or psycopg2-binary) is not installed')
+    check_connection_params(params)
     kwargs = connection_kwargs(params)
     try:
         conn = psycopg2.connect(**kwargs)

@@ -96,8 +96,8 @@ def normalize_thresholds(thresholds):
             value = float(value)
         except (TypeError, ValueError):
             raise HealthError('threshold %s must be a number, got %r' % (key, value))
-        if value < 0:
-            raise HealthError('threshold %s must not be negative' % key)
+        if math.isnan(value) or math.isinf(value) or value < 0:
+            raise HealthError('threshold %s must be a finite number >= 0, got %r' % (key, value))
         merged[key] = value
     return merged
 
@@ -414,8 +414,11 @@ def table_bloat(conn, thresholds, schemas=None, exact='auto', warnings=None):
 
 def normalize_orphan_check(check):
     """An orphan check is {name, query} or {name, child_table, child_column, parent_table, parent_column}."""
-    if not isinstance(check, dict) or not check.get('name'):
+    if not isinstance(check, dict) or not check.get('name') or not isinstance(check['name'], str):
         raise HealthError('each orphan check needs a name: %r' % (check,))
+    for key, value in check.items():
+        if (value is not None and not isinstance(value, str)) or (isinstance(value, str) and '\x00' in value):
+            raise HealthError('orphan check %s: %s must be text without NUL bytes' % (check['name'], key))
     structured = ('child_table', 'child_column', 'parent_table', 'parent_column')
     if check.get('query'):
         if any(check.get(key) for key in structured):
@@ -486,16 +489,25 @@ def reindex_candidates(invalid, bloat, thresholds):
     return out
 
 
-def health_report(conn, sections=None, thresholds=None, schemas=None, exact_bloat='auto', orphan_checks=None):
-    """The report as a dict: one key per requested section plus stats, thresholds, warnings."""
+def check_report_options(sections=None, thresholds=None, schemas=None, exact_bloat='auto', orphan_checks=None):
+    """Validate a report's options without a server: (sections, thresholds, checks); HealthError if refused."""
     sections = list(sections or SECTIONS)
-    unknown = [s for s in sections if s not in SECTIONS]
+    unknown = [str(s) for s in sections if s not in SECTIONS]
     if unknown:
         raise HealthError('unknown section(s) %s (known: %s)' % (', '.join(unknown), ', '.join(SECTIONS)))
     if exact_bloat not in ('auto', 'always', 'never'):
         raise HealthError('exact_bloat must be auto, always or never')
-    th = normalize_thresholds(thresholds)
-    checks = [normalize_orphan_check(c) for c in (orphan_checks or [])]  # validate before reading anything
+    for schema in schemas or []:
+        if not isinstance(schema, str) or not schema or '\x00' in schema:
+            raise HealthError('schemas must be schema names, got %r' % (schema,))
+    if not isinstance(orphan_checks or [], (list, tuple)):
+        raise HealthError('orphan_checks must be a list, got %r' % (orphan_checks,))
+    return sections, normalize_thresholds(thresholds), [normalize_orphan_check(c) for c in (orphan_checks or [])]
+
+
+def health_report(conn, sections=None, thresholds=None, schemas=None, exact_bloat='auto', orphan_checks=None):
+    """The report as a dict: one key per requested section plus stats, thresholds, warnings."""
+    sections, th, checks = check_report_options(sections, thresholds, schemas, exact_bloat, orphan_checks)
     warnings = []
     report = dict(thresholds=th, warnings=warnings, server_version_num=int(conn.server_version))
     report['stats'] = stats_info(conn)

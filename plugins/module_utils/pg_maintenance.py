@@ -35,6 +35,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import math
 import random
 import re
 import time
@@ -61,6 +62,9 @@ CC_LEFTOVER = re.compile(r'_cc(new|old)[0-9]*$')
 
 TABLE_KINDS = ('r', 'm', 'p')
 INDEX_KINDS = ('i', 'I')
+MAX_TIMEOUT_MS = 2147483647   # PostgreSQL's limit for lock_timeout / statement_timeout
+MAX_BUDGET = 30 * 86400.0
+OUTCOMES = ('done', 'skipped', 'failed', 'planned', 'absent')
 
 
 class MaintenanceError(Exception):
@@ -235,6 +239,54 @@ def build_in_progress(conn, table_oid):
     return [row[0] for row in rows]
 
 
+def check_tasks(tasks):
+    """Normalize every task; raise MaintenanceError listing every problem (no server needed)."""
+    if not isinstance(tasks, (list, tuple)):
+        raise MaintenanceError('tasks must be a list of mappings, got %r' % (tasks,))
+    normalized, problems = [], []
+    for spec in tasks:
+        try:
+            normalized.append(normalize_task(spec))
+        except MaintenanceError as error:
+            problems.append(str(error))
+    if problems:
+        raise MaintenanceError('; '.join(problems))
+    return normalized
+
+
+def check_settings(settings):
+    """DEFAULTS overridden by ``settings`` (None = default), bounds checked; MaintenanceError if refused."""
+    merged = dict(DEFAULTS)
+    for key, value in settings.items():
+        if key not in DEFAULTS:
+            raise MaintenanceError('unknown setting %s' % key)
+        if value is not None:
+            merged[key] = value
+    for key in DEFAULTS:
+        try:
+            if isinstance(merged[key], bool):
+                raise TypeError(key)
+            merged[key] = float(merged[key])
+        except (TypeError, ValueError, OverflowError):
+            raise MaintenanceError('%s must be a number, got %r' % (key.replace('_ms', ''), merged[key]))
+        if math.isnan(merged[key]) or math.isinf(merged[key]):
+            raise MaintenanceError('%s must be a finite number, got %r' % (key.replace('_ms', ''), merged[key]))
+    if not 1 <= merged['lock_timeout_ms'] <= MAX_TIMEOUT_MS:
+        raise MaintenanceError('lock_timeout must be 1 to %d ms, got %r' % (MAX_TIMEOUT_MS, merged['lock_timeout_ms']))
+    if not merged['lock_timeout_ms'] <= merged['lock_timeout_max_ms'] <= MAX_TIMEOUT_MS:
+        raise MaintenanceError('lock_timeout_max must be between lock_timeout and %d ms, got %r' % (
+            MAX_TIMEOUT_MS, merged['lock_timeout_max_ms']))
+    if not 0 <= merged['statement_timeout'] * 1000 <= MAX_TIMEOUT_MS:
+        raise MaintenanceError('statement_timeout must be 0 (none) to %d seconds, got %r' % (
+            MAX_TIMEOUT_MS // 1000, merged['statement_timeout']))
+    for key in ('lock_wait_budget', 'cleanup_budget', 'time_budget'):
+        if not 0 <= merged[key] <= MAX_BUDGET:
+            raise MaintenanceError('%s must be 0 to %d seconds, got %r' % (key, MAX_BUDGET, merged[key]))
+    for key in ('lock_timeout_ms', 'lock_timeout_max_ms'):
+        merged[key] = int(merged[key])
+    return merged
+
+
 # --------------------------------------------------------------------------- the runner
 
 class MaintenanceRunner(object):
@@ -250,34 +302,17 @@ class MaintenanceRunner(object):
         self.check_mode = check_mode
         self.sleep = sleep
         self.clock = clock
-        self.settings = dict(DEFAULTS)
-        for key, value in settings.items():
-            if key not in DEFAULTS:
-                raise MaintenanceError('unknown setting %s' % key)
-            if value is not None:
-                self.settings[key] = value
-        self._check_settings()
+        self.settings = check_settings(settings)
         self.warnings = []
-
-    def _check_settings(self):
-        s = self.settings
-        if int(s['lock_timeout_ms']) < 1 or int(s['lock_timeout_max_ms']) < int(s['lock_timeout_ms']):
-            raise MaintenanceError('lock_timeout must be >= 1 ms and lock_timeout_max >= lock_timeout')
-        for key in ('lock_wait_budget', 'statement_timeout', 'cleanup_budget', 'time_budget'):
-            if float(s[key]) < 0:
-                raise MaintenanceError('%s must not be negative' % key)
 
     # ---- planning
     def plan(self, tasks):
-        """Normalize and resolve every task; raise MaintenanceError listing every problem."""
-        normalized, problems = [], []
-        for spec in tasks:
-            try:
-                normalized.append(normalize_task(spec))
-            except MaintenanceError as error:
-                problems.append(str(error))
-        if problems:
-            raise MaintenanceError('; '.join(problems))
+        """Normalize and resolve every task; raise MaintenanceError listing every problem.
+
+        An index to drop with drop_invalid_index that does not exist (any more) is planned as ``absent``:
+        there is nothing to do, so a second run is ok and unchanged.
+        """
+        normalized, problems = check_tasks(tasks), []
         version = int(self.conn.server_version)
         planned = []
         for task in normalized:
@@ -289,6 +324,9 @@ class MaintenanceRunner(object):
             else:
                 kinds, what = TABLE_KINDS, 'table'
             rel = resolve_relation(self.conn, name, kinds)
+            if rel is None and task['action'] == 'drop_invalid_index':
+                planned.append(dict(task=task, rel=None, sql=None, name=name))
+                continue
             if rel is None:
                 problems.append('%s %r does not exist' % (what, name))
                 continue
@@ -398,6 +436,11 @@ class MaintenanceRunner(object):
         budget = float(self.settings['time_budget'])
         for step in steps:
             task, rel = step['task'], step['rel']
+            if rel is None:
+                results.append(dict(action=task['action'], object=step['name'], kind='index', sql=None,
+                                    lock=None, duration_ms=0, attempts=0, result='absent',
+                                    reason='index does not exist (already dropped): nothing to do'))
+                continue
             result = dict(action=task['action'], object='%s.%s' % (rel['schema'], rel['name']),
                           kind='index' if rel['relkind'] in INDEX_KINDS else 'table',
                           sql=step['sql'], lock=lock_level(task), duration_ms=0, attempts=0,
@@ -422,7 +465,7 @@ class MaintenanceRunner(object):
                 result.update(result='failed', reason=_one_line(error))
                 results.append(result)
         self._reset_timeouts()
-        summary = dict(done=0, skipped=0, failed=0, planned=0)
+        summary = dict((outcome, 0) for outcome in OUTCOMES)
         for result in results:
             summary[result['result']] = summary.get(result['result'], 0) + 1
         changed = summary['done'] > 0 or (self.check_mode and summary['planned'] > 0)
@@ -455,7 +498,9 @@ class MaintenanceRunner(object):
         result['attempts'] = attempts
         if outcome == 'done':
             skipped_notice = [n for n in self.conn.notices if 'skipping' in n.lower()]
-            if skipped_notice:
+            if skipped_notice and task['action'] == 'drop_invalid_index':
+                result.update(result='absent', reason='index dropped meanwhile by another session: nothing to do')
+            elif skipped_notice:
                 result.update(result='skipped', reason=skipped_notice[0].strip().replace('WARNING:  ', ''))
             else:
                 result.update(result='done')

@@ -19,11 +19,17 @@ description:
     C(WITH) query) in its own short transaction, so exactly the deleted rows are archived and the run can be killed
     and run again at any point. Rows never travel through the module.
   - Batches walk the table's physical blocks (PostgreSQL 14+ TID range scans; see O(strategy)) and adapt their size
-    toward O(target_batch_ms); a final sweep in timestamp order picks up rows that concurrent updates
-    moved into blocks already passed. Rows locked by other sessions are skipped and counted in
-    RV(left_for_next_run).
+    toward O(target_batch_ms). A read-only count in block ranges follows; if due rows are left (rows concurrent
+    updates moved into blocks already passed, or rows other sessions held), a second block pass moves them and
+    the count is taken again. A batch that meets a row another session holds waits at most O(lock_timeout), then
+    runs again skipping locked rows; those are counted in RV(left_for_next_run).
   - For a source RANGE-partitioned on O(timestamp_column), partitions entirely older than the cutoff are
     detached concurrently and moved whole (see O(partition_mode)); only partitions with newer rows are batched.
+  - Refused before any row is touched (the task fails with one line and changes nothing) - a duration without a
+    unit, a cutoff in the future or not finite, a O(timestamp_column) that is not C(timestamp), C(timestamptz) or
+    C(date), an archive table that is the source or in its partition or inheritance tree, a O(where) that is not one
+    balanced expression, and a source whose rows are referenced by C(ON DELETE CASCADE), C(SET NULL) or
+    C(SET DEFAULT) foreign keys or that has C(DELETE) triggers or rules (unless O(allow_delete_side_effects)).
   - See C(docs/pg_archive.md) for the semantics and measured figures.
 version_added: 0.1.0
 author: cerniq.ops contributors (@cerniq)
@@ -54,21 +60,44 @@ options:
         defaults, identity or generated expressions, so it takes the source's values as they are.
     type: bool
     default: false
+  allow_delete_side_effects:
+    description:
+      - Archive even when deleting from O(source_table) changes other rows - foreign keys referencing it with
+        C(ON DELETE CASCADE), C(SET NULL) or C(SET DEFAULT) (rows of other tables, or of the source itself, are
+        deleted or changed and not archived), enabled C(DELETE) triggers, or C(DELETE) rules.
+      - When false (the default) such a source is refused before any change; the task's result lists them in
+        RV(delete_side_effects), in check mode too.
+    type: bool
+    default: false
   timestamp_column:
-    description: Column compared with the cutoff (C(timestamptz), C(timestamp) or C(date)).
+    description:
+      - Column compared with the cutoff. It must be C(timestamp), C(timestamptz) or C(date) (or a domain over
+        one of them); any other type is refused.
     type: str
     default: created_at
   older_than:
-    description: Interval such as C(90 days); the cutoff is the server's current time minus this interval. Exclusive with O(cutoff).
+    description:
+      - How old a row must be to move - a duration with units, such as C(90 days), C(36h), C(1 week 2 days),
+        C(3 months) (units C(ms), C(s), C(m) (minutes), C(h), C(d), C(w), also spelled out, and the calendar units
+        C(mon)/C(months) and C(y)/C(years)).
+      - The cutoff is the server's current time minus this duration, computed once. A number without a unit
+        (PostgreSQL would read C(90) as 90 seconds), a sign, C(ago) and zero are refused.
+      - Exclusive with O(cutoff).
     type: str
   cutoff:
-    description: An explicit cutoff timestamp; rows with O(timestamp_column) strictly before it move.
+    description:
+      - An explicit cutoff, a timestamp (or date) the column's type accepts; rows with O(timestamp_column)
+        strictly before it move.
+      - It must not be after the server's current time, and must be finite (C(infinity) is refused).
     type: str
   where:
     description:
       - An extra SQL condition rows must also meet, for example C(processing_status = 'promoted').
-      - It is trusted SQL written by the playbook author and inserted into the statements as is; never build
-        it from user data. A C(;) outside quotes is refused.
+      - It is trusted SQL written by the playbook author and inserted into the statements as is, always inside
+        its own parentheses; never build it from user data.
+      - It must be one balanced expression - read as PostgreSQL reads it (quotes, C(E'') strings, quoted
+        identifiers, dollar quotes, C(--) and nested C(/* */) comments), parentheses and brackets must balance
+        and never close one they did not open, and a C(;) outside quotes is refused.
       - When set, old partitions are batched rather than moved whole.
     type: str
   batch_size:
@@ -91,11 +120,17 @@ options:
     description: Seconds after which no new batch starts; the rest is left for the next run (RV(left_for_next_run)).
     type: float
   lock_timeout:
-    description: C(lock_timeout) of the session; a batch that times out is retried with backoff and a smaller size.
+    description:
+      - C(lock_timeout) of the session, a duration with a unit (C(500ms), C(1s)). It bounds how long a batch waits
+        for a row another session holds; that batch then runs again skipping locked rows (C(SKIP LOCKED)). A batch
+        that still times out (a table lock held elsewhere) is retried with backoff and a smaller size.
+      - A number without a unit is refused.
     type: str
     default: 1s
   statement_timeout:
-    description: C(statement_timeout) of the session (not applied to copying a detached partition).
+    description:
+      - C(statement_timeout) of the session, a duration with a unit (not applied to copying a detached partition).
+      - A number without a unit is refused.
     type: str
     default: 60s
   lock_retries:
@@ -123,7 +158,7 @@ options:
     default: auto
 notes:
   - The archive must not already hold a row the source still has under a unique key; such a batch fails and
-    is rolled back, nothing moves.
+    is rolled back, the task fails naming the key, and RV(left_for_next_run) counts the due rows still in the source.
   - The role needs C(DELETE) on the source, C(INSERT) on the archive, and ownership of the source for partition moves.
 '''
 
@@ -210,14 +245,53 @@ left_for_next_run:
   description:
     - Due rows still in the source at the end (locked by other sessions, made due during the run, or left by
       O(max_runtime)). A later run moves them.
-  returned: success
+    - Also returned when a run fails part-way (null if they could not be counted).
+  returned: always
   type: int
+delete_side_effects:
+  description:
+    - What deleting from the source also changes - C(foreign_keys) (C(name), C(table), C(references),
+      C(on_delete)) referencing it with CASCADE, SET NULL or SET DEFAULT, enabled DELETE C(triggers) (C(name),
+      C(table), C(timing), C(level)) and DELETE C(rules) (C(name), C(table)).
+    - Returned in check mode and when the run is refused because of them.
+  returned: always
+  type: dict
+  sample: {foreign_keys: [{name: escalations_task_fk, table: approval_task_escalations, references: approval_tasks,
+           on_delete: CASCADE}], triggers: [], rules: []}
 final_check_ms:
   description:
-    - Time of the read-only check after the block pass (it walks the index entries of the rows just moved);
-      not a write transaction, so not in RV(worst_batch_ms).
+    - Time of the read-only counts of the rows left after the batches (in block ranges after a block pass);
+      not write transactions, so not in RV(worst_batch_ms).
   returned: success
   type: float
+worst_check_ms:
+  description: Longest of those read-only count statements, in milliseconds.
+  returned: success
+  type: float
+batches_skipping_locked_rows:
+  description: Batches that met a row held by another session and were run again with C(SKIP LOCKED).
+  returned: success
+  type: int
+passes:
+  description: Passes over the source's tables (a second block pass when due rows were left after the first).
+  returned: success
+  type: int
+source_table:
+  description: The source table, schema-qualified.
+  returned: when it exists
+  type: str
+archive_table:
+  description: The archive table, schema-qualified (null when purging).
+  returned: always
+  type: str
+rows_due:
+  description: In check mode, the due rows now (same as RV(would_move)).
+  returned: check mode
+  type: int
+would_create_archive:
+  description: In check mode, whether the archive table would be created.
+  returned: check mode
+  type: bool
 stopped_by_max_runtime:
   description: Whether O(max_runtime) ended the run early.
   returned: success
@@ -248,7 +322,12 @@ from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
     postgres_argument_spec,
     postgres_connect_module,
 )
-from ansible_collections.cerniq.ops.plugins.module_utils.pg_archive import ArchiveError, run_archive
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_archive import (
+    DEFAULTS,
+    ArchiveError,
+    check_options,
+    run_archive,
+)
 
 
 def main():
@@ -257,6 +336,7 @@ def main():
         source_table=dict(type='str', required=True),
         archive_table=dict(type='str'),
         create_archive=dict(type='bool', default=False),
+        allow_delete_side_effects=dict(type='bool', default=False),
         timestamp_column=dict(type='str', default='created_at'),
         older_than=dict(type='str'),
         cutoff=dict(type='str'),
@@ -275,21 +355,20 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            mutually_exclusive=[('older_than', 'cutoff')],
                            required_one_of=[('older_than', 'cutoff')])
-    p = module.params
-    if p['batch_size'] < 1 or p['min_batch_size'] < 1 or p['max_batch_size'] < p['min_batch_size']:
-        module.fail_json(msg='batch sizes must be positive and min_batch_size <= max_batch_size')
-    options = dict((name, p[name]) for name in (
-        'source_table', 'archive_table', 'create_archive', 'timestamp_column', 'older_than', 'cutoff', 'where',
-        'batch_size', 'min_batch_size', 'max_batch_size', 'target_batch_ms', 'max_runtime', 'lock_timeout',
-        'statement_timeout', 'lock_retries', 'partition_mode', 'strategy'))
+    options = dict((name, module.params[name]) for name in DEFAULTS)
+    options['source_table'] = module.params['source_table']
+    try:
+        check_options(**options)  # every refusal that needs no server, before connecting
+    except ArchiveError as error:
+        module.fail_json(msg=str(error), changed=False)
     conn = postgres_connect_module(module)
     try:
         result = run_archive(conn, check_mode=module.check_mode, want_diff=module._diff, **options)
     except ArchiveError as error:
         partial = dict(error.partial or {})
-        partial.pop('warnings', None)
-        partial.pop('changed', None)
-        module.fail_json(msg=str(error), changed=bool(partial.get('rows_moved')), **partial)
+        partial['warnings_list'] = partial.pop('warnings', [])
+        partial.pop('diff', None)
+        module.fail_json(msg=str(error), **partial)
     finally:
         conn.close()
     result['warnings_list'] = result.pop('warnings')

@@ -46,6 +46,7 @@ options:
         C(table_bloat_min_bytes) (100 MiB), C(dead_tuples_pct) (5), C(min_dead_tuples) (100),
         C(freeze_age) (10000000), C(long_running_seconds) (300), C(idle_in_transaction_seconds) (60),
         C(connections_warn_pct) (80).
+      - Each must be a finite number >= 0; an unknown key or another value fails the task before connecting.
     type: dict
     default: {}
   schemas:
@@ -149,10 +150,17 @@ thresholds:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
+    POSTGRES_ERRORS,
+    error_line,
     postgres_argument_spec,
     postgres_connect_module,
 )
-from ansible_collections.cerniq.ops.plugins.module_utils.pg_health import SECTIONS, HealthError, health_report
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_health import (
+    SECTIONS,
+    HealthError,
+    check_report_options,
+    health_report,
+)
 
 
 def main():
@@ -165,13 +173,19 @@ def main():
         orphan_checks=dict(type='list', elements='dict', default=[]),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    conn = postgres_connect_module(module, autocommit=True)
+    options = dict((name, module.params[name]) for name in
+                   ('sections', 'thresholds', 'schemas', 'exact_bloat', 'orphan_checks'))
     try:
-        report = health_report(conn, sections=module.params['sections'], thresholds=module.params['thresholds'],
-                               schemas=module.params['schemas'], exact_bloat=module.params['exact_bloat'],
-                               orphan_checks=module.params['orphan_checks'])
+        check_report_options(**options)  # before connecting
     except HealthError as error:
         module.fail_json(msg=str(error))
+    conn = postgres_connect_module(module, autocommit=True)
+    try:
+        report = health_report(conn, **options)
+    except HealthError as error:
+        module.fail_json(msg=str(error))
+    except POSTGRES_ERRORS as error:
+        module.fail_json(msg='health report failed: %s' % error_line(error))
     finally:
         conn.close()
     for warning in report.pop('warnings'):

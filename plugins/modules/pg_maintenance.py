@@ -22,7 +22,9 @@ description:
   - After a failed REINDEX CONCURRENTLY, the C(_ccnew)/C(_ccold) invalid indexes that attempt left are dropped
     (invalid indexes that existed before, or tables with a build in progress in another session, are left alone).
   - All objects are looked up first; a missing object, a bad name or a refused action fails the task before anything
-    runs.
+    runs. The exception is an index to drop with V(drop_invalid_index) that does not exist (any more) - its result is
+    V(absent) and it changes nothing, so running the same task again is ok and reports C(changed=false).
+  - Option bounds and task specs are checked before connecting.
 extends_documentation_fragment:
   - cerniq.ops.postgres
 attributes:
@@ -48,7 +50,9 @@ options:
     default: []
     suboptions:
       action:
-        description: V(drop_invalid_index) drops an index only if it is invalid and no build is in progress on its table.
+        description:
+          - V(drop_invalid_index) drops an index only if it is invalid and no build is in progress on its table; an index
+            that does not exist is reported V(absent) (nothing to do).
         type: str
         required: true
         choices: [vacuum, analyze, reindex, drop_invalid_index]
@@ -103,27 +107,28 @@ options:
     type: bool
     default: false
   lock_timeout:
-    description: First C(lock_timeout) in milliseconds.
+    description: First C(lock_timeout) in milliseconds (1 to 2147483647).
     type: int
     default: 100
   lock_timeout_max:
-    description: Cap of C(lock_timeout) (milliseconds) while doubling between retries.
+    description: Cap of C(lock_timeout) (milliseconds) while doubling between retries; at least O(lock_timeout).
     type: int
     default: 1000
   lock_wait_budget:
-    description: Seconds per object spent trying to get its locks before skipping it.
+    description: Seconds per object spent trying to get its locks before skipping it (0 to 30 days).
     type: float
     default: 30
   statement_timeout:
-    description: C(statement_timeout) per statement in seconds; V(0) for none.
+    description: C(statement_timeout) per statement in seconds; V(0) for none (at most 2147483 seconds).
     type: float
     default: 3600
   cleanup_budget:
-    description: Seconds to spend dropping the invalid indexes a failed REINDEX CONCURRENTLY left.
+    description: Seconds to spend dropping the invalid indexes a failed REINDEX CONCURRENTLY left (0 to 30 days).
     type: float
     default: 60
   time_budget:
-    description: Seconds for the whole run; objects not started when it is spent are skipped. V(0) for none.
+    description: Seconds for the whole run; objects not started when it is spent are skipped. V(0) for none (at most
+      30 days).
     type: float
     default: 0
   fail_on_skipped:
@@ -186,7 +191,8 @@ results:
       description: Strongest lock the statement takes.
       type: str
     result:
-      description: V(done), V(skipped), V(failed), or V(planned) in check mode.
+      description: V(done), V(skipped), V(failed), V(planned) in check mode, or V(absent) for an index to drop that does
+        not exist.
       type: str
     reason:
       description: Why it was skipped or failed (or why O(targets=auto) picked it).
@@ -212,19 +218,27 @@ summary:
   description: Count of results by outcome.
   returned: always
   type: dict
-  sample: {done: 3, skipped: 1, failed: 0, planned: 0}
+  sample: {done: 3, skipped: 1, failed: 0, planned: 0, absent: 0}
 '''
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
+    POSTGRES_ERRORS,
+    error_line,
     postgres_argument_spec,
     postgres_connect_module,
 )
-from ansible_collections.cerniq.ops.plugins.module_utils.pg_health import HealthError, health_report
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_health import (
+    HealthError,
+    check_report_options,
+    health_report,
+)
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_maintenance import (
     MaintenanceError,
     MaintenanceRunner,
+    check_settings,
+    check_tasks,
     tasks_from_health,
 )
 
@@ -263,29 +277,37 @@ def main():
         module.fail_json(msg='tasks is empty: list tasks or set targets=auto')
     if params['targets'] == 'auto' and params['tasks']:
         module.fail_json(msg='targets=auto and tasks are mutually exclusive')
+    settings = dict(lock_timeout_ms=params['lock_timeout'], lock_timeout_max_ms=params['lock_timeout_max'],
+                    lock_wait_budget=params['lock_wait_budget'], statement_timeout=params['statement_timeout'],
+                    cleanup_budget=params['cleanup_budget'], time_budget=params['time_budget'])
+    report_options = dict(sections=['vacuum_candidates', 'reindex_candidates'], thresholds=params['thresholds'],
+                          schemas=params['schemas'])
+    try:  # every refusal that needs no server, before connecting
+        check_settings(settings)
+        if params['targets'] == 'auto':
+            check_report_options(**report_options)
+        else:
+            check_tasks(params['tasks'])
+    except (MaintenanceError, HealthError) as error:
+        module.fail_json(msg=str(error), results=[], changed=False)
 
     conn = postgres_connect_module(module, autocommit=True)
     try:
         candidates = None
         if params['targets'] == 'auto':
-            try:
-                report = health_report(conn, sections=['vacuum_candidates', 'reindex_candidates'],
-                                       thresholds=params['thresholds'], schemas=params['schemas'])
-            except HealthError as error:
-                module.fail_json(msg=str(error))
+            report = health_report(conn, **report_options)
             tasks = tasks_from_health(report, actions=params['auto_actions'])
             candidates = dict(vacuum=report['vacuum_candidates'], reindex=report['reindex_candidates'])
         else:
             tasks = params['tasks']
-        try:
-            runner = MaintenanceRunner(
-                conn, allow_vacuum_full=params['allow_vacuum_full'], check_mode=module.check_mode,
-                lock_timeout_ms=params['lock_timeout'], lock_timeout_max_ms=params['lock_timeout_max'],
-                lock_wait_budget=params['lock_wait_budget'], statement_timeout=params['statement_timeout'],
-                cleanup_budget=params['cleanup_budget'], time_budget=params['time_budget'])
-            outcome = runner.run(tasks)
-        except MaintenanceError as error:
-            module.fail_json(msg=str(error), results=[], changed=False)
+        runner = MaintenanceRunner(conn, allow_vacuum_full=params['allow_vacuum_full'], check_mode=module.check_mode,
+                                   **settings)
+        outcome = runner.run(tasks)
+    except (MaintenanceError, HealthError) as error:
+        module.fail_json(msg=str(error), results=[], changed=False)
+    except POSTGRES_ERRORS as error:
+        module.fail_json(msg='maintenance failed before any statement ran: %s' % error_line(error), results=[],
+                         changed=False)
     finally:
         conn.close()
 

@@ -250,3 +250,31 @@ def test_module_sections_thresholds_and_bad_options(pg_db, schema):
     assert bad.failed
     bad = run_module('pg_health_info', dict(pg_db, orphan_checks=[dict(name='x', child_table='a')]))
     assert bad.failed and 'missing' in bad['msg']
+
+
+@pytest.mark.parametrize('change, expected', [
+    (dict(thresholds=dict(dead_tuples_pct='nan')), 'dead_tuples_pct'),
+    (dict(thresholds=dict(freeze_age='1e999')), 'freeze_age'),
+    (dict(thresholds=dict(nope=1)), 'unknown threshold'),
+    (dict(schemas=['public', 'bad\x00']), 'schemas'),
+    (dict(orphan_checks=[dict(name='x')]), 'orphan check x: missing'),
+    (dict(orphan_checks=[dict(name='x', query='SELECT 1', child_table='t')]), 'not both'),
+    (dict(connect_timeout=0), 'connect_timeout'),
+    (dict(login_port=70000), 'login_port'),
+])
+def test_bad_options_refused_before_connecting(change, expected):
+    from tests.support.servers import free_port
+    args = dict(login_host='127.0.0.1', login_port=free_port(), login_user='u', login_db='d')
+    args.update(change)
+    result = run_module('pg_health_info', args)
+    assert result.failed and expected in result['msg'] and 'unreachable' not in result['msg'], result['msg']
+    assert '\n' not in result['msg'].strip() and 'Traceback' not in result.stderr
+
+
+def test_query_error_is_one_line(pg_db, pg_server):
+    """A report query the server refuses fails the task in one line, no traceback (was a traceback)."""
+    pg_server.psql('REVOKE SELECT ON pg_catalog.pg_stats FROM PUBLIC', database=pg_db['login_db'])
+    result = run_module('pg_health_info', dict(pg_db, sections=['index_bloat']))
+    assert result.failed, result
+    assert '\n' not in result['msg'].strip() and 'Traceback' not in result.stderr, result
+    assert 'permission denied' in result['msg'] and 'pg_stats' in result['msg']

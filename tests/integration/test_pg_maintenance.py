@@ -330,6 +330,67 @@ def test_drop_invalid_index_refuses_valid_indexes(pg_db, tables):
     assert _q(tables, "SELECT count(*) FROM pg_indexes WHERE indexname = 'items_v'")[0][0] == 1
 
 
+def test_drop_invalid_index_is_idempotent(pg_db, tables):
+    """Issue 13, defect 6: the second run failed with "index ... does not exist"; it must be ok, changed=false."""
+    _q(tables, 'INSERT INTO other SELECT 1000 + g FROM generate_series(1, 10) g')
+    _q(tables, 'ALTER TABLE other ADD COLUMN d int DEFAULT 1')
+    with pytest.raises(psycopg2.Error):
+        _q(tables, 'CREATE UNIQUE INDEX CONCURRENTLY other_d_unique ON other (d)')
+    assert _invalid(tables) == ['other_d_unique']
+    args = dict(pg_db, tasks=[dict(action='drop_invalid_index', index='other_d_unique')])
+    check = run_module('pg_maintenance', args, check_mode=True)
+    assert not check.failed and check['changed'] is True and check['results'][0]['result'] == 'planned'
+    first = run_module('pg_maintenance', args)
+    assert not first.failed, first
+    assert first['changed'] is True and first['results'][0]['result'] == 'done'
+    assert _invalid(tables) == []
+    for check_mode in (False, True):
+        again = run_module('pg_maintenance', args, check_mode=check_mode)
+        assert not again.failed, again
+        assert again['changed'] is False
+        assert again['results'][0]['result'] == 'absent', again['results']
+        assert again['summary'] == dict(done=0, skipped=0, failed=0, planned=0, absent=1)
+
+
+def test_other_missing_objects_still_refuse_the_run(pg_db, tables):
+    result = run_module('pg_maintenance', dict(pg_db, tasks=[dict(action='drop_invalid_index', index='gone_idx'),
+                                                             dict(action='reindex', index='gone_too')]))
+    assert result.failed and "index 'gone_too' does not exist" in result['msg'] and 'gone_idx' not in result['msg']
+
+
+@pytest.mark.parametrize('change, expected', [
+    (dict(lock_timeout=0), 'lock_timeout'),
+    (dict(lock_timeout=100, lock_timeout_max=50), 'lock_timeout_max'),
+    (dict(lock_timeout=10 ** 12), 'lock_timeout'),
+    (dict(lock_wait_budget=-1), 'lock_wait_budget'),
+    (dict(lock_wait_budget='nan'), 'lock_wait_budget'),
+    (dict(statement_timeout='inf'), 'statement_timeout'),
+    (dict(statement_timeout=10 ** 12), 'statement_timeout'),
+    (dict(cleanup_budget=-0.5), 'cleanup_budget'),
+    (dict(time_budget='nan'), 'time_budget'),
+    (dict(tasks=[dict(action='vacuum', table='a.b.c')]), 'a.b.c'),
+    (dict(tasks=[dict(action='vacuum')]), 'needs exactly one of table or index'),
+    (dict(targets='auto', thresholds=dict(dead_tuples_pct='nan')), 'dead_tuples_pct'),
+    (dict(targets='auto', thresholds=dict(nope=1)), 'unknown threshold'),
+    (dict(targets='auto', schemas=['ok', 'bad\x00']), 'schemas'),
+])
+def test_maintenance_bad_options_refused_before_connecting(change, expected):
+    args = dict(login_host='127.0.0.1', login_port=_closed_port(), login_user='u', login_db='d',
+                tasks=[dict(action='analyze', table='t')])
+    args.update(change)
+    if change.get('targets') == 'auto':
+        args.pop('tasks')
+    result = run_module('pg_maintenance', args)
+    assert result.failed, result
+    assert expected in result['msg'] and 'unreachable' not in result['msg'], result['msg']
+    assert '\n' not in result['msg'].strip() and 'Traceback' not in result.stderr
+
+
+def _closed_port():
+    from tests.support.servers import free_port
+    return free_port()
+
+
 def test_auto_targets_from_health(pg_db, tables):
     _q(tables, 'SELECT pg_stat_force_next_flush()')
     _wait_for(lambda: _q(tables, "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'items'")[0][0] > 0,

@@ -53,3 +53,23 @@ def test_describe_server_never_shows_password():
 ])
 def test_classify_connect_error(message, cause):
     assert pg.classify_connect_error(Exception(message)) == cause
+
+
+def test_describe_server_names_the_port_from_pgport(monkeypatch):
+    monkeypatch.setenv('PGPORT', '6543')
+    assert pg.describe_server(dict(login_host='db', login_user='u', login_db='d')) == 'u@db:6543/d'
+    assert pg.connection_kwargs(dict(login_host='db')).get('port') is None  # libpq reads PGPORT itself
+
+
+@pytest.mark.parametrize('params, option', [
+    (dict(login_port=0), 'login_port'),
+    (dict(login_port=65536), 'login_port'),
+    (dict(login_port='x'), 'login_port'),
+    (dict(connect_timeout=0), 'connect_timeout'),
+    (dict(connect_timeout=-1), 'connect_timeout'),
+    (dict(connect_timeout=10 ** 6), 'connect_timeout'),
+    (dict(login_db='a\x00b'), 'login_db'),
+])
+def test_connection_bounds_checked_before_connecting(params, option):
+    with pytest.raises(pg.PostgresConnectError, match=option):
+        pg.connect_postgres(dict(dict(login_host='127.0.0.1', login_port=1), **params))
