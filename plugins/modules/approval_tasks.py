@@ -184,11 +184,24 @@ overloaded:
   returned: when action is report
   type: list
   elements: dict
+breached_count:
+  description: How many tasks RV(breached) lists.
+  returned: when action is report
+  type: int
+overloaded_count:
+  description: How many operators RV(overloaded) lists.
+  returned: when action is report
+  type: int
 released:
   description: Tasks put back to the pool (with C(previous_assignee)).
   returned: when action is release
   type: list
   elements: dict
+operators:
+  description: The operators (user ids) whose tasks were released (O(operators) resolved, or the overloaded ones).
+  returned: when action is release
+  type: list
+  elements: str
 escalated:
   description: Tasks escalated (C(id), C(escalate_to), C(level), C(api_status)).
   returned: when action is escalate

@@ -131,6 +131,10 @@ batches:
   returned: when action is trigger
   type: list
   elements: dict
+batch_count:
+  description: Requests sent (in check mode, that would be sent).
+  returned: when action is trigger
+  type: int
 failed_batches:
   description:
     - Rejected or failed requests, with C(count), C(error) and C(api_status) when the API answered.

@@ -1,4 +1,12 @@
-"""Checks of a module's result shared by the tests: a clear one-line failure, never a traceback."""
+"""Checks of a module's result shared by the tests: a clear one-line failure, never a traceback, no key
+Ansible reserves, every key documented."""
+
+import ast
+import os
+
+import yaml
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def traceback_in(result):
@@ -58,3 +66,13 @@ def reserved_key_misuse(result):
     if 'diff' in result and not (isinstance(result['diff'], (dict, list))):
         problems.append('diff is %r, not before/after' % (result['diff'],))
     return problems
+
+
+def documented_keys(module):
+    """The top-level keys ``module`` documents in RETURN (read from the source, without importing it)."""
+    with open(os.path.join(REPO, 'plugins', 'modules', module + '.py')) as handle:
+        tree = ast.parse(handle.read())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], 'id', None) == 'RETURN':
+            return set(yaml.safe_load(node.value.value) or {})
+    raise AssertionError('%s has no RETURN' % module)

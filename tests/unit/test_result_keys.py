@@ -11,10 +11,9 @@ import glob
 import os
 
 import pytest
-import yaml
 
 from tests.support.ansible_run import REPO
-from tests.support.results import ANSIBLE_MEANING_KEYS, RESERVED_RESULT_KEYS, reserved_key_misuse
+from tests.support.results import ANSIBLE_MEANING_KEYS, RESERVED_RESULT_KEYS, documented_keys, reserved_key_misuse
 
 MODULES = sorted(os.path.splitext(os.path.basename(p))[0]
                  for p in glob.glob(os.path.join(REPO, 'plugins', 'modules', '*.py')))
@@ -29,13 +28,6 @@ OPEN = {
 def _module_tree(name):
     with open(os.path.join(REPO, 'plugins', 'modules', name + '.py')) as handle:
         return ast.parse(handle.read())
-
-
-def documented_keys(name):
-    for node in _module_tree(name).body:
-        if isinstance(node, ast.Assign) and getattr(node.targets[0], 'id', None) == 'RETURN':
-            return set(yaml.safe_load(node.value.value) or {})
-    raise AssertionError('%s has no RETURN' % name)
 
 
 def _result_calls(tree):
