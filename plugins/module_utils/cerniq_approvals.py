@@ -46,9 +46,11 @@ DEFAULT_APPROVE_REASON = 'Auto-approved due to SLA breach'
 DEFAULT_DECIDED_BY = 'cerniq.ops auto-approve'
 ESCALATE_PATH = '/api/v1/approvals/{id}/escalate'
 
-# metadata->>'confidence' as a number, NULL when absent or not numeric (never a cast error)
-_CONFIDENCE = ("(CASE WHEN t.metadata->>'confidence' ~ '^\\s*[0-9]*\\.?[0-9]+([eE][-+]?[0-9]+)?\\s*$' "
-               "THEN (t.metadata->>'confidence')::float8 END)")
+# metadata->>'confidence' as a number in [0, 1], NULL when absent, not numeric or out of range (never a cast
+# error: the nested CASE tests the text before any cast, and the exponent is bounded so numeric holds it)
+_CONFIDENCE = ("(CASE WHEN t.metadata->>'confidence' ~ '^\\s*[0-9]{0,20}\\.?[0-9]{1,20}([eE][-+]?[0-9]{1,3})?\\s*$' "
+               "THEN CASE WHEN (t.metadata->>'confidence')::numeric BETWEEN 0 AND 1 "
+               "THEN (t.metadata->>'confidence')::numeric::float8 END END)")
 
 
 class ApprovalError(CerniqError):

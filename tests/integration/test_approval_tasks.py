@@ -270,3 +270,18 @@ def test_a_failing_escalation_record_stops_before_the_call(pg_db, pg_conn, breac
         assert_refused(result, 'PostgreSQL error', 'refuse_all')
         assert api.requests == []
     assert _tasks_state(pg_conn) == before
+
+
+def test_out_of_range_confidences_are_never_an_error(pg_db, pg_conn, breach):
+    """Found by the hostile layer: a confidence of 1e400 matched the number pattern and its float cast failed the
+    whole report. A confidence that is not a number in [0, 1] is NULL: reported as such, never approved."""
+    with pg_conn.cursor() as cur:
+        for value in ('1e400', '2', '-0.5', 'NaN', '1' * 30, '0.95e999'):
+            cur.execute("INSERT INTO approval_tasks (approval_type, status, due_at, metadata) VALUES "
+                        "('dedup_review', 'pending', now() - interval '1 hour', jsonb_build_object('confidence', %s))",
+                        (value,))
+    rep = run_module('approval_tasks', dict(pg_db, action='report'))
+    assert not rep.failed, rep
+    assert sum(1 for t in rep['breached'] if t['confidence'] is None) >= 6
+    approved = run_module('approval_tasks', dict(pg_db, action='auto_approve', approval_types=['dedup_review']))
+    assert not approved.failed and [t['confidence'] for t in approved['approved']] == [0.96, 0.92], approved
