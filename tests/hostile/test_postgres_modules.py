@@ -157,13 +157,13 @@ def test_capacity_info(pg_workspace, data):
 
 
 MIGRATIONS = [
-    [dict(name='900_table', sql='CREATE TABLE hostile_new (id int)')],
-    [dict(name='901_bad', sql='CREATE TABLE (')],
-    [dict(name='902_a', sql='CREATE TABLE hostile_a (id int)'), dict(name='903_fails', sql='SELECT 1/0')],
-    [dict(name='904_dup', sql='SELECT 1'), dict(name='904_dup', sql='SELECT 2')],
-    [dict(name='', sql='SELECT 1')], [dict(name='905_empty', sql='')],
-    [dict(name='906_txn', sql='COMMIT; CREATE TABLE hostile_escape (id int)')],
-    [dict(name='907_nul', sql='SELECT 1 -- \x00')],
+    [dict(name='900_table.sql', sql='CREATE TABLE hostile_new (id int)')],
+    [dict(name='901_bad.sql', sql='CREATE TABLE (')],
+    [dict(name='902_a.sql', sql='CREATE TABLE hostile_a (id int)'), dict(name='903_fails.sql', sql='SELECT 1/0')],
+    [dict(name='904_dup.sql', sql='SELECT 1'), dict(name='904_dup.sql', sql='SELECT 2')],
+    [dict(name='', sql='SELECT 1')], [dict(name='905_empty.sql', sql='')],
+    [dict(name='906_txn.sql', sql='COMMIT; CREATE TABLE hostile_escape (id int)')],
+    [dict(name='907_nul.sql', sql='SELECT 1 -- \x00')],
 ]
 
 
