@@ -385,3 +385,29 @@ INVARIANTS.update(approval_tasks=approval_invariant, import_batch=import_invaria
                   pg_maintenance=maintenance_invariant, pg_health_info=pg_read_only, capacity_info=pg_read_only,
                   incident_info=pg_read_only, pg_backup_verify=backup_invariant, cerniq_schema=schema_invariant,
                   cerniq_synthetic_data=synthetic_invariant, pg_archive=archive_invariant)
+
+
+def _signoz_title(args):
+    if isinstance(args.get('title'), str) and args['title']:
+        return args['title']
+    dashboard = args.get('dashboard')
+    return dashboard.get('title') if isinstance(dashboard, dict) else None
+
+
+def signoz_invariant(example):
+    """Only the dashboards of the module's title change; never a second dashboard of that title."""
+    before, after, title = example.before, example.after, _signoz_title(example.args)
+    changed = [key for key in set(before) | set(after) if before.get(key) != after.get(key)]
+    problems = []
+    others = [key for key in changed if (before.get(key) or after.get(key))['data'].get('title') != title]
+    if others:
+        problems.append('changed dashboards of another title: %s' % others)
+    count = lambda state: len([key for key in state if state[key]['data'].get('title') == title])  # noqa: E731
+    if count(after) > max(count(before), 1):
+        problems.append('created another dashboard titled %r' % title)
+    if changed and not example.result.get('changed'):
+        problems.append('dashboards changed but changed=false')
+    return problems
+
+
+INVARIANTS['signoz_dashboard'] = signoz_invariant

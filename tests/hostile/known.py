@@ -76,6 +76,18 @@ KNOWN = [
                                          for name in PG_CONNECTION),
           dict(module='pg_health_info', template='hostile_tpl_empty', args=dict(application_name='a\x00b'),
                check_mode=False, state=dict(corruptions=[]))),
+    Known('schema-table-of-another-shape', 'cerniq_schema', 'defect 12 (class)', 'not assigned to a helper',
+          'table naming an existing table that is not a migrations table (users) is a psycopg2 traceback',
+          lambda args, state, check: args.get('table', 'schema_migrations') != 'schema_migrations',
+          dict(module='cerniq_schema', template='hostile_tpl_cerniq', check_mode=True, state=dict(corruptions=[]),
+               args=dict(migrations=[dict(name='900_table.sql', sql='CREATE TABLE hostile_new (id int)')],
+                         table='users'))),
+    Known('synthetic-bad-reference-time', 'cerniq_synthetic_data', 'defect 12 (class)', 'not assigned to a helper',
+          "a reference_time that is not a time ('not a time', 'infinity') is a psycopg2 traceback",
+          lambda args, state, check: args.get('reference_time') not in (None, '2026-01-01T00:00:00Z'),
+          dict(module='cerniq_synthetic_data', template='hostile_tpl_cerniq', check_mode=True,
+               state=dict(corruptions=[]), args=dict(action='load', seed='13', scale=0.01, tenants=1,
+                                                     reference_time='not a time'))),
     Known('archive-cascade', 'pg_archive', 'defect 3', 'h-pg',
           'archiving deletes rows of other tables through ON DELETE CASCADE or a DELETE trigger, silently',
           lambda args, state, check: bool({'cascading foreign key', 'delete trigger'} & set(state['corruptions'])),
@@ -113,7 +125,7 @@ UNDOCUMENTED = {
     'bullmq_queue': {'name', 'prefix', 'state', 'batches', 'data_model_source', 'over_limit_treatment', 'paused',
                      'stalled_counter_field'},
     'pg_maintenance': {'candidates'},   # h-pg: targets=auto returns the health report's candidates
-    'pg_archive': {'archive_table', 'passes', 'source_table'},   # h-pg
+    'pg_archive': {'archive_table', 'passes', 'source_table', 'rows_due', 'would_create_archive'},   # h-pg
     'pg_health_info': {'server_version_num'},   # not assigned to a helper
     'cerniq_synthetic_data': {'seed'},   # not assigned to a helper
 }

@@ -67,6 +67,18 @@ def build_empty(conn):
 
 TEMPLATES = {CERNIQ: build_cerniq, ARCHIVE: build_archive, EMPTY: build_empty}
 
+# Hostile values of the connection options, drawn for one run in twenty (argspec.module_args).
+PG_CONNECTION_HOSTILE = {
+    'login_db': st.sampled_from(['nonexistent', '', 'a\x00b', 'postgres']),
+    'login_port': st.sampled_from([0, -1, 70000, 1]),
+    'connect_timeout': st.sampled_from([-1, 0, 2 ** 40]),
+    'ssl_mode': st.sampled_from(['require', 'verify-full']),
+    'ssl_rootcert': st.just('/nonexistent/root.crt'),
+    'application_name': st.sampled_from(['x' * 1000, 'ț', 'a\x00b', '']),
+    'login_user': st.sampled_from(['nobody', '']),
+    'login_unix_socket': st.sampled_from(['/nonexistent', '']),
+}
+
 _REJECT = ("CREATE FUNCTION hostile_reject() RETURNS trigger LANGUAGE plpgsql AS "
            "$$BEGIN RAISE EXCEPTION 'hostile: % on % rejected', TG_OP, TG_TABLE_NAME; END$$; ")
 

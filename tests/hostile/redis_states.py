@@ -9,6 +9,21 @@ forced to a wrong type; ``breakers``: per source its state/failures/rate-limit v
 
 from hypothesis import strategies as st
 
+# Hostile values of the connection options, drawn for one run in twenty (argspec.module_args).
+REDIS_CONNECTION_HOSTILE = {
+    'redis_db': st.sampled_from([-1, 16, 2 ** 31, 1]),
+    'redis_socket_timeout': st.sampled_from([0.0, -1.0, float('nan'), 1e-9, float('inf')]),
+    'redis_cluster': st.just(True),
+    'redis_tls': st.just(True),
+    'redis_ca_certs': st.just('/nonexistent/ca.pem'),
+    'redis_sentinel_master': st.sampled_from(['mymaster', '']),
+    'redis_sentinel_nodes': st.sampled_from([['127.0.0.1:1'], ['bad'], ['[::1]:x']]),
+    'redis_port': st.sampled_from([0, -1, 70000, 1]),
+    'redis_host': st.sampled_from(['', 'host.invalid', '256.1.1.1']),
+    'redis_username': st.sampled_from(['nobody', '']),
+}
+
+
 LIST_STATES = ('wait', 'paused', 'active')
 ZSET_STATES = ('prioritized', 'delayed', 'completed', 'failed', 'waiting-children')
 STATES = LIST_STATES + ZSET_STATES

@@ -17,22 +17,12 @@ from tests.hostile.argspec import module_args
 from tests.hostile.harness import run_example
 from tests.hostile.invariants import DETAIL_TABLES, INVARIANTS, pg_snapshotter
 from tests.hostile.pg_states import (
-    ARCHIVE, ARCHIVE_CORRUPTIONS, CERNIQ, CERNIQ_CORRUPTIONS, EMPTY, SEED, TEMPLATES, archive_prepare,
-    corrupt, corruptions, invalid_index)
+    ARCHIVE, ARCHIVE_CORRUPTIONS, CERNIQ, CERNIQ_CORRUPTIONS, EMPTY, PG_CONNECTION_HOSTILE, SEED, TEMPLATES,
+    archive_prepare, corrupt, corruptions, invalid_index)
 from tests.hostile.profiles import budget
 
 from ansible_collections.cerniq.ops.plugins.module_utils import cerniq_synthetic
 
-PG_CONNECTION_HOSTILE = {
-    'login_db': st.sampled_from(['nonexistent', '', 'a\x00b', 'postgres']),
-    'login_port': st.sampled_from([0, -1, 70000, 1]),
-    'connect_timeout': st.sampled_from([-1, 0, 2 ** 40]),
-    'ssl_mode': st.sampled_from(['require', 'verify-full']),
-    'ssl_rootcert': st.just('/nonexistent/root.crt'),
-    'application_name': st.sampled_from(['x' * 1000, 'ț', 'a\x00b', '']),
-    'login_user': st.sampled_from(['nobody', '']),
-    'login_unix_socket': st.sampled_from(['/nonexistent', '']),
-}
 TENANT = cerniq_synthetic.tenant_ids(SEED, 1)[0]
 UUIDS = st.sampled_from([TENANT, '00000000-0000-0000-0000-000000000000', 'bad', ''])
 TABLE_NAMES = ['approval_tasks', 'ops.approval_tasks', '"approval_tasks"', 'missing', 'public.users']
@@ -107,23 +97,34 @@ def test_quality_scores(pg_workspace, api_standin, data):
                 DETAIL_TABLES['quality_scores'], api=api_standin)
 
 
-TASK_TABLES = ['approval_tasks', 'users', 'missing', 'pg_catalog.pg_class', '"odd name"']
+TASK_TABLES = ['approval_tasks', 'approval_tasks', 'users', 'missing', 'pg_catalog.pg_class', '"odd name"']
 
 
 @st.composite
-def maintenance_tasks(draw):
-    return draw(st.lists(st.fixed_dictionaries(
-        dict(action=st.sampled_from(['vacuum', 'analyze', 'reindex', 'drop_invalid_index'])),
-        optional=dict(table=st.sampled_from(TASK_TABLES), index=st.sampled_from(
-            ['hostile_invalid', 'approval_tasks_pkey', 'missing_idx', 'pg_class_oid_index']),
-            full=st.booleans(), freeze=st.booleans(), concurrently=st.booleans(), skip_locked=st.booleans())),
-        max_size=3))
+def maintenance_task(draw):
+    """A task naming exactly one of table or index (a hostile one may name both or neither)."""
+    action = draw(st.sampled_from(['vacuum', 'analyze', 'reindex', 'drop_invalid_index']))
+    task = dict(action=action)
+    target = draw(st.sampled_from(['index', 'index', 'both', 'neither']) if action == 'drop_invalid_index'
+                  else st.sampled_from(['table', 'table', 'table', 'index', 'both', 'neither']))
+    if target in ('table', 'both'):
+        task['table'] = draw(st.sampled_from(TASK_TABLES))
+    if target in ('index', 'both'):
+        task['index'] = draw(st.sampled_from(['hostile_invalid', 'hostile_invalid', 'approval_tasks_pkey',
+                                              'missing_idx', 'pg_class_oid_index']))
+    task.update(draw(st.fixed_dictionaries({}, optional=dict(
+        full=st.booleans(), freeze=st.booleans(), concurrently=st.booleans(), skip_locked=st.booleans()))))
+    return task
+
+
+def maintenance_tasks():
+    return st.lists(maintenance_task(), min_size=1, max_size=3)
 
 
 @budget(20)
 @given(data=st.data())
 def test_pg_maintenance(pg_workspace, data):
-    hints = dict(tasks=maintenance_tasks(), lock_wait_budget=st.sampled_from([1.0, 5.0]),
+    hints = dict(tasks=maintenance_tasks(), targets=st.sampled_from(['tasks', 'tasks', 'auto']), lock_wait_budget=st.sampled_from([1.0, 5.0]),
                  statement_timeout=st.sampled_from([30.0, 600.0]), cleanup_budget=st.sampled_from([5.0]),
                  schemas=st.sampled_from([None, ['public'], ['ops', 'public']]))
     hostile_run(pg_workspace, data, 'pg_maintenance', CERNIQ, CERNIQ_CORRUPTIONS, hints, prepare=invalid_index)

@@ -14,20 +14,8 @@ from tests.hostile.argspec import module_args
 from tests.hostile.harness import run_example
 from tests.hostile.invariants import INVARIANTS, prepare_redis
 from tests.hostile.profiles import budget
-from tests.hostile.redis_states import bullmq_states, breaker_states, plain_keys
+from tests.hostile.redis_states import REDIS_CONNECTION_HOSTILE, bullmq_states, breaker_states, plain_keys
 
-REDIS_CONNECTION_HOSTILE = {
-    'redis_db': st.sampled_from([-1, 16, 2 ** 31, 1]),
-    'redis_socket_timeout': st.sampled_from([0.0, -1.0, float('nan'), 1e-9, float('inf')]),
-    'redis_cluster': st.just(True),
-    'redis_tls': st.just(True),
-    'redis_ca_certs': st.just('/nonexistent/ca.pem'),
-    'redis_sentinel_master': st.sampled_from(['mymaster', '']),
-    'redis_sentinel_nodes': st.sampled_from([['127.0.0.1:1'], ['bad'], ['[::1]:x']]),
-    'redis_port': st.sampled_from([0, -1, 70000, 1]),
-    'redis_host': st.sampled_from(['', 'host.invalid', '256.1.1.1']),
-    'redis_username': st.sampled_from(['nobody', '']),
-}
 
 
 def hostile_run(workspace, data, module, state, hints):
@@ -47,7 +35,7 @@ def test_bullmq_queue(redis_workspace, data):
     state = data.draw(bullmq_states(), label='state')
     queues = state['queues']
     hostile_run(redis_workspace, data, 'bullmq_queue', state, dict(
-        name=st.sampled_from([q['name'] for q in queues] + ['missing']),
+        name=st.sampled_from([q['name'] for q in queues] * 3 + ['missing']),
         prefix=st.sampled_from(sorted(set(q['prefix'] for q in queues))),
         batch_size=st.integers(1, 4), limit=st.one_of(st.none(), st.integers(1, 5)),
         max_stalled_count=st.integers(0, 2), older_than=st.sampled_from([0, 0, 1, 3600]),
