@@ -62,7 +62,7 @@ def _api_hints(api):
     return dict(api_url=st.just(api.url), api_token=st.just('hostile-token'), timeout=st.just(5))
 
 
-@budget(30)
+@budget(25)
 @given(data=st.data())
 def test_approval_tasks(pg_workspace, api_standin, data):
     hints = dict(_api_hints(api_standin), tenant_id=st.one_of(st.none(), UUIDS),
@@ -216,7 +216,7 @@ WHERES = [None] * 5 + ["status = 'done'", "status='done') OR (true", "status = '
                       'true', 'note IS NULL', "note = 'x)'"]
 
 
-@budget(40)
+@budget(30)
 @given(data=st.data())
 def test_pg_archive(pg_workspace, data):
     hints = dict(source_table=st.sampled_from(SOURCES), archive_table=st.sampled_from(ARCHIVES),

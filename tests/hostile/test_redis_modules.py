@@ -29,7 +29,7 @@ def hostile_run(workspace, data, module, state, hints):
     run_example(module, args, check_mode, state, snapshot).assert_ok(INVARIANTS[module])
 
 
-@budget(40)
+@budget(30)
 @given(data=st.data())
 def test_bullmq_queue(redis_workspace, data):
     state = data.draw(bullmq_states(), label='state')
@@ -67,7 +67,7 @@ PATTERNS = ['a', 'zz:*', 'cache:*', 'bull:q1:*', 'sess:{u1}:*', 'ț*', '[a-z]*',
             '**', '[^\x00]*', '*:*', 'bull:*', '[!a]*', '?', 'alway?', '\xff*']
 
 
-@budget(40)
+@budget(30)
 @given(data=st.data())
 def test_redis_keys(redis_workspace, data):
     state = dict(plain=data.draw(plain_keys(), label='keys'), queues=[])
