@@ -372,8 +372,8 @@ def archive_invariant(example):
 def backup_invariant(example):
     problems = pg_read_only(example) if example.before['pg']['tables'] != example.after['pg']['tables'] else []
     if example.before['pg']['databases'] != example.after['pg']['databases']:
-        problems.append('databases changed: %s -> %s' % (example.before['pg']['databases'],
-                                                        example.after['pg']['databases']))
+        problems.append('databases changed: %s -> %s' % (
+            example.before['pg']['databases'], example.after['pg']['databases']))
     return problems
 
 
@@ -394,6 +394,10 @@ def _signoz_title(args):
     return dashboard.get('title') if isinstance(dashboard, dict) else None
 
 
+def _titled(dashboards, title):
+    return len([key for key in dashboards if dashboards[key]['data'].get('title') == title])
+
+
 def signoz_invariant(example):
     """Only the dashboards of the module's title change; never a second dashboard of that title."""
     before, after, title = example.before, example.after, _signoz_title(example.args)
@@ -402,8 +406,7 @@ def signoz_invariant(example):
     others = [key for key in changed if (before.get(key) or after.get(key))['data'].get('title') != title]
     if others:
         problems.append('changed dashboards of another title: %s' % others)
-    count = lambda state: len([key for key in state if state[key]['data'].get('title') == title])  # noqa: E731
-    if count(after) > max(count(before), 1):
+    if _titled(after, title) > max(_titled(before, title), 1):
         problems.append('created another dashboard titled %r' % title)
     if changed and not example.result.get('changed'):
         problems.append('dashboards changed but changed=false')

@@ -62,8 +62,8 @@ KNOWN = [
           'a job key of the wrong type part-way through a batch: WRONGTYPE, jobs already popped are in no state',
           lambda args, state, check: _target_has(args, state, ('string_key', 'list_key')),
           dict(module='bullmq_queue', args=dict(name='q3', prefix='cq', state='repaired'), check_mode=False,
-               state=dict(plain=[], queues=[_queue('cq', 'q3', [('1', 'active', 'none'), ('2', 'active', 'string_key'),
-                                                              ('3', 'active', 'none')])]))),
+               state=dict(plain=[], queues=[_queue('cq', 'q3', [
+                   ('1', 'active', 'none'), ('2', 'active', 'string_key'), ('3', 'active', 'none')])]))),
     Known('bullmq-non-numeric-counter', 'bullmq_queue', 'defect 1 and 12', 'h-bullmq',
           'a job hash with a non-numeric stc (or other counter) loses the valid jobs of its batch; check mode raises',
           lambda args, state, check: _target_has(args, state, ('bad_stc', 'bad_attempts', 'bad_times', 'empty_hash')),

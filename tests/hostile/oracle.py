@@ -98,10 +98,11 @@ def describe_change(before, after):
             if before['databases'] != after['databases'] else []
         return '; '.join(parts[:12])
     if isinstance(before, dict) and set(before) == {'keys', 'jobs'}:
-        moved = ['%s %s: %s -> %s' % (queue, kind, before['jobs'][queue].get(kind), after['jobs'].get(queue, {}).get(kind))
-                 for queue in before['jobs'] for kind in sorted(set(before['jobs'][queue]) |
-                                                                 set(after['jobs'].get(queue, {})))
-                 if before['jobs'][queue].get(kind) != after['jobs'].get(queue, {}).get(kind)]
+        moved = []
+        for queue, states in before['jobs'].items():
+            later = after['jobs'].get(queue, {})
+            moved += ['%s %s: %s -> %s' % (queue, kind, states.get(kind), later.get(kind))
+                      for kind in sorted(set(states) | set(later)) if states.get(kind) != later.get(kind)]
         return '; '.join(moved[:8] + [describe_change(before['keys'], after['keys'])])
     changed = sorted(set(k for k in set(before) | set(after) if before.get(k) != after.get(k)), key=repr)
     return 'keys changed: %s' % ', '.join(repr(k) for k in changed[:12])
@@ -110,14 +111,10 @@ def describe_change(before, after):
 def _texts(value):
     if isinstance(value, str):
         yield value
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            for text in _texts(item):
-                yield text
-    elif isinstance(value, dict):
-        for item in list(value.keys()) + list(value.values()):
-            for text in _texts(item):
-                yield text
+    elif isinstance(value, (list, tuple, dict)):
+        items = list(value.keys()) + list(value.values()) if isinstance(value, dict) else value
+        for item in items:
+            yield from _texts(item)
 
 
 def _without_inputs(msg, args):
@@ -152,8 +149,8 @@ def verdict(module, result, check_mode, before, after, timed_out=False, args=Non
         problems.append('returns keys not documented in RETURN: %s' % sorted(undocumented))
     unchanged_expected = check_mode or (result.failed and not result.get('changed'))
     if unchanged_expected and before != after:
-        problems.append('%s run changed data: %s' % ('check-mode' if check_mode else 'failed',
-                                                      describe_change(before, after)))
+        problems.append('%s run changed data: %s' % (
+            'check-mode' if check_mode else 'failed', describe_change(before, after)))
     return problems
 
 

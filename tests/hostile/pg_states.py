@@ -171,8 +171,6 @@ def invalid_index(conn, args, state):
             pass
 
 
-
-
 def archive_prepare(conn, args, state):
     """Record each source row's age and the rows the where condition selects (read-only) before the run."""
     state['started'] = time.time()
@@ -186,8 +184,8 @@ def archive_prepare(conn, args, state):
 
 def _archive_rows(conn, source, where, state):
     with conn.cursor() as cur:
-        cur.execute('SELECT to_regclass(%s) IS NOT NULL', (source if isinstance(source, str) and '\x00' not in source
-                                                              else 'missing',))
+        known = source if isinstance(source, str) and '\x00' not in source else 'missing'
+        cur.execute('SELECT to_regclass(%s) IS NOT NULL', (known,))
         if not cur.fetchone()[0]:
             return
         cur.execute('SELECT id::text, extract(epoch FROM created_at) FROM %s' % source)

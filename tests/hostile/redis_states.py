@@ -27,6 +27,7 @@ REDIS_CONNECTION_HOSTILE = {
 LIST_STATES = ('wait', 'paused', 'active')
 ZSET_STATES = ('prioritized', 'delayed', 'completed', 'failed', 'waiting-children')
 STATES = LIST_STATES + ZSET_STATES
+QUEUE_KEYS = ('meta', 'marker', 'stalled', 'events', 'id')
 JOB_CORRUPTIONS = ('none', 'none', 'none', 'string_key', 'missing_hash', 'bad_stc', 'bad_attempts',
                    'bad_times', 'locked', 'list_key', 'empty_hash')
 WRONG_TYPE_VALUES = ('string', 'list', 'hash', 'set', 'zset')
@@ -42,9 +43,8 @@ def queue_state(draw, prefix, name):
     duplicates = draw(st.lists(st.sampled_from([j[0] for j in jobs]), max_size=2)) if jobs else []
     return dict(prefix=prefix, name=name, version=draw(st.sampled_from(VERSIONS)), paused=draw(st.booleans()),
                 jobs=jobs, duplicate_active=duplicates,
-                wrong_keys=draw(st.lists(st.tuples(st.sampled_from(STATES + ('meta', 'marker', 'stalled', 'events',
-                                                                            'id')),
-                                                   st.sampled_from(WRONG_TYPE_VALUES)), max_size=1)),
+                wrong_keys=draw(st.lists(st.tuples(st.sampled_from(STATES + QUEUE_KEYS), st.sampled_from(WRONG_TYPE_VALUES)),
+                                         max_size=1)),
                 stalled_check=draw(st.sampled_from([None, '1', 'abc'])))
 
 

@@ -212,8 +212,8 @@ SOURCES = ['events'] * 6 + ['pt'] * 2 + ['pt_old', 'public.events', 'missing', '
 ARCHIVES = [None] * 2 + ['events_archive'] * 6 + ['new_archive', 'events', 'pt', 'pt_old', 'pt_archive']
 OLDER = ['90 days'] * 3 + ['30 days', '1 day', '90', '-90 days', '90 days ago', '1 second', 'infinity', '0', 'garbage']
 CUTOFFS = ['2026-06-01'] * 3 + ['2020-01-01', '2999-01-01', 'infinity', '-infinity', 'tomorrow', 'garbage']
-WHERES = [None] * 5 + ["status = 'done'", "status='done') OR (true", "status = 'done'; DELETE FROM events", '(',
-                      'true', 'note IS NULL', "note = 'x)'"]
+WHERES = [None] * 5 + ["status = 'done'", "status='done') OR (true", "status = 'done'; DELETE FROM events",
+                       '(', 'true', 'note IS NULL', "note = 'x)'"]
 
 
 @budget(30)

@@ -17,7 +17,6 @@ from tests.hostile.profiles import budget
 from tests.hostile.redis_states import REDIS_CONNECTION_HOSTILE, bullmq_states, breaker_states, plain_keys
 
 
-
 def hostile_run(workspace, data, module, state, hints):
     """Draw the options and check mode, seed ``state`` into an emptied Redis, run ``module``, judge it."""
     params, client = workspace.fresh()

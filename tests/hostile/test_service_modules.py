@@ -39,14 +39,15 @@ def monitoring():
             yield prometheus, alertmanager
 
 
-def _pg_example(pg_workspace, data, module, hints, fixed_extra=None, superuser=False, pool=CERNIQ_CORRUPTIONS):
+def _pg_example(pg_workspace, data, module, hints, superuser=False):
+    pool = CERNIQ_CORRUPTIONS
     names = data.draw(corruptions(pool), label='corruptions')
     pg_workspace.template(CERNIQ, TEMPLATES[CERNIQ])
     params, conn = pg_workspace.fresh(CERNIQ)
     if superuser:
         params = pg_workspace.server.params(params['login_db'], superuser=True)
-    args = data.draw(module_args(module, hints, fixed=dict(params, **(fixed_extra or {})),
-                                 connection_hostile=PG_CONNECTION_HOSTILE), label='args')
+    args = data.draw(module_args(module, hints, fixed=params, connection_hostile=PG_CONNECTION_HOSTILE),
+                     label='args')
     check_mode = data.draw(st.booleans(), label='check_mode')
     state = dict(corruptions=names)
     assume(not known.matches(module, args, state, check_mode))
@@ -59,8 +60,8 @@ def _pg_example(pg_workspace, data, module, hints, fixed_extra=None, superuser=F
 @given(data=st.data())
 def test_incident_info(pg_workspace, monitoring, data):
     prometheus, alertmanager = monitoring
-    hints = dict(prometheus_url=st.sampled_from([prometheus.url] * 3 + ['http://127.0.0.1:9', 'not a url',
-                                                                         prometheus.url + '/nope']),
+    urls = [prometheus.url] * 3 + ['http://127.0.0.1:9', 'not a url', prometheus.url + '/nope']
+    hints = dict(prometheus_url=st.sampled_from(urls),
                  alertmanager_url=st.sampled_from([None, alertmanager.url, 'http://127.0.0.1:9']),
                  lookback=st.sampled_from([360, 360, 60, 1]), step=st.sampled_from([30, 1, 3600]),
                  start=st.sampled_from([None] * 4 + ['2026-01-01T00:00:00Z', 'yesterday', '2999-01-01T00:00:00Z']),
@@ -149,4 +150,3 @@ def test_signoz_dashboard(signoz_fake, data):
     assume(not known.matches('signoz_dashboard', args, state, check_mode))
     example = run_example('signoz_dashboard', args, check_mode, state, lambda: _signoz_state(signoz_fake))
     example.assert_ok(INVARIANTS['signoz_dashboard'])
-

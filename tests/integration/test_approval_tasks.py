@@ -155,7 +155,6 @@ def test_task_locked_by_another_run_is_not_escalated(pg_db, pg_conn, breach):
     assert _one(pg_conn, 'SELECT escalation_level FROM approval_tasks WHERE id = %s', busy)[0] == 0
 
 
-
 def _tasks_state(pg_conn):
     return _one(pg_conn, "SELECT count(*), md5(string_agg(t::text, '|' ORDER BY id)) FROM approval_tasks t"), \
         _one(pg_conn, 'SELECT count(*) FROM approval_task_escalations')[0]

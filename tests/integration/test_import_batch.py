@@ -125,7 +125,6 @@ def test_runbook_playbook(pg_db, pg_conn, stuck_db, redis_params, redis_client):
     assert again.returncode == 0 and 'changed=0' in again.stdout, again.stdout
 
 
-
 def _batches(pg_conn):
     with pg_conn.cursor() as cur:
         cur.execute("SELECT count(*), md5(string_agg(b::text, '|' ORDER BY id)) FROM bronze_import_batches b")

@@ -88,7 +88,6 @@ def test_report_reset_trigger_and_verify(pg_db, pg_conn, unscored):
     assert after['eligible_count'] == 0 and after['unscored_count'] == len(unscored) - 8
 
 
-
 def test_failed_batches_survive_the_failure(pg_db, unscored):
     """Defect 4: the ``failed`` list of rejected batches was overwritten by fail_json's ``failed: true``."""
     with HttpRecorder() as api:
@@ -120,8 +119,8 @@ def test_bad_options_are_refused_before_connecting(args, words):
 
 def test_missing_table_is_named(pg_db, unscored):
     for action in ('report', 'reset'):
-        assert_refused(run_module('quality_scores', dict(pg_db, action=action, companies_table='nope')),
-                 '"nope"', 'companies_table', 'does not exist')
+        result = run_module('quality_scores', dict(pg_db, action=action, companies_table='nope'))
+        assert_refused(result, '"nope"', 'companies_table', 'does not exist')
 
 
 def test_max_companies_limits_what_is_sent(pg_db, pg_conn, unscored):
