@@ -10,6 +10,9 @@ Knobs: ``CERNIQ_HOSTILE_SCALE=10`` multiplies every test's example count (a long
     CERNIQ_HOSTILE_SCALE=10 .venv/bin/python -m pytest tests/hostile --hypothesis-seed=7  # hunt
 """
 
+import os
+import subprocess
+
 import pytest
 
 from tests.hostile.profiles import select_profile
@@ -41,3 +44,30 @@ def api_standin():
     stand_in = ApiStandIn()
     yield stand_in
     stand_in.close()
+
+
+@pytest.fixture(scope='session')
+def backups(pg_workspace, tmp_path_factory):
+    """A directory of backups of the CERNIQ template: a custom dump, a plain SQL dump, damaged copies."""
+    from tests.hostile.pg_states import CERNIQ, TEMPLATES
+    pg_workspace.template(CERNIQ, TEMPLATES[CERNIQ])
+    server = pg_workspace.server
+    root = tmp_path_factory.mktemp('hostile-backups')
+    env = dict(os.environ, PGPASSWORD=server.params(superuser=True)['login_password'])
+    good = root / 'good' / 'cerniq.dump'
+    good.parent.mkdir()
+    subprocess.run([os.path.join(server.bindir, 'pg_dump'), '-h', '127.0.0.1', '-p', str(server.port), '-U',
+                    'postgres', '-F', 'c', '-f', str(good), CERNIQ], check=True, env=env)
+    plain = root / 'plain' / 'cerniq.sql'
+    plain.parent.mkdir()
+    subprocess.run([os.path.join(server.bindir, 'pg_dump'), '-h', '127.0.0.1', '-p', str(server.port), '-U',
+                    'postgres', '-F', 'p', '-f', str(plain), CERNIQ], check=True, env=env)
+    damaged = root / 'damaged' / 'cerniq.dump'
+    damaged.parent.mkdir()
+    damaged.write_bytes(good.read_bytes()[:len(good.read_bytes()) // 3])
+    empty = root / 'empty'
+    empty.mkdir()
+    (root / 'garbage').mkdir()
+    (root / 'garbage' / 'x.dump').write_bytes(b'\x00\xffnot a dump\n')
+    (root / 'metrics').mkdir()
+    return root

@@ -154,6 +154,10 @@ def snapshotter_for(request, case):
     workspace = request.getfixturevalue('pg_workspace')
     workspace.template(case['template'], pg_states.TEMPLATES[case['template']])
     params, conn = workspace.fresh(case['template'])
+    if case.get('superuser'):
+        params = workspace.server.params(params['login_db'], superuser=True)
+    if 'backup' in case['state']:
+        params['path'] = str(request.getfixturevalue('backups') / case['state']['backup'])
     pool = pg_states.ARCHIVE_CORRUPTIONS if case['template'] == pg_states.ARCHIVE else pg_states.CERNIQ_CORRUPTIONS
     pg_states.corrupt(conn, pool, case['state'].get('corruptions', []))
     detail_tables = DETAIL_TABLES.get(case['module'], ())
@@ -358,11 +362,12 @@ def archive_invariant(example):
     eligible = state.get('eligible')
     if eligible is not None and left - eligible:
         problems.append('moved rows outside the where condition: %s' % sorted(left - eligible)[:5])
-    if archive and archive in after_ids:
-        arrived = set(after_ids[archive]) - set(before_ids.get(archive, {}))
-        if arrived != left and source != archive:
-            problems.append('rows that left %s (%d) differ from those that reached %s (%d)' % (
-                source, len(left), archive, len(arrived)))
+    if archive and archive in after_ids and source != archive:
+        arrived = _count(example, archive, after=True) - _count(example, archive)
+        missing = left - set(after_ids[archive])
+        if arrived != len(left) or missing:
+            problems.append('%d rows left %s, %d reached %s (missing there: %s)' % (
+                len(left), source, arrived, archive, sorted(missing)[:5]))
     moved = result.get('rows_moved')
     if isinstance(moved, int) and moved != len(left) and source not in PARTITION_TREE:
         problems.append('rows_moved=%s but %d rows left the source' % (moved, len(left)))

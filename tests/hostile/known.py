@@ -88,6 +88,13 @@ KNOWN = [
           dict(module='cerniq_synthetic_data', template='hostile_tpl_cerniq', check_mode=True,
                state=dict(corruptions=[]), args=dict(action='load', seed='13', scale=0.01, tenants=1,
                                                      reference_time='not a time'))),
+    Known('backup-empty-tool-path', 'pg_backup_verify', 'defect 12 (class)', 'not assigned to a helper',
+          "an empty pg_restore_path (or psql_path) is a PermissionError traceback when restoring",
+          lambda args, state, check: args.get('restore') is True and '' in (args.get('pg_restore_path'),
+                                                                            args.get('psql_path')),
+          dict(module='pg_backup_verify', template='hostile_tpl_cerniq', check_mode=False, superuser=True,
+               state=dict(corruptions=[], backup='good'), args=dict(restore=True, pg_restore_path='',
+                                                                    scratch_db='hostile_restore'))),
     Known('archive-cascade', 'pg_archive', 'defect 3', 'h-pg',
           'archiving deletes rows of other tables through ON DELETE CASCADE or a DELETE trigger, silently',
           lambda args, state, check: bool({'cascading foreign key', 'delete trigger'} & set(state['corruptions'])),
@@ -127,6 +134,7 @@ UNDOCUMENTED = {
     'pg_maintenance': {'candidates'},   # h-pg: targets=auto returns the health report's candidates
     'pg_archive': {'archive_table', 'passes', 'source_table', 'rows_due', 'would_create_archive'},   # h-pg
     'pg_health_info': {'server_version_num'},   # not assigned to a helper
+    'redis_keys': {'dry_run'},   # h-redis: returned by a refusal (max_keys) with the partial result
     'cerniq_synthetic_data': {'seed'},   # not assigned to a helper
 }
 

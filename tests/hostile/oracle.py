@@ -21,7 +21,12 @@ STANDARD_KEYS = ADDED_BY_ANSIBLE | {'diff', 'exception'}
 
 
 def redis_snapshot(client):
-    """``{(db, key): (type, dump, has_ttl)}`` over every database of the server."""
+    """``{(db, key): (type, value, has_ttl)}`` over every database of the server.
+
+    The value is the key's full content in a canonical form: ``DUMP`` is not canonical for keys in a
+    hashtable encoding - reads alone can make Redis rehash them incrementally, and ``DUMP`` then lists the
+    same fields in another order (the layer's long hunt found this: a read-only run "changed" a job).
+    """
     state = {}
     info = client.info('keyspace')
     for name in info:
@@ -29,10 +34,27 @@ def redis_snapshot(client):
         client.execute_command('SELECT', db)
         try:
             for key in client.scan_iter(count=1000):
-                state[(db, key)] = (client.type(key), client.dump(key), client.pttl(key) > 0)
+                kind = client.type(key)
+                state[(db, key)] = (kind, _content(client, key, kind), client.pttl(key) > 0)
         finally:
             client.execute_command('SELECT', 0)
     return state
+
+
+def _content(client, key, kind):
+    if kind == b'string':
+        return client.get(key)
+    if kind == b'list':
+        return tuple(client.lrange(key, 0, -1))
+    if kind == b'hash':
+        return tuple(sorted(client.hgetall(key).items()))
+    if kind == b'set':
+        return tuple(sorted(client.smembers(key)))
+    if kind == b'zset':
+        return tuple(sorted(client.zrange(key, 0, -1, withscores=True)))
+    if kind == b'stream':
+        return tuple(client.xrange(key, count=100000))
+    return client.dump(key)
 
 
 TABLES_SQL = """

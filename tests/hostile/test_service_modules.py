@@ -5,9 +5,8 @@ tests/integration/test_signoz_dashboard.py, which keeps state and checks the API
 """
 
 import copy
-import os
-import subprocess
 
+import psycopg2
 from hypothesis import assume, given, strategies as st
 import pytest
 
@@ -51,7 +50,10 @@ def _pg_example(pg_workspace, data, module, hints, superuser=False):
     check_mode = data.draw(st.booleans(), label='check_mode')
     state = dict(corruptions=names)
     assume(not known.matches(module, args, state, check_mode))
-    corrupt(conn, pool, names)
+    try:
+        corrupt(conn, pool, names)
+    except psycopg2.Error:
+        assume(False)   # a combination that cannot be applied (an update a corruption trigger rejects)
     example = run_example(module, args, check_mode, state, pg_snapshotter(conn))
     example.assert_ok(INVARIANTS[module])
 
@@ -72,32 +74,6 @@ def test_incident_info(pg_workspace, monitoring, data):
                                                  dict(p='SELECT %(start)s::text')]),
                  timeout=st.just(5))
     _pg_example(pg_workspace, data, 'incident_info', hints)
-
-
-@pytest.fixture(scope='module')
-def backups(pg_workspace, tmp_path_factory):
-    """A directory of backups of the CERNIQ template: a custom dump, a plain SQL dump, damaged copies."""
-    pg_workspace.template(CERNIQ, TEMPLATES[CERNIQ])
-    server = pg_workspace.server
-    root = tmp_path_factory.mktemp('hostile-backups')
-    env = dict(os.environ, PGPASSWORD=server.params(superuser=True)['login_password'])
-    good = root / 'good' / 'cerniq.dump'
-    good.parent.mkdir()
-    subprocess.run([os.path.join(server.bindir, 'pg_dump'), '-h', '127.0.0.1', '-p', str(server.port), '-U',
-                    'postgres', '-F', 'c', '-f', str(good), CERNIQ], check=True, env=env)
-    plain = root / 'plain' / 'cerniq.sql'
-    plain.parent.mkdir()
-    subprocess.run([os.path.join(server.bindir, 'pg_dump'), '-h', '127.0.0.1', '-p', str(server.port), '-U',
-                    'postgres', '-F', 'p', '-f', str(plain), CERNIQ], check=True, env=env)
-    damaged = root / 'damaged' / 'cerniq.dump'
-    damaged.parent.mkdir()
-    damaged.write_bytes(good.read_bytes()[:len(good.read_bytes()) // 3])
-    empty = root / 'empty'
-    empty.mkdir()
-    (root / 'garbage').mkdir()
-    (root / 'garbage' / 'x.dump').write_bytes(b'\x00\xffnot a dump\n')
-    (root / 'metrics').mkdir()
-    return root
 
 
 @budget(12)
