@@ -88,10 +88,11 @@ KNOWN = [
           dict(module='cerniq_synthetic_data', template='hostile_tpl_cerniq', check_mode=True,
                state=dict(corruptions=[]), args=dict(action='load', seed='13', scale=0.01, tenants=1,
                                                      reference_time='not a time'))),
-    Known('backup-empty-tool-path', 'pg_backup_verify', 'defect 12 (class)', 'not assigned to a helper',
-          "an empty pg_restore_path (or psql_path) is a PermissionError traceback when restoring",
-          lambda args, state, check: args.get('restore') is True and '' in (args.get('pg_restore_path'),
-                                                                            args.get('psql_path')),
+    Known('backup-tool-path', 'pg_backup_verify', 'defect 12 (class)', 'not assigned to a helper',
+          "a pg_restore_path or psql_path that is not a program ('', 'a*b') is a PermissionError or "
+          "FileNotFoundError traceback (pg_restore also lists a custom dump in check mode)",
+          lambda args, state, check: args.get('pg_restore_path', 'pg_restore') != 'pg_restore'
+          or args.get('psql_path', 'psql') != 'psql',
           dict(module='pg_backup_verify', template='hostile_tpl_cerniq', check_mode=False, superuser=True,
                state=dict(corruptions=[], backup='good'), args=dict(restore=True, pg_restore_path='',
                                                                     scratch_db='hostile_restore'))),

@@ -105,8 +105,8 @@ def maintenance_task(draw):
     """A task naming exactly one of table or index (a hostile one may name both or neither)."""
     action = draw(st.sampled_from(['vacuum', 'analyze', 'reindex', 'drop_invalid_index']))
     task = dict(action=action)
-    target = draw(st.sampled_from(['index', 'index', 'both', 'neither']) if action == 'drop_invalid_index'
-                  else st.sampled_from(['table', 'table', 'table', 'index', 'both', 'neither']))
+    usual = dict(drop_invalid_index='index', reindex=draw(st.sampled_from(['table', 'index']))).get(action, 'table')
+    target = draw(st.sampled_from([usual] * 4 + ['table', 'index', 'both', 'neither']))
     if target in ('table', 'both'):
         task['table'] = draw(st.sampled_from(TASK_TABLES))
     if target in ('index', 'both'):
@@ -124,10 +124,16 @@ def maintenance_tasks():
 @budget(20)
 @given(data=st.data())
 def test_pg_maintenance(pg_workspace, data):
-    hints = dict(tasks=maintenance_tasks(), targets=st.sampled_from(['tasks', 'tasks', 'auto']), lock_wait_budget=st.sampled_from([1.0, 5.0]),
-                 statement_timeout=st.sampled_from([30.0, 600.0]), cleanup_budget=st.sampled_from([5.0]),
-                 schemas=st.sampled_from([None, ['public'], ['ops', 'public']]))
-    hostile_run(pg_workspace, data, 'pg_maintenance', CERNIQ, CERNIQ_CORRUPTIONS, hints, prepare=invalid_index)
+    hints = dict(tasks=maintenance_tasks(), targets=st.sampled_from(['tasks', 'tasks', 'auto']),
+                 lock_wait_budget=st.sampled_from([1.0, 5.0]), statement_timeout=st.sampled_from([30.0, 600.0]),
+                 cleanup_budget=st.sampled_from([5.0]), schemas=st.sampled_from([None, ['public'], ['ops', 'public']]))
+
+    def auto_without_tasks(args):   # targets=auto takes no tasks (a hostile draw may still give both)
+        if args.get('targets') == 'auto' and data.draw(st.sampled_from([True, True, False]), label='auto alone'):
+            args['tasks'] = []
+        return args
+    hostile_run(pg_workspace, data, 'pg_maintenance', CERNIQ, CERNIQ_CORRUPTIONS, hints, prepare=invalid_index,
+                draw_args=auto_without_tasks)
 
 
 ORPHAN_CHECKS = [
