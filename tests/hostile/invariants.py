@@ -419,3 +419,75 @@ def signoz_invariant(example):
 
 
 INVARIANTS['signoz_dashboard'] = signoz_invariant
+
+
+def rules_invariant(example):
+    """prometheus_rules: nothing outside the rules directory written; the requested files there, verbatim; files
+    it was not given left alone unless it owns the directory (exclusive)."""
+    import os
+    args, before, after = example.args, example.before['tree'], example.after['tree']
+    base, rules = example.state['base'], example.state['rules']
+    inside = os.path.relpath(rules, base) + os.sep
+    problems = []
+    if after.get('absolute'):
+        problems.append('wrote a file outside the rules directory (an absolute file name)')
+    outside = sorted(k for k in set(before) | set(after) if k != 'absolute' and not k.startswith(inside)
+                     and before.get(k) != after.get(k))
+    if outside:
+        problems.append('changed files outside the rules directory: %s' % outside)
+    if os.path.realpath(str(args.get('rules_dir'))) == os.path.realpath(rules) and not example.check_mode:
+        for entry in args.get('files') or []:
+            got = after.get(inside + entry['name'], (None,))[0]
+            if got != entry['content'].encode('utf-8'):
+                problems.append('%s is not the content it was given' % entry['name'])
+        if not args.get('exclusive'):
+            given_names = set(inside + entry['name'] for entry in args.get('files') or [])
+            touched = sorted(k for k in before if k.startswith(inside) and k not in given_names
+                             and not k.endswith('.cerniq-rules-manifest.json') and before[k] != after.get(k))
+            if touched:
+                problems.append('changed files it was not given (exclusive is false): %s' % touched)
+    if example.before != example.after and not example.result.get('changed'):
+        problems.append('files or loaded rules changed but changed=false')
+    return problems
+
+
+def _silence_owner(args):
+    return args.get('created_by', 'cerniq.ops'), args.get('comment')
+
+
+def silence_invariant(example):
+    """Silences of another creator or comment are never touched; a run creates at most one silence, its own."""
+    owner = _silence_owner(example.args)
+    before, after = example.before, example.after
+    problems = []
+    others = sorted(i for i in set(before) & set(after) if before[i][3:5] != owner and before[i] != after[i])
+    if others:
+        problems.append('changed silences of another creator or comment: %s' % others)
+    new = [i for i in after if i not in before]
+    if [i for i in new if after[i][3:5] != owner] or len(new) > 1:
+        problems.append('created silences %s (owner %s)' % ([after[i][3:5] for i in new], owner))
+    if before != after and not example.result.get('changed'):
+        problems.append('silences changed but changed=false')
+    return problems
+
+
+def read_only_state(example):
+    return [] if example.before == example.after else ['a read-only module changed state']
+
+
+def queue_stats_invariant(example):
+    """cerniq_queue_stats: only its table changes, one row per queue read at most added."""
+    problems = []
+    other = _tables_changed(example, lambda name: _plain(name) == 'bullmq_queue_stats')
+    if other:
+        problems.append('changed tables outside bullmq_queue_stats: %s' % other)
+    added = _count(example, 'bullmq_queue_stats', after=True) - _count(example, 'bullmq_queue_stats')
+    queues = example.args.get('queues')
+    if added < 0 or added > (len(queues) if isinstance(queues, dict) else 0):
+        problems.append('bullmq_queue_stats went from %d to %d rows' % (
+            _count(example, 'bullmq_queue_stats'), _count(example, 'bullmq_queue_stats', after=True)))
+    return problems
+
+
+INVARIANTS.update(prometheus_rules=rules_invariant, alertmanager_silence=silence_invariant,
+                  alertmanager_silence_info=read_only_state, cerniq_queue_stats=queue_stats_invariant)

@@ -63,13 +63,13 @@ KNOWN = [
           lambda args, state, check: _target_has(args, state, ('string_key', 'list_key')),
           dict(module='bullmq_queue', args=dict(name='q3', prefix='cq', state='repaired'), check_mode=False,
                state=dict(plain=[], queues=[_queue('cq', 'q3', [
-                   ('1', 'active', 'none'), ('2', 'active', 'string_key'), ('3', 'active', 'none')])]))),
+                   ('1', 'active', 'none'), ('2', 'active', 'string_key'), ('3', 'active', 'none')])])), is_open=False),
     Known('bullmq-non-numeric-counter', 'bullmq_queue', 'defect 1 and 12', 'h-bullmq',
           'a job hash with a non-numeric stc (or other counter) loses the valid jobs of its batch; check mode raises',
           lambda args, state, check: _target_has(args, state, ('bad_stc', 'bad_attempts', 'bad_times', 'empty_hash')),
           dict(module='bullmq_queue', args=dict(name='q3', prefix='cq', state='repaired', max_stalled_count=0),
                check_mode=False, state=dict(plain=[], queues=[_queue('cq', 'q3', [
-                   ('1', 'active', 'none'), ('2', 'active', 'bad_stc'), ('3', 'active', 'none')])]))),
+                   ('1', 'active', 'none'), ('2', 'active', 'bad_stc'), ('3', 'active', 'none')])])), is_open=False),
     Known('pg-connection-nul', PG_MODULES, 'defect 12', 'pg_connection.py (h-pg)',
           'a NUL byte in a connection option (application_name, login_db ...) is a ValueError traceback',
           lambda args, state, check: any(isinstance(args.get(name), str) and '\x00' in args[name]
@@ -93,9 +93,9 @@ KNOWN = [
           "FileNotFoundError traceback (pg_restore also lists a custom dump in check mode)",
           lambda args, state, check: args.get('pg_restore_path', 'pg_restore') != 'pg_restore'
           or args.get('psql_path', 'psql') != 'psql',
-          dict(module='pg_backup_verify', template='hostile_tpl_cerniq', check_mode=False, superuser=True,
-               state=dict(corruptions=[], backup='good'), args=dict(restore=True, pg_restore_path='',
-                                                                    scratch_db='hostile_restore'))),
+          dict(module='pg_backup_verify', template='hostile_tpl_cerniq', check_mode=True, superuser=True,
+               state=dict(corruptions=[], backup='good'), args=dict(restore=True, pg_restore_path='a*b',
+                                                                    scratch_db='hostile_restore')), is_open=False),
     Known('archive-cascade', 'pg_archive', 'defect 3', 'h-pg',
           'archiving deletes rows of other tables through ON DELETE CASCADE or a DELETE trigger, silently',
           lambda args, state, check: bool({'cascading foreign key', 'delete trigger'} & set(state['corruptions'])),

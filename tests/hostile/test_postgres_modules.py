@@ -153,6 +153,23 @@ def test_pg_health_info(pg_workspace, data):
     hostile_run(pg_workspace, data, 'pg_health_info', CERNIQ, CERNIQ_CORRUPTIONS, hints, prepare=invalid_index)
 
 
+QUEUE_READS = [
+    {'silver:score:quality': dict(exists=True, counts=dict(wait=3, active=1, prioritized=0, paused=0, delayed=2,
+                                                           completed=10, failed=1))},
+    {'q': dict(exists=False)}, {'q': dict(counts=dict(wait=-1))}, {'q': dict(counts=dict(wait=2 ** 63))},
+    {'q': dict(counts='many')}, {'q': 'not a mapping'}, {'q\x00': dict(counts=dict(wait=1))},
+    {'ț' * 200: dict(counts=dict(wait='7'))}, {}, {'a': dict(counts=dict(wait=1)), 'b': dict(counts=dict(failed=2))},
+]
+
+
+@budget(12)
+@given(data=st.data())
+def test_cerniq_queue_stats(pg_workspace, data):
+    hints = dict(queues=st.sampled_from(QUEUE_READS),
+                 table=st.sampled_from(['bullmq_queue_stats'] * 4 + ['missing', 'users', 'public.bullmq_queue_stats']))
+    hostile_run(pg_workspace, data, 'cerniq_queue_stats', CERNIQ, CERNIQ_CORRUPTIONS, hints)
+
+
 @budget(12)
 @given(data=st.data())
 def test_capacity_info(pg_workspace, data):
