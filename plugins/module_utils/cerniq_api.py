@@ -47,3 +47,14 @@ def module_post(module):
         except HTTPError as error:
             return error.code, error.read().decode('utf-8', 'replace')
     return post
+
+
+def rejected_message(api, status, body):
+    """One line for an HTTP error answer: ``<api> answered HTTP <status>: <first 200 characters of the body>``."""
+    return '%s answered HTTP %s: %s' % (api, status, ' '.join((body or '').split())[:200])
+
+
+def request_failed_message(error):
+    """One line for a request that got no answer (refused, timed out, bad TLS)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return 'request failed: %s' % (lines[0] if lines else error.__class__.__name__)

@@ -8,15 +8,22 @@
   to the unassigned pending pool.
 - ``escalate``: each breached task not yet escalated since it breached is escalated
   through the HITL API (``POST <api>/api/v1/approvals/<id>/escalate``); the row is
-  locked (``FOR UPDATE SKIP LOCKED``) during the call and the escalation is recorded
-  (``escalation_level + 1``, ``escalated_at``, a row in ``approval_task_escalations``)
-  in the same transaction, so neither a rerun nor a concurrent run escalates twice.
+  locked (``FOR UPDATE SKIP LOCKED``) and the escalation written (``escalation_level + 1``,
+  ``escalated_at``, a row in ``approval_task_escalations``) before the call, in one
+  transaction committed only when the API accepted it, so neither a rerun nor a concurrent
+  run escalates twice, and a write that fails stops the task before any call.
 - ``auto_approve``: pending tasks of the policy's approval types with a confidence at
   least ``min_confidence`` (and overdue, by default) are approved with a recorded
   reason and ``decided_by``.
 
 HTTP goes through a ``post(url, payload) -> (status, body)`` callable supplied by the
-caller (the module passes one built on Ansible's ``open_url``).
+caller (the module passes one built on Ansible's ``open_url``). ``check_options`` checks the
+module's options before it connects; ``required_tables`` names the tables an action needs.
+
+The two limits have one meaning: ``max_tasks`` (escalate) and ``max_count`` (auto_approve)
+unset means no limit; ``N`` (1 to 1,000,000) means the run escalates (sends) or approves at most
+``N`` tasks - tasks it cannot act on (no escalation target, taken by another run) do not count;
+0 and negative values are refused.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -25,33 +32,64 @@ __metaclass__ = type
 
 import uuid
 
-from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import quote_relation
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_api import rejected_message, request_failed_message
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_checks import (
+    MAX_LIMIT, MAX_MINUTES, CerniqError, check_api, check_fraction, check_int, check_relation, check_text,
+    check_texts, check_uuid, check_uuids)
 
 DEFAULT_TABLES = dict(tasks='approval_tasks', users='users', escalations='approval_task_escalations')
+TABLE_OPTIONS = dict(tasks='tasks_table', users='users_table', escalations='escalations_table')
+ACTION_TABLES = dict(report=('tasks', 'users'), release=('tasks', 'users'), escalate=('tasks', 'users', 'escalations'),
+                     auto_approve=('tasks',))
 DEFAULT_ESCALATION_REASON = 'SLA breach - manual escalation'
 DEFAULT_APPROVE_REASON = 'Auto-approved due to SLA breach'
 DEFAULT_DECIDED_BY = 'cerniq.ops auto-approve'
 ESCALATE_PATH = '/api/v1/approvals/{id}/escalate'
 
-# metadata->>'confidence' as a number, NULL when absent or not numeric (never a cast error)
-_CONFIDENCE = ("(CASE WHEN t.metadata->>'confidence' ~ '^\\s*[0-9]*\\.?[0-9]+([eE][-+]?[0-9]+)?\\s*$' "
-               "THEN (t.metadata->>'confidence')::float8 END)")
+# metadata->>'confidence' as a number in [0, 1], NULL when absent, not numeric or out of range (never a cast
+# error: the nested CASE tests the text before any cast, and the exponent is bounded so numeric holds it)
+_CONFIDENCE = ("(CASE WHEN t.metadata->>'confidence' ~ '^\\s*[0-9]{0,20}\\.?[0-9]{1,20}([eE][-+]?[0-9]{1,3})?\\s*$' "
+               "THEN CASE WHEN (t.metadata->>'confidence')::numeric BETWEEN 0 AND 1 "
+               "THEN (t.metadata->>'confidence')::numeric::float8 END END)")
 
 
-class ApprovalError(Exception):
+class ApprovalError(CerniqError):
     """Bad input: unknown users, bad policy, bad table names."""
 
 
 def _tables(tables):
     merged = dict(DEFAULT_TABLES)
-    merged.update(dict((k, v) for k, v in (tables or {}).items() if v))
-    quoted = {}
-    for key, name in merged.items():
-        try:
-            quoted[key] = quote_relation(name)
-        except ValueError as error:
-            raise ApprovalError(str(error))
-    return quoted
+    merged.update(dict((k, v) for k, v in (tables or {}).items() if v is not None))
+    return dict((key, check_relation(TABLE_OPTIONS[key], name)) for key, name in merged.items())
+
+
+def required_tables(action, tables=None):
+    """``{option: quoted table}`` of the tables ``action`` reads or writes (for ``require_tables``)."""
+    quoted = _tables(tables)
+    return dict((TABLE_OPTIONS[key], quoted[key]) for key in ACTION_TABLES[action])
+
+
+def check_options(p):
+    """Check the module's options for ``p['action']`` before connecting; raises ``ApprovalError``-like
+    ``CerniqError`` with one line naming the option."""
+    action = p['action']
+    _tables(dict(tasks=p['tasks_table'], users=p['users_table'], escalations=p['escalations_table']))
+    check_uuid('tenant_id', p['tenant_id'], optional=True)
+    check_int('max_tasks_per_operator', p['max_tasks_per_operator'], 0, MAX_LIMIT)
+    check_int('window_minutes', p['window_minutes'], 0, MAX_MINUTES)
+    check_texts('operators', p['operators'], optional=True)
+    for name in ('escalate_to', 'fallback_escalate_to', 'reason'):
+        check_text(name, p[name], optional=True)
+    check_text('escalated_by', p['escalated_by'])
+    check_text('decided_by', p['decided_by'])
+    check_uuids('task_ids', p['task_ids'], optional=True)
+    check_int('max_tasks', p['max_tasks'], 1, MAX_LIMIT, optional=True)
+    check_int('max_count', p['max_count'], 1, MAX_LIMIT, optional=True)
+    check_fraction('min_confidence', p['min_confidence'])
+    if action == 'auto_approve':
+        check_texts('approval_types', p['approval_types'])
+    if action == 'escalate':
+        check_api(p)
 
 
 def _iso(value):
@@ -81,6 +119,7 @@ def breached_tasks(conn, tenant_id=None, tables=None):
     t = _tables(tables)
     sql = ("SELECT t.id::text AS id, t.approval_type, t.priority, t.due_at, t.assigned_to::text AS assigned_to, "
            "u.name AS assigned_to_name, t.escalation_level, t.escalated_at, "
+           "coalesce(t.escalated_at >= t.due_at, false) AS escalated_since_breach, "
            "round((extract(epoch FROM now() - t.due_at) / 60)::numeric, 1) AS overdue_minutes, "
            "%s AS confidence "
            "FROM %s t LEFT JOIN %s u ON u.id = t.assigned_to "
@@ -171,7 +210,8 @@ def release(conn, operators=None, max_tasks_per_operator=10, window_minutes=120,
         user_ids = [w['user_id'] for w in report(conn, max_tasks_per_operator, tenant_id, tables)['overloaded']]
     if not user_ids:
         return dict(changed=False, operators=[], released=[])
-    params = dict(users=user_ids, minutes=int(window_minutes), tenant=tenant_id)
+    params = dict(users=user_ids, minutes=check_int('window_minutes', window_minutes, 0, MAX_MINUTES),
+                  tenant=tenant_id)
     where = ("t.status = 'assigned' AND t.assigned_to = ANY(%%(users)s::uuid[]) "
              "AND t.due_at < now() + %%(minutes)s * interval '1 minute' %s") % (
         'AND t.tenant_id = %(tenant)s::uuid' if tenant_id else '')
@@ -189,7 +229,7 @@ def release(conn, operators=None, max_tasks_per_operator=10, window_minutes=120,
     return dict(changed=bool(rows), operators=user_ids, released=rows)
 
 
-def _escalation_candidates(conn, t, tenant_id, task_ids, limit, lock_id=None):
+def _escalation_candidates(conn, t, tenant_id, task_ids, lock_id=None):
     where = ("t.status = 'pending' AND t.due_at < now() "
              "AND (t.escalated_at IS NULL OR t.escalated_at < t.due_at)")
     if tenant_id:
@@ -203,42 +243,38 @@ def _escalation_candidates(conn, t, tenant_id, task_ids, limit, lock_id=None):
            "AS manager_id FROM %s t WHERE %s ORDER BY t.due_at, t.id") % (t['users'], t['tasks'], where)
     if lock_id:
         sql += ' FOR UPDATE OF t SKIP LOCKED'
-    elif limit:
-        sql += ' LIMIT %d' % int(limit)
     return _fetch(conn, sql, dict(tenant=tenant_id, ids=task_ids, lock=lock_id))
-
-
-def _check_ids(ids):
-    if ids is None:
-        return None
-    try:
-        return [str(uuid.UUID(str(i))) for i in ids]
-    except ValueError:
-        raise ApprovalError('invalid task id in %s: expected UUIDs' % (list(ids),))
 
 
 def escalate(conn, post, api_url, reason=DEFAULT_ESCALATION_REASON, escalate_to=None, escalated_by='cerniq.ops',
              task_ids=None, max_tasks=None, tenant_id=None, tables=None, check_mode=False, fallback_to=None):
-    """Escalate breached tasks not escalated since they breached.
+    """Escalate breached tasks not escalated since they breached, oldest breach first.
 
     ``escalate_to``: a user id or e-mail for every task; by default the assignee's manager, else
-    ``fallback_to`` (tasks with neither are skipped). Returns ``dict(changed, escalated=[...], skipped=[...], failed=[...])``.
+    ``fallback_to`` (tasks with neither are not escalated). ``max_tasks``: at most this many escalations
+    are sent (a failed call counts; a task without a target or taken by another run does not).
+    Returns ``dict(changed, escalated=[...], not_escalated=[{id, reason}], escalation_failures=[{..., error}])``.
     """
     t = _tables(tables)
     if not api_url:
         raise ApprovalError('api_url is required to escalate')
-    if not reason or not reason.strip():
-        raise ApprovalError('an escalation reason is required')
-    task_ids = _check_ids(task_ids)
+    check_text('reason', reason)
+    check_text('escalated_by', escalated_by)
+    task_ids = check_uuids('task_ids', task_ids, optional=True)
+    max_tasks = check_int('max_tasks', max_tasks, 1, MAX_LIMIT, optional=True)
     target = resolve_users(conn, [escalate_to], tables)[0] if escalate_to else None
     fallback = resolve_users(conn, [fallback_to], tables)[0] if fallback_to else None
-    candidates = _escalation_candidates(conn, t, tenant_id, task_ids, max_tasks)
+    candidates = _escalation_candidates(conn, t, tenant_id, task_ids)
     _end_read(conn)
-    escalated, skipped, failed = [], [], []
+    escalated, not_escalated, failures = [], [], []
     for task in candidates:
         to = target or task['manager_id'] or fallback
         if not to:
-            skipped.append(dict(id=task['id'], reason='no escalation target: unassigned or assignee has no manager'))
+            not_escalated.append(dict(id=task['id'],
+                                      reason='no escalation target: unassigned or assignee has no manager'))
+            continue
+        if max_tasks is not None and len(escalated) + len(failures) >= max_tasks:
+            not_escalated.append(dict(id=task['id'], reason='over max_tasks (%d): left for the next run' % max_tasks))
             continue
         entry = dict(id=task['id'], escalate_to=to, level=task['escalation_level'] + 1, due_at=task['due_at'])
         if check_mode:
@@ -246,39 +282,48 @@ def escalate(conn, post, api_url, reason=DEFAULT_ESCALATION_REASON, escalate_to=
             continue
         outcome = _escalate_one(conn, t, post, api_url, task['id'], to, reason, escalated_by, tenant_id)
         if outcome is None:
-            skipped.append(dict(id=task['id'], reason='escalated or changed by someone else meanwhile'))
+            not_escalated.append(dict(id=task['id'], reason='escalated or changed by someone else meanwhile'))
         elif outcome.get('error'):
-            failed.append(dict(entry, **outcome))
+            failures.append(dict(entry, **outcome))
         else:
             escalated.append(dict(entry, **outcome))
-    return dict(changed=bool(escalated), escalated=escalated, skipped=skipped, failed=failed)
+    return dict(changed=bool(escalated), escalated=escalated, not_escalated=not_escalated,
+                escalation_failures=failures)
 
 
 def _escalate_one(conn, t, post, api_url, task_id, to, reason, escalated_by, tenant_id):
+    """Lock the task, write its escalation, call the API, and commit only when the API accepted it.
+
+    ``None`` when the task is no longer a candidate (another run took it); ``dict(error=...)`` when the call
+    failed (nothing written). A database error raises before any call.
+    """
     autocommit = conn.autocommit
     conn.autocommit = False
     try:
-        locked = _escalation_candidates(conn, t, tenant_id, None, None, lock_id=task_id)
-        if not locked:
+        if not _escalation_candidates(conn, t, tenant_id, None, lock_id=task_id):
             conn.rollback()
             return None
-        url = api_url.rstrip('/') + ESCALATE_PATH.format(id=task_id)
-        try:
-            status, body = post(url, dict(escalateTo=to, reason=reason))
-        except Exception as error:  # network errors: keep the task as it was
-            conn.rollback()
-            return dict(error='request failed: %s' % (str(error).splitlines() or [error.__class__.__name__])[0])
-        if not 200 <= int(status) < 300:
-            conn.rollback()
-            return dict(error='HITL API answered HTTP %s: %s' % (status, (body or '')[:200]), api_status=status)
         with conn.cursor() as cur:
             cur.execute("UPDATE %s SET escalation_level = escalation_level + 1, escalated_at = now(), "
                         "escalated_to = %%(to)s::uuid, updated_at = now() WHERE id = %%(id)s::uuid "
                         "RETURNING escalation_level" % t['tasks'], dict(id=task_id, to=to))
             level = cur.fetchone()[0]
-            cur.execute("INSERT INTO %s (task_id, level, escalated_to, reason, escalated_by, api_status) "
-                        "VALUES (%%s, %%s, %%s, %%s, %%s, %%s)" % t['escalations'],
-                        (task_id, level, to, reason, escalated_by, int(status)))
+            cur.execute("INSERT INTO %s (task_id, level, escalated_to, reason, escalated_by) "
+                        "VALUES (%%s, %%s, %%s, %%s, %%s) RETURNING ctid::text" % t['escalations'],
+                        (task_id, level, to, reason, escalated_by))
+            record = cur.fetchone()[0]
+        url = api_url.rstrip('/') + ESCALATE_PATH.format(id=task_id)
+        try:
+            status, body = post(url, dict(escalateTo=to, reason=reason))
+        except Exception as error:  # network errors: keep the task as it was
+            conn.rollback()
+            return dict(error=request_failed_message(error))
+        if not 200 <= int(status) < 300:
+            conn.rollback()
+            return dict(error=rejected_message('HITL API', status, body), api_status=int(status))
+        with conn.cursor() as cur:
+            cur.execute('UPDATE %s SET api_status = %%s WHERE ctid = %%s::tid AND task_id = %%s AND level = %%s'
+                        % t['escalations'], (int(status), record, task_id, level))
         conn.commit()
         return dict(level=level, api_status=int(status))
     except Exception:
@@ -291,25 +336,24 @@ def _escalate_one(conn, t, post, api_url, task_id, to, reason, escalated_by, ten
 def auto_approve(conn, approval_types, min_confidence=0.90, only_overdue=True, max_count=None,
                  reason=DEFAULT_APPROVE_REASON, decided_by=DEFAULT_DECIDED_BY, tenant_id=None, tables=None,
                  check_mode=False):
-    """Approve pending tasks the policy allows. Returns ``dict(changed, approved=[...])``."""
+    """Approve pending tasks the policy allows, oldest due first, at most ``max_count`` (rows locked by
+    another run are skipped and do not count). Returns ``dict(changed, approved=[...])``."""
     t = _tables(tables)
     if not approval_types:
         raise ApprovalError('auto-approval needs an explicit list of approval types')
-    if not 0 < float(min_confidence) <= 1:
-        raise ApprovalError('min_confidence must be in (0, 1]')
-    if max_count is not None and int(max_count) < 1:
-        raise ApprovalError('max_count must be at least 1')
-    if not reason or not reason.strip():
-        raise ApprovalError('a decision reason is required')
-    params = dict(types=list(approval_types), conf=float(min_confidence), tenant=tenant_id, reason=reason,
-                  by=decided_by)
+    approval_types = check_texts('approval_types', list(approval_types))
+    min_confidence = check_fraction('min_confidence', min_confidence)
+    max_count = check_int('max_count', max_count, 1, MAX_LIMIT, optional=True)
+    check_text('reason', reason)
+    check_text('decided_by', decided_by)
+    params = dict(types=approval_types, conf=min_confidence, tenant=tenant_id, reason=reason, by=decided_by)
     where = "t.status = 'pending' AND t.approval_type = ANY(%%(types)s) AND %s >= %%(conf)s" % _CONFIDENCE
     if only_overdue:
         where += ' AND t.due_at < now()'
     if tenant_id:
         where += ' AND t.tenant_id = %(tenant)s::uuid'
     select = 'SELECT t.id FROM %s t WHERE %s ORDER BY t.due_at, t.id%s' % (
-        t['tasks'], where, ' LIMIT %d' % int(max_count) if max_count else '')
+        t['tasks'], where, ' LIMIT %d' % max_count if max_count is not None else '')
     columns = ('t.id::text AS id, t.approval_type, t.priority, t.due_at, %s AS confidence' % _CONFIDENCE)
     if check_mode:
         rows = _fetch(conn, 'SELECT %s FROM %s t WHERE t.id IN (%s) ORDER BY t.due_at, t.id'

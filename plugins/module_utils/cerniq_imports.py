@@ -7,40 +7,36 @@ A batch is stuck when it is ``processing``, started more than ``stuck_after_minu
 ago, its row has not been updated (no progress) for as long, and no contact of it
 was created for as long. ``cancel`` re-checks all of that inside the ``UPDATE``'s
 ``WHERE``, so a batch that made progress between the diagnosis and the update is
-left alone; a cancelled batch is no longer ``processing``, so a rerun changes nothing.
+left alone (reported in ``no_longer_stuck``); a cancelled batch is no longer ``processing``,
+so a rerun changes nothing. ``check_options`` checks the module's options before it connects.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import uuid
-
-from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import quote_relation
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_checks import (
+    MAX_MINUTES, CerniqError, check_int, check_relation, check_text, check_uuid, check_uuids)
 
 DEFAULT_REASON = 'Manually cancelled - stuck processing'
 DEFAULT_STUCK_AFTER_MINUTES = 30
 
 
-class ImportBatchError(Exception):
+class ImportBatchError(CerniqError):
     """Bad input (ids, thresholds, table names)."""
 
 
-def _table(name):
-    try:
-        return quote_relation(name)
-    except ValueError as error:
-        raise ImportBatchError(str(error))
+def tables(table='bronze_import_batches', contacts_table='bronze_contacts'):
+    """``{option: quoted table}`` of the tables the procedures read and write (for ``require_tables``)."""
+    return dict(batches_table=check_relation('batches_table', table),
+                contacts_table=check_relation('contacts_table', contacts_table))
 
 
-def _check_ids(ids):
-    checked = []
-    for value in ids or []:
-        try:
-            checked.append(str(uuid.UUID(str(value))))
-        except ValueError:
-            raise ImportBatchError('invalid import batch id %r: expected a UUID' % (value,))
-    return checked
+def check_options(p):
+    """Check the module's options before connecting; raises ``CerniqError`` naming the option."""
+    tables(p['batches_table'], p['contacts_table'])
+    _params(p['stuck_after_minutes'], p['ids'], p['tenant_id'])
+    check_text('reason', p['reason'])
 
 
 def _where(ids, tenant_id):
@@ -74,20 +70,17 @@ def _row(row):
 
 
 def _params(stuck_after_minutes, ids, tenant_id):
-    minutes = int(stuck_after_minutes)
-    if minutes < 1:
-        raise ImportBatchError('stuck_after_minutes must be at least 1')
-    if tenant_id:
-        _check_ids([tenant_id])
-    return dict(minutes=minutes, ids=_check_ids(ids) if ids is not None else None, tenant_id=tenant_id)
+    return dict(minutes=check_int('stuck_after_minutes', stuck_after_minutes, 1, MAX_MINUTES),
+                ids=check_uuids('ids', ids, optional=True), tenant_id=check_uuid('tenant_id', tenant_id, optional=True))
 
 
 def find_stuck(conn, stuck_after_minutes=DEFAULT_STUCK_AFTER_MINUTES, ids=None, tenant_id=None,
                table='bronze_import_batches', contacts_table='bronze_contacts'):
     """The stuck batches, oldest first, as dicts (id, progress, rows, stalled_minutes, queue_name, job_ids ...)."""
     params = _params(stuck_after_minutes, ids, tenant_id)
+    t = tables(table, contacts_table)
     sql = 'SELECT %s\nFROM %s b\nWHERE %s\nORDER BY coalesce(b.started_at, b.created_at), b.id' % (
-        _COLUMNS, _table(table), _where(params['ids'], tenant_id).format(contacts=_table(contacts_table)))
+        _COLUMNS, t['batches_table'], _where(params['ids'], tenant_id).format(contacts=t['contacts_table']))
     with conn.cursor() as cur:
         cur.execute(sql, params)
         rows = [_row(row) for row in cur.fetchall()]
@@ -110,20 +103,20 @@ def cancel(conn, reason=DEFAULT_REASON, stuck_after_minutes=DEFAULT_STUCK_AFTER_
            table='bronze_import_batches', contacts_table='bronze_contacts', check_mode=False):
     """Cancel the stuck batches (``status='cancelled'``, ``error_message=reason``, ``cancelled_at=now()``).
 
-    Returns ``dict(changed, stuck=[found before], cancelled=[updated], skipped=[ids no longer stuck],
-    queues=[{name, job_ids}] of the cancelled batches)``.
+    Returns ``dict(changed, stuck=[found before], cancelled=[updated], no_longer_stuck=[ids found stuck but
+    not at the update], queues=[{name, job_ids}] of the cancelled batches)``.
     """
-    if not reason or not reason.strip():
-        raise ImportBatchError('a cancellation reason is required')
+    check_text('reason', reason)
     stuck = find_stuck(conn, stuck_after_minutes, ids, tenant_id, table, contacts_table)
     if check_mode or not stuck:
-        return dict(changed=bool(stuck), stuck=stuck, cancelled=stuck if check_mode else [], skipped=[],
+        return dict(changed=bool(stuck), stuck=stuck, cancelled=stuck if check_mode else [], no_longer_stuck=[],
                     queues=queues_of(stuck))
     params = _params(stuck_after_minutes, [b['id'] for b in stuck], tenant_id)
     params['reason'] = reason
+    t = tables(table, contacts_table)
     sql = ("UPDATE %s AS b SET status = 'cancelled', error_message = %%(reason)s, cancelled_at = now(), "
            "updated_at = now()\nWHERE %s\nRETURNING %s") % (
-        _table(table), _where(params['ids'], tenant_id).format(contacts=_table(contacts_table)), _COLUMNS)
+        t['batches_table'], _where(params['ids'], tenant_id).format(contacts=t['contacts_table']), _COLUMNS)
     autocommit = conn.autocommit
     conn.autocommit = False
     try:
@@ -138,4 +131,4 @@ def cancel(conn, reason=DEFAULT_REASON, stuck_after_minutes=DEFAULT_STUCK_AFTER_
         conn.autocommit = autocommit
     done = set(b['id'] for b in cancelled)
     return dict(changed=bool(cancelled), stuck=stuck, cancelled=cancelled,
-                skipped=[b['id'] for b in stuck if b['id'] not in done], queues=queues_of(cancelled))
+                no_longer_stuck=[b['id'] for b in stuck if b['id'] not in done], queues=queues_of(cancelled))

@@ -12,27 +12,48 @@
   (``POST <api>/api/v1/internal/scoring/batch``, ``{"companyIds": [...]}``) in batches
   read by keyset pagination (memory-flat); ``scoring_requested_at`` is set for each
   accepted batch, so a rerun within ``retrigger_after_minutes`` sends nothing again.
+  ``max_companies`` has the meaning of the other limits: unset is no limit, ``N`` (1 to
+  1,000,000) at most ``N`` companies sent; 0 is refused.
+
+``check_options`` checks the module's options before it connects.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import quote_relation
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_api import rejected_message, request_failed_message
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_checks import (
+    MAX_LIMIT, MAX_MINUTES, CerniqError, check_api, check_int, check_relation, check_text, check_texts, check_uuid)
 
 SCORING_PATH = '/api/v1/internal/scoring/batch'
 DEFAULT_REASON = 'total_quality_score missing - runbook 2.4'
 
 
-class QualityError(Exception):
+class QualityError(CerniqError):
     """Bad input."""
 
 
 def _table(name):
-    try:
-        return quote_relation(name)
-    except ValueError as error:
-        raise QualityError(str(error))
+    return check_relation('companies_table', name)
+
+
+def tables(table='silver_companies'):
+    """``{option: quoted table}`` for ``require_tables``."""
+    return dict(companies_table=_table(table))
+
+
+def check_options(p):
+    """Check the module's options before connecting; raises ``CerniqError`` naming the option."""
+    _table(p['companies_table'])
+    check_uuid('tenant_id', p['tenant_id'], optional=True)
+    check_texts('enrichment_statuses', p['enrichment_statuses'])
+    check_int('batch_size', p['batch_size'], 1, 10000)
+    check_int('max_companies', p['max_companies'], 1, MAX_LIMIT, optional=True)
+    check_int('retrigger_after_minutes', p['retrigger_after_minutes'], 0, MAX_MINUTES)
+    check_text('reason', p['reason'])
+    if p['action'] == 'trigger':
+        check_api(p)
 
 
 def _end_read(conn):
@@ -99,21 +120,22 @@ def trigger(conn, post, api_url, batch_size=100, enrichment_statuses=('complete'
             max_companies=None, tenant_id=None, reason=DEFAULT_REASON, table='silver_companies', check_mode=False):
     """Request scoring of eligible unscored master companies, ``batch_size`` ids per call.
 
-    Returns ``dict(changed, requested_count, batches=[{count, status}], failed=[{count, error}], sample)``.
+    Returns ``dict(changed, requested_count, batches=[{count, api_status}], failed_batches=[{count, error}],
+    sample)``.
     """
     t = _table(table)
     if not api_url:
         raise QualityError('api_url is required to trigger scoring')
-    if int(batch_size) < 1:
-        raise QualityError('batch_size must be at least 1')
-    if not enrichment_statuses:
-        raise QualityError('enrichment_statuses must not be empty')
+    batch_size = check_int('batch_size', batch_size, 1, 10000)
+    enrichment_statuses = check_texts('enrichment_statuses', list(enrichment_statuses or []))
+    max_companies = check_int('max_companies', max_companies, 1, MAX_LIMIT, optional=True)
+    check_int('retrigger_after_minutes', retrigger_after_minutes, 0, MAX_MINUTES)
     where = ("total_quality_score IS NULL AND is_master_record AND enrichment_status = ANY(%%(statuses)s) "
              "AND (scoring_requested_at IS NULL OR scoring_requested_at < now() - %%(minutes)s * interval '1 minute')"
              "%s" % _tenant(tenant_id))
     params = dict(statuses=list(enrichment_statuses), minutes=int(retrigger_after_minutes), tenant=tenant_id)
     url = api_url.rstrip('/') + SCORING_PATH
-    limit = int(max_companies) if max_companies else None
+    limit = max_companies
     if check_mode:
         with conn.cursor() as cur:
             cur.execute('SELECT count(*) FROM %s WHERE %s' % (t, where), params)
@@ -122,7 +144,7 @@ def trigger(conn, post, api_url, batch_size=100, enrichment_statuses=('complete'
             sample = [row[0] for row in cur.fetchall()]
         _end_read(conn)
         count = min(count, limit) if limit else count
-        return dict(changed=count > 0, requested_count=count, batches=[], failed=[], sample=sample,
+        return dict(changed=count > 0, requested_count=count, batches=[], failed_batches=[], sample=sample,
                     batch_count=-(-count // int(batch_size)))
     requested, batches, failed, sample, last = 0, [], [], [], '00000000-0000-0000-0000-000000000000'
     autocommit = conn.autocommit
@@ -142,11 +164,10 @@ def trigger(conn, post, api_url, batch_size=100, enrichment_statuses=('complete'
             try:
                 status, body = post(url, dict(companyIds=ids, reason=reason))
             except Exception as error:
-                failed.append(dict(count=len(ids), error='request failed: %s' % (
-                    str(error).splitlines() or [error.__class__.__name__])[0]))
+                failed.append(dict(count=len(ids), error=request_failed_message(error)))
                 continue
             if not 200 <= int(status) < 300:
-                failed.append(dict(count=len(ids), error='scoring API answered HTTP %s: %s' % (status, (body or '')[:200]),
+                failed.append(dict(count=len(ids), error=rejected_message('scoring API', status, body),
                                    api_status=int(status)))
                 continue
             with conn.cursor() as cur:
@@ -161,5 +182,5 @@ def trigger(conn, post, api_url, batch_size=100, enrichment_statuses=('complete'
         raise
     finally:
         conn.autocommit = autocommit
-    return dict(changed=requested > 0, requested_count=requested, batches=batches, failed=failed, sample=sample,
+    return dict(changed=requested > 0, requested_count=requested, batches=batches, failed_batches=failed, sample=sample,
                 batch_count=len(batches))

@@ -22,12 +22,17 @@ description:
     C({"escalateTo":"<user id>", "reason":"<text>"})) to O(escalate_to) or, by default, the assignee's manager. The
     task row is locked during the call and the escalation is recorded in the same transaction
     (C(escalation_level) + 1, C(escalated_at), a row in C(approval_task_escalations)), so a rerun or a
-    concurrent run never escalates a task twice. A failed call leaves the task unchanged and fails the task
-    after trying the others.
+    concurrent run never escalates a task twice. The escalation is written before the call and committed only
+    when the API accepted it, so a database error stops before any call and a failed call leaves the task
+    unchanged; the module fails after trying the others, listing them in RV(escalation_failures).
   - O(action=auto_approve) approves C(pending) tasks whose type is in O(approval_types) and whose
     C(metadata.confidence) is at least O(min_confidence) (only overdue ones unless O(only_overdue=false)), at
     most O(max_count), recording O(reason) and O(decided_by) for the audit trail. Only where the policy
     allows it.
+  - Every option is checked before connecting (bounds below; UUIDs; texts without NUL bytes); a table the
+    action needs that does not exist ends the task with one line naming it, before anything is read or changed.
+  - The result never uses a key Ansible interprets (C(skipped), C(failed)). Tasks not escalated are in
+    RV(not_escalated), failed calls in RV(escalation_failures).
 version_added: 0.1.0
 author: cerniq.ops contributors (@cerniq)
 extends_documentation_fragment:
@@ -47,18 +52,20 @@ options:
     choices: [report, release, escalate, auto_approve]
     default: report
   tenant_id:
-    description: Only tasks of this tenant.
+    description: Only tasks of this tenant (a UUID; every tenant when unset).
     type: str
   max_tasks_per_operator:
-    description: An operator with more pending and assigned tasks than this is overloaded.
+    description: An operator with more pending and assigned tasks than this is overloaded (0 to 1000000).
     type: int
     default: 10
   operators:
-    description: With O(action=release), the operators (user ids or e-mails) whose tasks to release.
+    description: With O(action=release), the operators (user ids or e-mails) whose tasks to release; the
+      overloaded ones when unset (an empty list is refused).
     type: list
     elements: str
   window_minutes:
-    description: With O(action=release), release tasks due within this many minutes (runbook 2 hours).
+    description: With O(action=release), release tasks due within this many minutes (runbook 2 hours; 0 to
+      525600, one year; 0 releases only overdue tasks).
     type: int
     default: 120
   escalate_to:
@@ -66,7 +73,7 @@ options:
     type: str
   fallback_escalate_to:
     description: User id or e-mail for tasks that are unassigned or whose assignee has no manager (they are
-      skipped and reported in RV(skipped) when unset).
+      not escalated and reported in RV(not_escalated) when unset).
     type: str
   reason:
     description:
@@ -78,11 +85,16 @@ options:
     type: str
     default: cerniq.ops
   task_ids:
-    description: With O(action=escalate), only these tasks.
+    description: With O(action=escalate), only these tasks (UUIDs).
     type: list
     elements: str
   max_tasks:
-    description: With O(action=escalate), escalate at most this many tasks (oldest breach first).
+    description:
+      - With O(action=escalate), send at most this many escalations (oldest breach first); the others are
+        listed in RV(not_escalated) for the next run. A failed call counts; a task without an escalation target
+        or taken by another run does not.
+      - Unset means no limit; otherwise 1 to 1000000 (0 and negative values are refused). Same meaning as
+        O(max_count).
     type: int
   approval_types:
     description: With O(action=auto_approve), the approval types the policy allows.
@@ -90,7 +102,7 @@ options:
     elements: str
     default: [dedup_review]
   min_confidence:
-    description: With O(action=auto_approve), the minimum C(metadata.confidence) (0-1).
+    description: With O(action=auto_approve), the minimum C(metadata.confidence), greater than 0 and at most 1.
     type: float
     default: 0.9
   only_overdue:
@@ -98,22 +110,26 @@ options:
     type: bool
     default: true
   max_count:
-    description: With O(action=auto_approve), approve at most this many tasks (oldest due first).
+    description:
+      - With O(action=auto_approve), approve at most this many tasks (oldest due first); tasks locked by another
+        run are skipped and do not count.
+      - Unset means no limit; otherwise 1 to 1000000 (0 and negative values are refused). Same meaning as
+        O(max_tasks).
     type: int
   decided_by:
     description: With O(action=auto_approve), recorded in C(decided_by).
     type: str
     default: cerniq.ops auto-approve
   tasks_table:
-    description: Table of the approval tasks.
+    description: Table of the approval tasks (C([schema.]name)).
     type: str
     default: approval_tasks
   users_table:
-    description: Table of the users.
+    description: Table of the users (C([schema.]name)).
     type: str
     default: users
   escalations_table:
-    description: Table recording the escalations.
+    description: Table recording the escalations (C([schema.]name)); needed by O(action=escalate) only.
     type: str
     default: approval_task_escalations
 '''
@@ -151,7 +167,9 @@ EXAMPLES = r'''
 
 RETURN = r'''
 breached:
-  description: Pending tasks past due (O(action=report)), oldest first, with C(overdue_minutes).
+  description:
+    - Pending tasks past due (O(action=report)), oldest first, with C(overdue_minutes), C(escalation_level),
+      C(escalated_at) and C(escalated_since_breach) (true when escalated at or after C(due_at)).
   returned: when action is report
   type: list
   elements: dict
@@ -166,23 +184,41 @@ overloaded:
   returned: when action is report
   type: list
   elements: dict
+breached_count:
+  description: How many tasks RV(breached) lists.
+  returned: when action is report
+  type: int
+overloaded_count:
+  description: How many operators RV(overloaded) lists.
+  returned: when action is report
+  type: int
 released:
   description: Tasks put back to the pool (with C(previous_assignee)).
   returned: when action is release
   type: list
   elements: dict
+operators:
+  description: The operators (user ids) whose tasks were released (O(operators) resolved, or the overloaded ones).
+  returned: when action is release
+  type: list
+  elements: str
 escalated:
   description: Tasks escalated (C(id), C(escalate_to), C(level), C(api_status)).
   returned: when action is escalate
   type: list
   elements: dict
-skipped:
-  description: Breached tasks not escalated, with the reason (no manager, taken by another run).
+not_escalated:
+  description:
+    - Breached tasks not escalated by this run, with C(id) and C(reason) (no escalation target, taken by another
+      run, over O(max_tasks)).
+    - Called C(skipped) before 1.0.0 (a key Ansible reads as the task's status).
   returned: when action is escalate
   type: list
   elements: dict
-failed:
-  description: Tasks whose API call failed (left unchanged), with the error.
+escalation_failures:
+  description:
+    - Tasks whose API call failed (left unchanged), with C(error) and C(api_status) when the API answered.
+    - Called C(failed) before 1.0.0 (a key Ansible reads as the task's status).
   returned: when action is escalate
   type: list
   elements: dict
@@ -199,7 +235,10 @@ from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
     postgres_argument_spec, postgres_connect_module)
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_api import api_argument_spec, module_post
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_approvals import (
-    DEFAULT_APPROVE_REASON, DEFAULT_ESCALATION_REASON, ApprovalError, auto_approve, escalate, release, report)
+    DEFAULT_APPROVE_REASON, DEFAULT_ESCALATION_REASON, auto_approve, check_options, escalate, release, report,
+    required_tables)
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_checks import (
+    DATABASE_ERRORS, CerniqError, database_error, require_tables)
 
 
 def _lines(items, text):
@@ -234,8 +273,13 @@ def main():
                            required_if=[('action', 'escalate', ('api_url', 'api_token'))])
     p = module.params
     tables = dict(tasks=p['tasks_table'], users=p['users_table'], escalations=p['escalations_table'])
+    try:
+        check_options(p)
+    except CerniqError as error:
+        module.fail_json(msg=str(error))
     conn = postgres_connect_module(module)
     try:
+        require_tables(conn, required_tables(p['action'], tables))
         if p['action'] == 'report':
             result = report(conn, p['max_tasks_per_operator'], p['tenant_id'], tables)
             result['changed'] = False
@@ -253,18 +297,20 @@ def main():
                 before=_lines(result['escalated'], lambda t: 'escalation level %d' % (t['level'] - 1)),
                 after=_lines(result['escalated'],
                              lambda t: 'escalation level %d to %s' % (t['level'], t['escalate_to'])))
-            if result['failed']:
+            failures = result['escalation_failures']
+            if failures:
                 module.fail_json(msg='escalation failed for %d task(s): %s' % (
-                    len(result['failed']), '; '.join('%s: %s' % (f['id'], f['error']) for f in result['failed'])),
-                    **result)
+                    len(failures), '; '.join('%s: %s' % (f['id'], f['error']) for f in failures)), **result)
         else:
             result = auto_approve(conn, p['approval_types'], p['min_confidence'], p['only_overdue'], p['max_count'],
                                   p['reason'] or DEFAULT_APPROVE_REASON, p['decided_by'], p['tenant_id'], tables,
                                   check_mode=module.check_mode)
             result['diff'] = dict(before=_lines(result['approved'], lambda t: 'pending'),
                                   after=_lines(result['approved'], lambda t: 'approved (%s)' % p['decided_by']))
-    except ApprovalError as error:
+    except CerniqError as error:
         module.fail_json(msg=str(error))
+    except DATABASE_ERRORS as error:
+        module.fail_json(msg=database_error(error))
     finally:
         conn.close()
     module.exit_json(**result)

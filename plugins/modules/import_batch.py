@@ -17,9 +17,11 @@ description:
   - O(state=stuck) reports the stuck batches (progress, rows, minutes without progress, queue and job ids).
   - O(state=cancelled) sets them to C(cancelled) with O(reason) in C(error_message). The conditions are
     re-checked in the C(UPDATE) itself, so a batch that moved on since the diagnosis is not touched and is
-    reported in RV(skipped). A second run changes nothing.
+    reported in RV(no_longer_stuck). A second run changes nothing.
   - RV(queues) names the BullMQ queues and job ids of the batches, ready for M(cerniq.ops.bullmq_queue)
     (O(cerniq.ops.bullmq_queue#module:state=repaired)).
+  - Every option is checked before connecting; a missing O(batches_table) or O(contacts_table) ends the task with
+    one line naming it, before anything is read or changed.
 version_added: 0.1.0
 author: cerniq.ops contributors (@cerniq)
 extends_documentation_fragment:
@@ -38,18 +40,19 @@ options:
     choices: [stuck, cancelled]
     default: stuck
   ids:
-    description: Only these batch ids (UUIDs); all stuck batches when unset.
+    description: Only these batch ids (UUIDs); all stuck batches when unset, none when empty.
     type: list
     elements: str
   tenant_id:
-    description: Only batches of this tenant.
+    description: Only batches of this tenant (a UUID; every tenant when unset).
     type: str
   stuck_after_minutes:
-    description: Minutes without progress (and since the start) after which a processing batch is stuck.
+    description: Minutes without progress (and since the start) after which a processing batch is stuck (1 to
+      525600, one year).
     type: int
     default: 30
   reason:
-    description: Recorded in C(error_message) of each cancelled batch.
+    description: Recorded in C(error_message) of each cancelled batch (not blank, at most 1000 characters).
     type: str
     default: Manually cancelled - stuck processing
   batches_table:
@@ -106,8 +109,10 @@ cancelled:
   returned: always
   type: list
   elements: dict
-skipped:
-  description: Ids found stuck but no longer stuck at the moment of the update (left alone).
+no_longer_stuck:
+  description:
+    - Ids found stuck but no longer stuck at the moment of the update (left alone).
+    - Called C(skipped) before 1.0.0 (a key Ansible reads as the task's status).
   returned: always
   type: list
   elements: str
@@ -123,8 +128,10 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
     postgres_argument_spec, postgres_connect_module)
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_checks import (
+    DATABASE_ERRORS, CerniqError, database_error, require_tables)
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_imports import (
-    DEFAULT_REASON, ImportBatchError, cancel, find_stuck, queues_of)
+    DEFAULT_REASON, cancel, check_options, find_stuck, queues_of, tables)
 
 
 def _diff(batches, after_status):
@@ -147,18 +154,25 @@ def main():
     p = module.params
     common = dict(stuck_after_minutes=p['stuck_after_minutes'], ids=p['ids'], tenant_id=p['tenant_id'],
                   table=p['batches_table'], contacts_table=p['contacts_table'])
+    try:
+        check_options(p)
+    except CerniqError as error:
+        module.fail_json(msg=str(error))
     conn = postgres_connect_module(module)
     try:
+        require_tables(conn, tables(p['batches_table'], p['contacts_table']))
         if p['state'] == 'stuck':
             batches = find_stuck(conn, **common)
-            result = dict(changed=False, batches=batches, cancelled=[], skipped=[], queues=queues_of(batches))
+            result = dict(changed=False, batches=batches, cancelled=[], no_longer_stuck=[], queues=queues_of(batches))
         else:
             outcome = cancel(conn, reason=p['reason'], check_mode=module.check_mode, **common)
             result = dict(changed=outcome['changed'], batches=outcome['stuck'], cancelled=outcome['cancelled'],
-                          skipped=outcome['skipped'], queues=outcome['queues'],
+                          no_longer_stuck=outcome['no_longer_stuck'], queues=outcome['queues'],
                           diff=_diff(outcome['cancelled'], 'cancelled'))
-    except ImportBatchError as error:
+    except CerniqError as error:
         module.fail_json(msg=str(error))
+    except DATABASE_ERRORS as error:
+        module.fail_json(msg=database_error(error))
     finally:
         conn.close()
     module.exit_json(**result)

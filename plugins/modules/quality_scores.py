@@ -21,7 +21,9 @@ description:
     (C(POST <api_url>/api/v1/internal/scoring/batch), bearer O(api_token), JSON
     C({"companyIds":[...], "reason":"<text>"})), O(batch_size) ids per call. Each accepted batch is marked
     (C(scoring_requested_at)); a rerun within O(retrigger_after_minutes) sends nothing again. A failed call
-    leaves its companies unmarked and fails the task after the other batches.
+    leaves its companies unmarked and fails the task after the other batches (listed in RV(failed_batches)).
+  - Every option is checked before connecting (bounds below); a missing O(companies_table) ends the task with
+    one line naming it, before anything is read or changed.
 version_added: 0.1.0
 author: cerniq.ops contributors (@cerniq)
 extends_documentation_fragment:
@@ -41,10 +43,10 @@ options:
     choices: [report, reset, trigger]
     default: report
   tenant_id:
-    description: Only companies of this tenant.
+    description: Only companies of this tenant (a UUID; every tenant when unset).
     type: str
   enrichment_statuses:
-    description: Enrichment statuses whose unscored master companies can be scored.
+    description: Enrichment statuses whose unscored master companies can be scored (a non-empty list).
     type: list
     elements: str
     default: [complete]
@@ -53,22 +55,26 @@ options:
     type: bool
     default: false
   batch_size:
-    description: Company ids per scoring request.
+    description: Company ids per scoring request (1 to 10000).
     type: int
     default: 100
   max_companies:
-    description: Request scoring for at most this many companies.
+    description:
+      - Request scoring for at most this many companies.
+      - Unset means no limit; otherwise 1 to 1000000 (0 and negative values are refused), like the limits of
+        M(cerniq.ops.approval_tasks).
     type: int
   retrigger_after_minutes:
-    description: A company already sent to scoring is sent again only after this many minutes.
+    description: A company already sent to scoring is sent again only after this many minutes (0 to 525600, one
+      year).
     type: int
     default: 60
   reason:
-    description: Sent with each scoring request.
+    description: Sent with each scoring request (not blank, at most 1000 characters).
     type: str
     default: total_quality_score missing - runbook 2.4
   companies_table:
-    description: Table of the silver companies.
+    description: Table of the silver companies (C([schema.]name)).
     type: str
     default: silver_companies
 '''
@@ -125,8 +131,14 @@ batches:
   returned: when action is trigger
   type: list
   elements: dict
-failed:
-  description: Rejected or failed requests, with C(count) and C(error).
+batch_count:
+  description: Requests sent (in check mode, that would be sent).
+  returned: when action is trigger
+  type: int
+failed_batches:
+  description:
+    - Rejected or failed requests, with C(count), C(error) and C(api_status) when the API answered.
+    - Called C(failed) before 1.0.0 (a key Ansible reads as the task's status).
   returned: when action is trigger
   type: list
   elements: dict
@@ -142,8 +154,10 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
     postgres_argument_spec, postgres_connect_module)
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_api import api_argument_spec, module_post
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_checks import (
+    DATABASE_ERRORS, CerniqError, database_error, require_tables)
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_quality import (
-    DEFAULT_REASON, QualityError, report, reset, trigger)
+    DEFAULT_REASON, check_options, report, reset, tables, trigger)
 
 
 def main():
@@ -163,8 +177,13 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_if=[('action', 'trigger', ('api_url', 'api_token'))])
     p = module.params
+    try:
+        check_options(p)
+    except CerniqError as error:
+        module.fail_json(msg=str(error))
     conn = postgres_connect_module(module)
     try:
+        require_tables(conn, tables(p['companies_table']))
         if p['action'] == 'report':
             result = dict(report(conn, p['enrichment_statuses'], p['tenant_id'], p['companies_table']), changed=False)
         elif p['action'] == 'reset':
@@ -173,13 +192,15 @@ def main():
             result = trigger(conn, module_post(module), p['api_url'], p['batch_size'], p['enrichment_statuses'],
                              p['retrigger_after_minutes'], p['max_companies'], p['tenant_id'], p['reason'],
                              p['companies_table'], check_mode=module.check_mode)
-            if result['failed']:
+            failures = result['failed_batches']
+            if failures:
                 module.fail_json(msg='scoring request failed for %d of %d companies: %s' % (
-                    sum(f['count'] for f in result['failed']),
-                    result['requested_count'] + sum(f['count'] for f in result['failed']),
-                    '; '.join(f['error'] for f in result['failed'])), **result)
-    except QualityError as error:
+                    sum(f['count'] for f in failures), result['requested_count'] + sum(f['count'] for f in failures),
+                    '; '.join(f['error'] for f in failures)), **result)
+    except CerniqError as error:
         module.fail_json(msg=str(error))
+    except DATABASE_ERRORS as error:
+        module.fail_json(msg=database_error(error))
     finally:
         conn.close()
     module.exit_json(**result)

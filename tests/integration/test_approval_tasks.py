@@ -10,6 +10,7 @@ import json
 import pytest
 
 from tests.support.ansible_run import run_module
+from tests.support.results import assert_refused
 from tests.support.http_recorder import HttpRecorder
 
 from ansible_collections.cerniq.ops.plugins.module_utils import cerniq_schema, cerniq_synthetic
@@ -77,7 +78,7 @@ def test_escalate_once_through_the_api(pg_db, pg_conn, breach):
         first = run_module('approval_tasks', args, diff=True)
         assert first.failed and failing in first['msg'] and 'HTTP 503' in first['msg']
         assert TOKEN not in json.dumps(first) and TOKEN not in first.stderr
-        assert len(first['escalated']) == 7 and len(first['skipped']) == 4   # 4 unassigned tasks: no manager
+        assert len(first['escalated']) == 7 and len(first['not_escalated']) == 4   # 4 unassigned tasks: no manager
         assert len(api.requests) == 8
         request = api.requests[-1]
         assert request['headers']['Authorization'] == 'Bearer %s' % TOKEN
@@ -132,7 +133,7 @@ def test_auto_approve_by_policy(pg_db, pg_conn, breach):
     # lower-confidence and other-type breached tasks are still waiting for a human
     assert _one(pg_conn, "SELECT count(*) FROM approval_tasks WHERE status = 'pending' AND due_at < now()")[0] == 11
     bad = run_module('approval_tasks', dict(args, approval_types=[]))
-    assert bad.failed and 'approval types' in bad['msg']
+    assert bad.failed and 'approval_types' in bad['msg']
 
 
 def test_task_locked_by_another_run_is_not_escalated(pg_db, pg_conn, breach):
@@ -146,9 +147,140 @@ def test_task_locked_by_another_run_is_not_escalated(pg_db, pg_conn, breach):
         with HttpRecorder() as api:
             result = run_module('approval_tasks', dict(pg_db, action='escalate', api_url=api.url, api_token=TOKEN))
             assert not result.failed, result
-            assert busy in [s['id'] for s in result['skipped']]
+            assert busy in [s['id'] for s in result['not_escalated']]
             assert all(busy not in r['path'] for r in api.requests) and len(api.requests) == 7
     finally:
         other.rollback()
         other.close()
     assert _one(pg_conn, 'SELECT escalation_level FROM approval_tasks WHERE id = %s', busy)[0] == 0
+
+
+def _tasks_state(pg_conn):
+    return _one(pg_conn, "SELECT count(*), md5(string_agg(t::text, '|' ORDER BY id)) FROM approval_tasks t"), \
+        _one(pg_conn, 'SELECT count(*) FROM approval_task_escalations')[0]
+
+
+ESCALATE_PLAY = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Escalate
+      cerniq.ops.approval_tasks: "{{ escalate_args }}"
+      register: escalation
+      ignore_errors: "{{ expect_failure }}"
+    - name: Check what Ansible made of the result
+      ansible.builtin.assert:
+        that:
+          - escalation is not skipped
+          - (escalation is changed) == (escalation.escalated | length > 0)
+          - (escalation is failed) == expect_failure
+          - escalation.not_escalated | map(attribute='id') | list | length == expected_not_escalated | int
+          - escalation.escalation_failures | length == expected_failures | int
+"""
+
+
+def test_escalation_result_is_not_read_as_skipped_or_failed(pg_db, pg_conn, breach, tmp_path):
+    """Defect 4: a list named ``skipped`` made an acting escalation show as ``skipping``; a ``failed`` list was
+    overwritten by fail_json. The renamed lists keep their content and Ansible reports the real status."""
+    from tests.support.ansible_run import run_playbook
+    play = tmp_path / 'escalate.yml'
+    play.write_text(ESCALATE_PLAY)
+    with HttpRecorder() as api:
+        args = dict(pg_db, action='escalate', api_url=api.url, api_token=TOKEN)
+        failing = breach['overdue_task_ids'][0]
+        api.responses['/api/v1/approvals/%s/escalate' % failing] = (503, {'error': 'unavailable'})
+        first = run_playbook(str(play), extra_vars=dict(escalate_args=args, expect_failure=True,
+                                                        expected_not_escalated=4, expected_failures=1))
+        assert first.returncode == 0, first.stdout
+        assert 'skipping: [localhost]' not in first.stdout and 'skipped=0' in first.stdout, first.stdout
+        del api.responses['/api/v1/approvals/%s/escalate' % failing]
+        second = run_playbook(str(play), extra_vars=dict(escalate_args=args, expect_failure=False,
+                                                         expected_not_escalated=4, expected_failures=0))
+        assert second.returncode == 0, second.stdout
+        assert 'changed: [localhost]' in second.stdout and 'skipped=0' in second.stdout, second.stdout
+        assert len(api.requests) == 9
+    assert _one(pg_conn, 'SELECT count(*) FROM approval_task_escalations')[0] == 8
+
+
+def test_max_tasks_counts_escalations_sent(pg_db, pg_conn, breach):
+    """Defect 11: max_tasks=1 escalated nothing (the limit counted the unassigned tasks it then skipped) and 0
+    meant unlimited. Now a limit counts escalations sent; 0 and negative limits are refused like max_count."""
+    with HttpRecorder() as api:
+        args = dict(pg_db, action='escalate', api_url=api.url, api_token=TOKEN)
+        for limit in (0, -1):
+            assert_refused(run_module('approval_tasks', dict(args, max_tasks=limit)), 'max_tasks', 'between 1 and')
+        assert api.requests == []
+        check = run_module('approval_tasks', dict(args, max_tasks=2), check_mode=True)
+        assert not check.failed and len(check['escalated']) == 2 and api.requests == []
+        one = run_module('approval_tasks', dict(args, max_tasks=1))
+        assert not one.failed and len(one['escalated']) == 1 and len(api.requests) == 1, one
+        over = [t for t in one['not_escalated'] if 'max_tasks' in t['reason']]
+        assert len(over) == 7 and len(one['not_escalated']) == 11
+        rest = run_module('approval_tasks', dict(args, max_tasks=100))
+        assert not rest.failed and len(rest['escalated']) == 7 and len(api.requests) == 8
+    assert _one(pg_conn, 'SELECT count(*) FROM approval_task_escalations')[0] == 8
+    approve = dict(pg_db, action='auto_approve', approval_types=['dedup_review'])
+    for limit in (0, -1):
+        assert_refused(run_module('approval_tasks', dict(approve, max_count=limit)), 'max_count', 'between 1 and')
+
+
+@pytest.mark.parametrize('args, words', [
+    (dict(action='report', tenant_id='bad'), ('tenant_id', 'UUID')),
+    (dict(action='release', window_minutes=999999999999), ('window_minutes', '525600')),
+    (dict(action='escalate', max_tasks=-1), ('max_tasks',)),
+    (dict(action='escalate', task_ids=['x']), ('task_ids[0]', 'UUID')),
+    (dict(action='escalate', reason='a\x00b'), ('reason', 'NUL')),
+    (dict(action='escalate', api_url='ftp://x'), ('api_url',)),
+    (dict(action='escalate', timeout=0), ('timeout',)),
+    (dict(action='auto_approve', min_confidence=float('nan')), ('min_confidence',)),
+    (dict(action='release', operators=[]), ('operators',)),
+    (dict(action='report', tasks_table='a.b.c'), ('tasks_table',)),
+    (dict(action='report', max_tasks_per_operator=-5), ('max_tasks_per_operator',)),
+])
+def test_bad_options_are_refused_before_connecting(args, words):
+    """Defect 12: tracebacks for tenant_id=bad, window_minutes=999999999999, max_tasks=-1. Every option is
+    checked before connecting: the server given here does not exist, the message still names the option."""
+    base = dict(login_host='127.0.0.1', login_port=9, login_db='nowhere', api_url='http://127.0.0.1:9',
+                api_token=TOKEN)
+    assert_refused(run_module('approval_tasks', dict(base, **args)), *words)
+
+
+@pytest.mark.parametrize('action, option', [('report', 'tasks_table'), ('release', 'users_table'),
+                                            ('escalate', 'escalations_table'), ('auto_approve', 'tasks_table')])
+def test_missing_table_is_named_before_anything_changes(pg_db, pg_conn, breach, action, option):
+    """Defect 12: a missing tasks_table was a traceback. Each action checks its tables first."""
+    before = _tasks_state(pg_conn)
+    with HttpRecorder() as api:
+        result = run_module('approval_tasks', dict(pg_db, action=action, api_url=api.url, api_token=TOKEN,
+                                                   **{option: 'no_such_table'}))
+        assert_refused(result, '"no_such_table"', option, 'does not exist')
+        assert api.requests == []
+    assert _tasks_state(pg_conn) == before
+
+
+def test_a_failing_escalation_record_stops_before_the_call(pg_db, pg_conn, breach):
+    """The escalation is written before the API call: when the write fails (here a constraint of the audit
+    table) no call is made, so a rerun cannot escalate twice; the error is one line."""
+    with pg_conn.cursor() as cur:
+        cur.execute('ALTER TABLE approval_task_escalations ADD CONSTRAINT refuse_all CHECK (level < 0) NOT VALID')
+    before = _tasks_state(pg_conn)
+    with HttpRecorder() as api:
+        result = run_module('approval_tasks', dict(pg_db, action='escalate', api_url=api.url, api_token=TOKEN))
+        assert_refused(result, 'PostgreSQL error', 'refuse_all')
+        assert api.requests == []
+    assert _tasks_state(pg_conn) == before
+
+
+def test_out_of_range_confidences_are_never_an_error(pg_db, pg_conn, breach):
+    """Found by the hostile layer: a confidence of 1e400 matched the number pattern and its float cast failed the
+    whole report. A confidence that is not a number in [0, 1] is NULL: reported as such, never approved."""
+    with pg_conn.cursor() as cur:
+        for value in ('1e400', '2', '-0.5', 'NaN', '1' * 30, '0.95e999'):
+            cur.execute("INSERT INTO approval_tasks (approval_type, status, due_at, metadata) VALUES "
+                        "('dedup_review', 'pending', now() - interval '1 hour', jsonb_build_object('confidence', %s))",
+                        (value,))
+    rep = run_module('approval_tasks', dict(pg_db, action='report'))
+    assert not rep.failed, rep
+    assert sum(1 for t in rep['breached'] if t['confidence'] is None) >= 6
+    approved = run_module('approval_tasks', dict(pg_db, action='auto_approve', approval_types=['dedup_review']))
+    assert not approved.failed and [t['confidence'] for t in approved['approved']] == [0.96, 0.92], approved

@@ -72,6 +72,20 @@ def test_sla_breach_playbook(pg_db, pg_conn, incident):
         assert len(api.requests) == 12 and 'changed=0' in again.stdout
 
 
+def test_sla_breach_playbook_without_api_verifies_what_it_did(pg_db, pg_conn, incident):
+    """Issue 13 defect 4 / issue 15: without cerniq_api_url the escalation task is skipped; the verify step read
+    the skipped task's ``skipped: true`` as the module's list (a Jinja error) or passed on ``is skipped``
+    without checking anything. It now checks the real outcomes and says that escalation is not configured."""
+    breach = incident(['sla_breach'])['sla_breach']
+    extra = dict(cerniq_postgres=pg_db, cerniq_confirm=True, cerniq_auto_approve=True)
+    fixed = run_playbook(_playbook('sla_breach.yml'), extra_vars=extra)
+    assert fixed.returncode == 0, fixed.stdout
+    assert 'escalation not configured' in fixed.stdout and '10 breached task(s)' in fixed.stdout, fixed.stdout
+    assert _one(pg_conn, "SELECT count(*) FROM approval_tasks WHERE id = ANY(%s::uuid[]) AND status = 'approved'",
+                breach['overdue_task_ids'])[0] == 2
+    assert _one(pg_conn, 'SELECT count(*) FROM approval_tasks WHERE escalation_level > 0')[0] == 0
+
+
 def test_quality_anomalies_playbook(pg_db, pg_conn, incident):
     company_ids = incident(['missing_scores'], missing_scores=5)['missing_scores']['company_ids']
     with HttpRecorder() as api:

@@ -7,6 +7,7 @@ BullMQ job), then diagnosed, cancelled, and its queue repaired with cerniq.ops.b
 import pytest
 
 from tests.support.ansible_run import run_module
+from tests.support.results import assert_refused
 
 from ansible_collections.cerniq.ops.plugins.module_utils import cerniq_imports, cerniq_schema, cerniq_synthetic
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import connect_postgres
@@ -83,7 +84,7 @@ def test_progress_between_diagnosis_and_update_is_respected(pg_db, pg_conn, stuc
                     (stuck_db['batch_ids'][0],))
     monkeypatch.setattr(cerniq_imports, 'find_stuck', lambda *a, **k: stale)
     result = cerniq_imports.cancel(pg_conn)
-    assert not result['changed'] and result['skipped'] == stuck_db['batch_ids'] and result['queues'] == []
+    assert not result['changed'] and result['no_longer_stuck'] == stuck_db['batch_ids'] and result['queues'] == []
     assert _status(pg_conn, stuck_db['batch_ids'][0])[0] == 'processing'
 
 
@@ -122,3 +123,41 @@ def test_runbook_playbook(pg_db, pg_conn, stuck_db, redis_params, redis_client):
         assert _status(pg_conn, other)[0] == 'processing'
     again = run_playbook(playbook, extra_vars=dict(extra, cerniq_confirm=True))
     assert again.returncode == 0 and 'changed=0' in again.stdout, again.stdout
+
+
+def _batches(pg_conn):
+    with pg_conn.cursor() as cur:
+        cur.execute("SELECT count(*), md5(string_agg(b::text, '|' ORDER BY id)) FROM bronze_import_batches b")
+        return cur.fetchone()
+
+
+@pytest.mark.parametrize('args, words', [
+    (dict(stuck_after_minutes=99999999999), ('stuck_after_minutes', '525600')),
+    (dict(stuck_after_minutes=0), ('stuck_after_minutes',)),
+    (dict(tenant_id='bad'), ('tenant_id', 'UUID')),
+    (dict(tenant_id=''), ('tenant_id', 'UUID')),
+    (dict(state='cancelled', reason='stuck\x00'), ('reason', 'NUL')),
+    (dict(batches_table='"unterminated'), ('batches_table',)),
+])
+def test_bad_options_are_refused_before_connecting(args, words):
+    """Defect 12: stuck_after_minutes=99999999999 was a traceback (interval out of range). Every option is
+    checked before connecting: the server given here does not exist, the message still names the option."""
+    assert_refused(run_module('import_batch', dict(login_host='127.0.0.1', login_port=9, **args)), *words)
+
+
+@pytest.mark.parametrize('option', ['batches_table', 'contacts_table'])
+@pytest.mark.parametrize('state', ['stuck', 'cancelled'])
+def test_missing_table_is_named(pg_db, pg_conn, stuck_db, option, state):
+    """Defect 12: a missing batches_table or contacts_table was a traceback."""
+    before = _batches(pg_conn)
+    result = run_module('import_batch', dict(pg_db, state=state, **{option: 'audit.no_such_table'}))
+    assert_refused(result, '"audit"."no_such_table"', option, 'does not exist')
+    assert _batches(pg_conn) == before
+
+
+def test_result_has_no_ansible_status_key(pg_db, stuck_db):
+    """Defect 4: the result carried a ``skipped`` list, which Ansible reads as the task's status."""
+    for state in ('stuck', 'cancelled'):
+        result = run_module('import_batch', dict(pg_db, state=state))
+        assert not result.failed, result
+        assert 'skipped' not in result and result['no_longer_stuck'] == []

@@ -11,6 +11,7 @@ import json
 import pytest
 
 from tests.support.ansible_run import run_module
+from tests.support.results import assert_refused
 from tests.support.http_recorder import HttpRecorder
 
 from ansible_collections.cerniq.ops.plugins.module_utils import cerniq_schema, cerniq_synthetic
@@ -85,3 +86,49 @@ def test_report_reset_trigger_and_verify(pg_db, pg_conn, unscored):
                     "total_quality_score = 80, scored_at = now() WHERE id = ANY(%s::uuid[])", (sorted(eligible),))
     after = run_module('quality_scores', dict(pg_db, action='report'))
     assert after['eligible_count'] == 0 and after['unscored_count'] == len(unscored) - 8
+
+
+def test_failed_batches_survive_the_failure(pg_db, unscored):
+    """Defect 4: the ``failed`` list of rejected batches was overwritten by fail_json's ``failed: true``."""
+    with HttpRecorder() as api:
+        api.queued.append((500, {'error': 'boom'}))
+        result = run_module('quality_scores', dict(pg_db, action='trigger', api_url=api.url, api_token=TOKEN,
+                                                   batch_size=3))
+    assert_refused(result, 'HTTP 500', 'boom')
+    assert result['failed'] is True and result['changed'] is True
+    assert [(f['count'], f['api_status']) for f in result['failed_batches']] == [(3, 500)]
+    assert result['requested_count'] == 5
+
+
+@pytest.mark.parametrize('args, words', [
+    (dict(max_companies=0), ('max_companies', 'between 1 and')),
+    (dict(batch_size=0), ('batch_size',)),
+    (dict(retrigger_after_minutes=99999999999), ('retrigger_after_minutes',)),
+    (dict(tenant_id='bad'), ('tenant_id', 'UUID')),
+    (dict(enrichment_statuses=[]), ('enrichment_statuses',)),
+    (dict(reason='\x00'), ('reason', 'NUL')),
+    (dict(api_url='not a url'), ('api_url',)),
+    (dict(api_token='a\nb'), ('api_token', 'one line')),
+])
+def test_bad_options_are_refused_before_connecting(args, words):
+    """max_companies=0 meant no limit; unbounded values reached PostgreSQL. Checked before connecting: the
+    server given here does not exist, the message still names the option."""
+    base = dict(login_host='127.0.0.1', login_port=9, action='trigger', api_url='http://127.0.0.1:9', api_token=TOKEN)
+    assert_refused(run_module('quality_scores', dict(base, **args)), *words)
+
+
+def test_missing_table_is_named(pg_db, unscored):
+    for action in ('report', 'reset'):
+        result = run_module('quality_scores', dict(pg_db, action=action, companies_table='nope'))
+        assert_refused(result, '"nope"', 'companies_table', 'does not exist')
+
+
+def test_max_companies_limits_what_is_sent(pg_db, pg_conn, unscored):
+    with HttpRecorder() as api:
+        args = dict(pg_db, action='trigger', api_url=api.url, api_token=TOKEN, batch_size=2, max_companies=3)
+        check = run_module('quality_scores', args, check_mode=True)
+        assert not check.failed and check['requested_count'] == 3 and api.requests == []
+        done = run_module('quality_scores', args)
+        assert not done.failed and done['requested_count'] == 3
+        assert [len(r['body']['companyIds']) for r in api.requests] == [2, 1]
+    assert _count(pg_conn, 'SELECT count(*) FROM silver_companies WHERE scoring_requested_at IS NOT NULL') == 3
