@@ -10,7 +10,8 @@ playbook that prompts waits until runner's ``idle_timeout`` ends the job with st
 
 After the job the artifacts are read: status, rc, stdout and every job event
 (``artifacts/<ident>/job_events/*.json``). Every job is checked for secrets: none of the
-strings in ``secrets`` may appear in stdout or in any job event.
+strings in ``secrets`` may appear in stdout, in any job event or in any other artifact but
+``command`` (where runner records the job's environment, credential variables included).
 """
 
 import glob
@@ -44,6 +45,11 @@ class Job:
         self.stdout = _read(os.path.join(artifacts, 'stdout'))
         self.event_texts = [_read(path) for path in glob.glob(os.path.join(artifacts, 'job_events', '*.json'))]
         self.events = sorted((json.loads(text) for text in self.event_texts), key=lambda e: e['counter'])
+        # Every other artifact but `command`: runner records the job's whole environment there (the
+        # credentials' variables included); AWX does not publish it, ansible-runner leaves it on disk.
+        self.other_artifact_texts = [
+            _read(os.path.join(root, name)) for root, _dirs, names in os.walk(artifacts) for name in names
+            if name != 'command' and root != os.path.join(artifacts, 'job_events')]
 
     def __repr__(self):
         return 'Job(status=%s rc=%s failures=%r items=%r)\n%s' % (
@@ -155,6 +161,7 @@ def run_job(playbook, connections, extravars=None, envvars=None, secrets=(), col
     for secret in secrets:
         assert secret not in job.stdout, 'a secret is in the job output'
         assert not any(secret in text for text in job.event_texts), 'a secret is in the job events'
+        assert not any(secret in text for text in job.other_artifact_texts), 'a secret is in the artifacts'
     return job
 
 

@@ -63,9 +63,10 @@ def awx_collections(tarball, tmp_path_factory):
 class Services:
     """The throwaway servers and the credentials a job gets."""
 
-    def __init__(self, pg, redis):
+    def __init__(self, pg, redis, report_dir):
         self.pg = pg
         self.redis = redis
+        self.report_dir = report_dir
         self.pg_password = 'pg-%s' % random_secrets.token_hex(12)
         self.api_token = 'api-%s' % random_secrets.token_hex(12)
         pg.psql("ALTER ROLE cerniq PASSWORD '%s'" % self.pg_password)
@@ -86,7 +87,7 @@ class Services:
             cerniq_postgres=dict(login_host='127.0.0.1', login_port=self.pg.port, login_db=database,
                                  login_user='cerniq'),
             cerniq_redis=dict(redis_host='127.0.0.1', redis_port=self.redis.port) if redis else {},
-            cerniq_api_url='')
+            cerniq_api_url='', cerniq_report_dir=self.report_dir)
 
     def redis_client(self):
         return self.redis.client()
@@ -97,9 +98,9 @@ class Services:
 
 
 @pytest.fixture(scope='session')
-def services():
+def services(tmp_path_factory):
     with PostgresServer() as pg, RedisServer(password='redis-%s' % random_secrets.token_hex(12)) as redis:
-        yield Services(pg, redis)
+        yield Services(pg, redis, str(tmp_path_factory.mktemp('reports')))
 
 
 class CerniqData:
