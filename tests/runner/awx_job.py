@@ -10,8 +10,8 @@ playbook that prompts waits until runner's ``idle_timeout`` ends the job with st
 
 After the job the artifacts are read: status, rc, stdout and every job event
 (``artifacts/<ident>/job_events/*.json``). Every job is checked for secrets: none of the
-strings in ``secrets`` may appear in stdout, in any job event or in any other artifact but
-``command`` (where runner records the job's environment, credential variables included).
+strings in ``secrets`` may appear in stdout, in any job event or in any other artifact than
+runner's records of the job environment (RUNNER_ENV_FILES).
 """
 
 import glob
@@ -32,6 +32,11 @@ VENV_BIN = os.path.dirname(sys.executable)
 EXAMPLE_PROJECT = os.path.join(REPO, 'docs', 'examples', 'awx-project')
 CONTAINERS_CONF = os.path.join(REPO, 'extensions', 'molecule', 'containers.conf')
 IDLE_TIMEOUT = 90
+# ansible-runner 2.4 writes the job's environment, values included (so the credentials' environment
+# variables too), into artifacts/<ident>/command and, with --process-isolation, artifacts/<ident>/env.list
+# (the directory is 0700). These are runner's own records, not job events; AWX removes the private data
+# dir after the job.
+RUNNER_ENV_FILES = ('command', 'env.list')
 
 
 class Job:
@@ -45,11 +50,11 @@ class Job:
         self.stdout = _read(os.path.join(artifacts, 'stdout'))
         self.event_texts = [_read(path) for path in glob.glob(os.path.join(artifacts, 'job_events', '*.json'))]
         self.events = sorted((json.loads(text) for text in self.event_texts), key=lambda e: e['counter'])
-        # Every other artifact but `command`: runner records the job's whole environment there (the
-        # credentials' variables included); AWX does not publish it, ansible-runner leaves it on disk.
-        self.other_artifact_texts = [
-            _read(os.path.join(root, name)) for root, _dirs, names in os.walk(artifacts) for name in names
-            if name != 'command' and root != os.path.join(artifacts, 'job_events')]
+        # Every other artifact but runner's records of the job environment (RUNNER_ENV_FILES).
+        self.other_artifacts = dict(
+            (os.path.relpath(os.path.join(root, name), artifacts), _read(os.path.join(root, name)))
+            for root, _dirs, names in os.walk(artifacts) for name in names
+            if name not in RUNNER_ENV_FILES and root != os.path.join(artifacts, 'job_events'))
 
     def __repr__(self):
         return 'Job(status=%s rc=%s failures=%r items=%r)\n%s' % (
@@ -161,7 +166,8 @@ def run_job(playbook, connections, extravars=None, envvars=None, secrets=(), col
     for secret in secrets:
         assert secret not in job.stdout, 'a secret is in the job output'
         assert not any(secret in text for text in job.event_texts), 'a secret is in the job events'
-        assert not any(secret in text for text in job.other_artifact_texts), 'a secret is in the artifacts'
+        leaks = sorted(name for name, text in job.other_artifacts.items() if secret in text)
+        assert not leaks, 'a secret is in the artifacts: %s' % leaks
     return job
 
 
