@@ -94,6 +94,10 @@ def test_incident_report_from_prometheus(job, cerniq_db):
 
 
 def test_diagnose_and_repair_queues(job, cerniq_db):
+    empty = job('repair_queues.yml', cerniq_db.connections(), extravars={'cerniq_confirm': True})
+    assert empty.status == 'successful', empty      # no queue exists yet: nothing to repair (used to crash)
+    assert 'no queue to repair' in empty.stdout and empty.artifacts['cerniq_repair_queues']['moved'] == {}
+
     cerniq_db.load().inject(['stuck_import'])
     diagnosis = job('diagnose_queues.yml', cerniq_db.connections())
     assert diagnosis.status == 'successful', diagnosis
