@@ -10,15 +10,17 @@ rules, RRULEs, playbook names). Never used for anything but configure.yml.
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlsplit
+
+from tests.support.http_recorder import LocalHttpServer
 
 TEMPLATE_KINDS = ('job_templates', 'workflow_job_templates', 'projects', 'inventory_sources')
 SUBRESOURCES = ('survey_spec', 'credentials', 'schedules', 'labels', 'instance_groups', 'notification_templates_started',
                 'notification_templates_success', 'notification_templates_error')
 
 
-class FakeController:
+class FakeController(LocalHttpServer):
 
     def __init__(self):
         self.objects = {'organizations': {1: {'id': 1, 'name': 'Default', 'type': 'organization'}}}
@@ -66,17 +68,7 @@ class FakeController:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-        self.url = 'http://127.0.0.1:%d' % self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
     # --- the API, as far as configure.yml uses it
     def handle(self, method, path, query, body):
