@@ -118,7 +118,7 @@ def test_weekly_playbook(pg_db, cerniq_tables, pg_server, tmp_path):
                                                 cerniq_fail_on_orphans=True, cerniq_backup_path=str(backups)))
     assert full.returncode != 0  # orphans found and cerniq_fail_on_orphans
     assert '| public.bronze_contacts | vacuum FULL | done |' in full.stdout
-    assert 'one or more weekly maintenance steps failed' in full.stdout
+    assert 'localhost: weekly maintenance step(s) failed - orphans found: 2 (cerniq_fail_on_orphans is true)' in full.stdout
 
 
 def test_weekly_playbook_refuses_to_pretend_backups_were_verified(pg_db, cerniq_tables, tmp_path):
