@@ -132,7 +132,8 @@ def test_weekly_playbook_refuses_to_pretend_backups_were_verified(pg_db, cerniq_
     os.utime(tmp_path / 'old.sql', (time.time() - 3 * 86400, time.time() - 3 * 86400))
     proc = run_playbook(weekly, extra_vars=dict(cerniq_postgres=pg_db, cerniq_backup_path=str(tmp_path / 'old.sql')))
     assert proc.returncode != 0
-    assert 'FAILED: newest backup is' in proc.stdout and 'one or more weekly maintenance steps failed' in proc.stdout
+    assert 'FAILED: newest backup is' in proc.stdout
+    assert 'weekly maintenance step(s) failed - backup verification: ' in proc.stdout
     # Saying that another tool verifies them is accepted, and said in the report.
     proc = run_playbook(weekly, extra_vars=dict(cerniq_postgres=pg_db, cerniq_backup_verify=False))
     assert proc.returncode == 0, proc.stdout

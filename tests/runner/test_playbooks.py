@@ -59,7 +59,8 @@ def test_daily_maintenance_failure_names_host_and_cause_without_the_password(job
 
 def test_weekly_maintenance_and_index_report(job, cerniq_db):
     cerniq_db.load()
-    weekly = job('weekly_maintenance.yml', cerniq_db.connections(redis=False))
+    # No backup location on this machine: say so (the run refuses to pretend otherwise).
+    weekly = job('weekly_maintenance.yml', cerniq_db.connections(redis=False), extravars={'cerniq_backup_verify': False})
     assert weekly.status == 'successful', weekly
     stats = weekly.artifacts['cerniq_weekly_maintenance']
     assert stats['failed_steps'] == [] and 'silver_companies' in ' '.join(stats['analyzed'])
