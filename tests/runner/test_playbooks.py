@@ -64,7 +64,7 @@ def test_weekly_maintenance_and_index_report(job, cerniq_db):
     assert weekly.status == 'successful', weekly
     stats = weekly.artifacts['cerniq_weekly_maintenance']
     assert stats['failed_steps'] == [] and 'silver_companies' in ' '.join(stats['analyzed'])
-    assert weekly.changed('ANALYZE the pipeline tables')
+    assert weekly.changed('ANALYZE every table of the database')
     report = job('index_report.yml', cerniq_db.connections(redis=False))
     assert report.status == 'successful', report
     assert '### Reindex candidates' in report.stdout

@@ -14,11 +14,11 @@ import yaml
 
 from tests.runner.awx_job import EXAMPLE_PROJECT, REPO, VENV_BIN
 
-NOT_PLAYBOOKS = ('tasks', 'templates')
+NOT_PLAYBOOKS = ('tasks', 'templates', 'vars')
 
 
 def shipped_playbooks():
-    """FQCN of every playbook under playbooks/ (task files and templates are not playbooks)."""
+    """FQCN of every playbook under playbooks/ (task files, templates and vars files are not playbooks)."""
     names = []
     for path in glob.glob(os.path.join(REPO, 'playbooks', '**', '*.yml'), recursive=True):
         relative = os.path.relpath(path, os.path.join(REPO, 'playbooks'))
