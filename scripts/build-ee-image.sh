@@ -13,8 +13,9 @@
 #        constraints.txt: python3, the PostgreSQL and Redis clients, and a venv /opt/ansible with
 #        ansible-core (>=2.19,<2.21), ansible-runner and the collection's Python requirements at
 #        the versions pinned in constraints.txt (slow: apt and PyPI);
-#   localhost/cerniq-ee:<hash>       the base hash and the collection tarball's sha256: the
-#        collection installed into /usr/share/ansible/collections (seconds).
+#   localhost/cerniq-ee:<hash>       the base hash and the collection's content (the tarball's
+#        MANIFEST.json and FILES.json): the collection in /usr/share/ansible/collections (seconds).
+# Older tags of both are removed when a new one is built.
 #
 # HTTPS to PyPI from a fresh rootfs fails certificate checks where the host trusts an extra CA:
 # the host's CA bundle and /etc/pip.conf are mounted read-only into the build (never copied into
@@ -31,6 +32,11 @@ HOST_CA=${CERNIQ_HOST_CA:-/etc/ssl/certs/ca-certificates.crt}
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$ROOT/extensions/molecule/containers.conf}
 
 say() { printf '[build-ee-image] %s\n' "$*" >&2; }
+# Older tags of an image (earlier recipes or collections) are removed; one still used by a container stays.
+prune() {  # name current-tag
+  podman images --format '{{.Repository}}:{{.Tag}}' --filter "reference=$1" \
+    | grep -v -e ":latest$" -e ":$2$" | xargs -r podman rmi >/dev/null 2>&1 || true
+}
 die() { say "ERROR: $*"; exit 1; }
 
 [ $# -eq 1 ] || die "usage: $0 COLLECTION_TARBALL (ansible-galaxy collection build --output-path build .)"
@@ -80,9 +86,12 @@ EOF
   podman build --quiet --pull=never --network host "${mounts[@]}" -t "$BASE" "$WORK" >"$WORK/build.log" 2>&1 || {
     tail -n 40 "$WORK/build.log" >&2; die "building $BASE failed"; }
   say "built $BASE in $((SECONDS - start)) s"
+  prune "$BASE_NAME" "$BASE_HASH"
 fi
 
-HASH=$( { printf 'base=%s\n' "$BASE"; sha256sum <"$TARBALL"; } | sha256sum | cut -c1-16)
+# The collection's content, not the tarball's bytes (each build has new timestamps): FILES.json
+# lists every file with its sha256, MANIFEST.json the version and metadata.
+HASH=$( { printf 'base=%s\n' "$BASE"; tar -xzOf "$TARBALL" MANIFEST.json FILES.json; } | sha256sum | cut -c1-16)
 IMAGE="$IMAGE_NAME:$HASH"
 if podman image exists "$IMAGE"; then
   say "up to date: $IMAGE"
@@ -98,6 +107,7 @@ EOF
   podman build --quiet --pull=never -t "$IMAGE" "$WORK" >"$WORK/build.log" 2>&1 || {
     tail -n 40 "$WORK/build.log" >&2; die "building $IMAGE failed"; }
   say "built $IMAGE"
+  prune "$IMAGE_NAME" "$HASH"
 fi
 podman tag "$IMAGE" "$IMAGE_NAME:latest"
 echo "$IMAGE"
