@@ -121,13 +121,14 @@ DECIDE_PLAY = """
     - ansible.builtin.include_tasks: %s
       vars:
         cerniq_problem_found: true
-        cerniq_decision_prompt: "Test problem."
+        cerniq_decision_problem: "Test problem."
+        cerniq_decision_actions: ["fix the test problem"]
     - ansible.builtin.debug:
         msg: "DECISION={{ cerniq_act }}"
 """
 
 
-def _run_on_terminal(playbook, answer, limit=600):
+def _run_on_terminal(playbook, answer, limit=600, extra_args=()):
     """ansible-playbook on a pseudo-terminal (its controlling TTY); answers the prompt when it appears.
     The child is killed if it has not finished after ``limit`` seconds (a hang, not a timing check)."""
     import pty
@@ -139,7 +140,7 @@ def _run_on_terminal(playbook, answer, limit=600):
     if pid == 0:  # child: becomes ansible-playbook
         os.environ['ANSIBLE_NOCOLOR'] = '1'
         binary = os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')
-        os.execv(binary, [binary, '-i', 'localhost,', '-c', 'local', playbook])
+        os.execv(binary, [binary, '-i', 'localhost,', '-c', 'local', playbook] + list(extra_args))
     # Ansible flushes pending input right after showing the prompt, and the terminal echoes what is
     # typed even when it is then flushed: answer once the output is quiet, and answer again while the
     # next task has not started (extra answers after an accepted one are never read).
@@ -175,9 +176,19 @@ def _run_on_terminal(playbook, answer, limit=600):
 
 @pytest.mark.parametrize('answer,decision', [(b'yes', 'True'), (b'no', 'False')])
 def test_decision_prompt_on_a_terminal(tmp_path, answer, decision):
-    """Run by hand without cerniq_confirm: the operator is asked, and only 'yes' acts."""
+    """Run by hand with cerniq_interactive=true: the operator is asked, and only 'yes' acts."""
     playbook = tmp_path / 'decide.yml'
-    playbook.write_text(DECIDE_PLAY % _playbook(os.path.join('tasks', 'decide.yml')))
-    output = _run_on_terminal(str(playbook), answer)
-    assert 'Apply the fix?' in output
+    playbook.write_text(DECIDE_PLAY % os.path.join(REPO, 'playbooks', 'tasks', 'decide.yml'))
+    output = _run_on_terminal(str(playbook), answer, extra_args=['-e', 'cerniq_interactive=true'])
+    assert 'Apply the fix?' in output and '- fix the test problem' in output
     assert 'DECISION=%s' % decision in output, output[-2000:]
+
+
+@pytest.mark.parametrize('extra', [[], ['-e', 'cerniq_interactive=true', '-e', 'awx_job_id=42']])
+def test_no_prompt_on_a_terminal_unless_asked(tmp_path, extra):
+    """On a terminal without cerniq_interactive, or in an AWX job even with it: no question, report only."""
+    playbook = tmp_path / 'decide.yml'
+    playbook.write_text(DECIDE_PLAY % os.path.join(REPO, 'playbooks', 'tasks', 'decide.yml'))
+    output = _run_on_terminal(str(playbook), b'yes', limit=120, extra_args=extra)
+    assert 'Apply the fix?' not in output
+    assert 'DECISION=False' in output and 'Report only' in output and 'fix the test problem' in output, output[-2000:]

@@ -124,7 +124,7 @@ def test_daily_run_that_fails_still_expires_its_silence(monitoring, pg_db, cerni
     result = run_playbook(os.path.join(PLAYBOOKS, 'daily_maintenance.yml'), extra_vars=_window_vars(
         monitoring, cerniq_postgres=pg_db, cerniq_daily_vacuum_tables=['no_such_table']))
     assert result.returncode != 0
-    assert 'one or more daily maintenance steps failed' in result.stdout
+    assert 'daily maintenance step(s) failed - vacuum (no_such_table): ' in result.stdout
     assert 'Close the maintenance window (also when a step failed)' in result.stdout
     [silence] = silences(monitoring, comment)
     assert silence['status']['state'] == 'expired'

@@ -118,7 +118,7 @@ def test_weekly_playbook(pg_db, cerniq_tables, pg_server, tmp_path):
                                                 cerniq_fail_on_orphans=True, cerniq_backup_path=str(backups)))
     assert full.returncode != 0  # orphans found and cerniq_fail_on_orphans
     assert '| public.bronze_contacts | vacuum FULL | done |' in full.stdout
-    assert 'one or more weekly maintenance steps failed' in full.stdout
+    assert 'localhost: weekly maintenance step(s) failed - orphans found: 2 (cerniq_fail_on_orphans is true)' in full.stdout
 
 
 def test_weekly_playbook_refuses_to_pretend_backups_were_verified(pg_db, cerniq_tables, tmp_path):
@@ -132,7 +132,8 @@ def test_weekly_playbook_refuses_to_pretend_backups_were_verified(pg_db, cerniq_
     os.utime(tmp_path / 'old.sql', (time.time() - 3 * 86400, time.time() - 3 * 86400))
     proc = run_playbook(weekly, extra_vars=dict(cerniq_postgres=pg_db, cerniq_backup_path=str(tmp_path / 'old.sql')))
     assert proc.returncode != 0
-    assert 'FAILED: newest backup is' in proc.stdout and 'one or more weekly maintenance steps failed' in proc.stdout
+    assert 'FAILED: newest backup is' in proc.stdout
+    assert 'weekly maintenance step(s) failed - backup verification: ' in proc.stdout
     # Saying that another tool verifies them is accepted, and said in the report.
     proc = run_playbook(weekly, extra_vars=dict(cerniq_postgres=pg_db, cerniq_backup_verify=False))
     assert proc.returncode == 0, proc.stdout

@@ -11,7 +11,24 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-class HttpRecorder:
+class LocalHttpServer:
+    """An HTTP server on ``host`` and a free port, serving ``handler_class`` in a thread while in a ``with``."""
+
+    def __init__(self, handler_class, host='127.0.0.1'):
+        self.server = ThreadingHTTPServer((host, 0), handler_class)
+        self.url = 'http://%s:%d' % (host, self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class HttpRecorder(LocalHttpServer):
 
     def __init__(self, host='127.0.0.1'):
         self.requests = []
@@ -46,14 +63,4 @@ class HttpRecorder:
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer((host, 0), Handler)
-        self.url = 'http://%s:%d' % (host, self.server.server_address[1])
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler, host)
