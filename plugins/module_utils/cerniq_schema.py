@@ -85,8 +85,16 @@ def ensure_table(cur, table='schema_migrations'):
 def applied_migrations(cur, table='schema_migrations'):
     """``{name: checksum}`` of recorded migrations; empty when the table does not exist yet."""
     cur.execute('SELECT to_regclass(%s)', (_table(table),))
-    if cur.fetchone()[0] is None:
+    relation = cur.fetchone()[0]
+    if relation is None:
         return {}
+    # An existing relation of another shape (a typo naming an application table) is refused, not written to.
+    cur.execute("SELECT array_agg(attname::text) FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+                "AND NOT attisdropped", (relation,))
+    columns = set(cur.fetchone()[0] or [])
+    if not {'name', 'checksum'} <= columns:
+        raise MigrationError('table %s exists but is not a migrations table (it has no name and checksum columns); '
+                             'nothing was applied' % table)
     cur.execute('SELECT name, checksum FROM %s' % _table(table))
     return dict(cur.fetchall())
 

@@ -145,6 +145,8 @@ reference_time:
   type: str
 '''
 
+import datetime
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
@@ -182,6 +184,14 @@ def main():
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_if=[('action', 'inject', ('incidents',))])
     p = module.params
+    if p['reference_time'] is not None:
+        try:
+            reference = datetime.datetime.fromisoformat(p['reference_time'].replace('Z', '+00:00'))
+        except ValueError:
+            module.fail_json(msg='reference_time must be an ISO 8601 time such as 2026-01-01T00:00:00Z, got %r'
+                             % p['reference_time'][:100])
+        if not 1970 <= reference.year <= 9999:
+            module.fail_json(msg='reference_time must lie between 1970 and 9999: %s' % p['reference_time'])
     options = dict(scale=p['scale'], tenants=p['tenants'], reference_time=p['reference_time'])
     options.update((key, p[key]) for key in TUNING)
     redis_client = None

@@ -149,3 +149,17 @@ def test_concurrent_runs_apply_each_migration_once(pg_db, pg_conn):
     with pg_conn.cursor() as cur:
         cur.execute('SELECT name, count(*) FROM schema_migrations GROUP BY name ORDER BY name')
         assert cur.fetchall() == [('001_a.sql', 1), ('002_b.sql', 1)]
+
+
+@pytest.mark.parametrize('check_mode', [True, False])
+def test_a_table_that_is_not_a_migrations_table_is_refused(pg_db, pg_conn, check_mode):
+    """A typo naming an application table (hostile review, defect 12 class): one line, nothing applied."""
+    with pg_conn.cursor() as cur:
+        cur.execute('CREATE TABLE users (id int PRIMARY KEY, email text)')
+    result = run_module('cerniq_schema', dict(pg_db, table='users', migrations=[
+        dict(name='900_table.sql', sql='CREATE TABLE hostile_new (id int)')]), check_mode=check_mode)
+    assert result.failed and 'users exists but is not a migrations table' in result['msg'], result
+    assert 'Traceback' not in result.stderr
+    with pg_conn.cursor() as cur:
+        cur.execute("SELECT to_regclass('hostile_new')")
+        assert cur.fetchone()[0] is None

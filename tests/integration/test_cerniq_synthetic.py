@@ -165,3 +165,11 @@ def test_module_load_and_inject(pg_db, redis_params, redis_client):
     assert not run_module('cerniq_synthetic_data', inject_args)['changed']
     bad = run_module('cerniq_synthetic_data', dict(args, action='inject', incidents=['flood']))
     assert bad.failed and 'flood' in bad['msg']
+
+
+@pytest.mark.parametrize('reference_time', ['not a time', 'infinity', '0001-01-01T00:00:00Z', ''])
+def test_a_reference_time_that_is_not_a_time_is_refused_before_connecting(pg_db, reference_time):
+    result = run_module('cerniq_synthetic_data', dict(pg_db, login_port=1, action='load', seed='13',
+                                                      reference_time=reference_time))
+    assert result.failed and 'reference_time must' in result['msg'], result
+    assert 'Traceback' not in result.stderr and '\n' not in result['msg'].strip()
