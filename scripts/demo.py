@@ -387,7 +387,7 @@ class LabDemo:
 
     def alert_periods(self):
         sys.path.insert(0, collections_root())
-        from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_incident import alert_history
+        from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.incident import alert_history
 
         def fetch(url):
             with urllib.request.urlopen(url, timeout=20) as response:
@@ -408,7 +408,7 @@ class LabDemo:
     def maintenance_windows(self):
         """The silences the procedures opened (and expired) around the restarts and the maintenance."""
         sys.path.insert(0, collections_root())
-        from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_incident import window_silences
+        from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.incident import window_silences
         now = datetime.datetime.now(datetime.timezone.utc)
         # An empty base URL: the engine asks for '/api/v2/silences', self.alertmanager() adds the lab's.
         return [s for s in window_silences('', self.alertmanager, self.incident_start, now)

@@ -9,7 +9,7 @@ __metaclass__ = type
 
 class ModuleDocFragment(object):
 
-    # The options of plugins/module_utils/cerniq_api.py (API_ARGUMENT_SPEC).
+    # The options of plugins/module_utils/cerniq/api.py (API_ARGUMENT_SPEC).
     DOCUMENTATION = r'''
 options:
   api_url:

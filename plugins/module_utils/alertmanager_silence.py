@@ -29,6 +29,7 @@ import json
 import re
 import time
 
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import EngineError
 from ansible_collections.cerniq.ops.plugins.module_utils.http_request import error_line
 
 SILENCES_PATH = '/api/v2/silences'
@@ -42,7 +43,7 @@ _MATCHER_TEXT = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)
 _TIME = re.compile(r'^(\d{4}-\d{2}-\d{2})[T ](\d{2}:\d{2}:\d{2})(?:\.(\d+))?\s*(Z|[+-]\d{2}:?\d{2})?$')
 
 
-class SilenceError(Exception):
+class SilenceError(EngineError):
     """Bad input, or an answer of Alertmanager the engine cannot work with."""
 
 

@@ -25,6 +25,7 @@ import collections
 import re
 import time
 
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import EngineError
 from ansible_collections.cerniq.ops.plugins.module_utils import bullmq_lua
 from ansible_collections.cerniq.ops.plugins.module_utils.redis_connection import is_cluster
 
@@ -55,7 +56,7 @@ DEFAULT_MAX_EVENTS = 10000
 SAMPLE_SIZE = 20
 
 
-class BullMQError(Exception):
+class BullMQError(EngineError):
     """A refusal or failure with a one-line, human-readable message."""
 
 

@@ -54,11 +54,9 @@ try:
 except ImportError:  # pragma: no cover
     psycopg2 = None
 
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import EngineError
 from ansible_collections.cerniq.ops.plugins.module_utils import pg_archive_checks
-from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
-    quote_ident,
-    split_qualified_name,
-)
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_sql import quote_ident, split_qualified_name
 
 MARKER_PREFIX = 'cerniq.ops pg_archive: moving out of '
 
@@ -88,12 +86,8 @@ FIRST_SPAN = 8192  # blocks (64 MB) at most in a pass's first statement, before 
 _FK_ACTIONS = {'c': 'CASCADE', 'n': 'SET NULL', 'd': 'SET DEFAULT'}
 
 
-class ArchiveError(Exception):
-    """Refused or failed; the message is one line. ``partial`` holds the result so far (if any)."""
-
-    def __init__(self, message, partial=None):
-        super(ArchiveError, self).__init__(message)
-        self.partial = partial
+class ArchiveError(EngineError):
+    """Refused or failed; the message is one line. ``result`` holds the result so far (if any)."""
 
 
 def _pct(fragment):

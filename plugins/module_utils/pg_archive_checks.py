@@ -28,7 +28,7 @@ from ansible_collections.cerniq.ops.plugins.module_utils.durations import (
     duration_terms,
     parse_duration,
 )
-from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import split_qualified_name
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_sql import split_qualified_name
 
 # PostgreSQL's unit for each size of the collection's duration units, and the calendar units older_than
 # also takes (PostgreSQL's own month and year arithmetic).

@@ -36,18 +36,15 @@ import shlex
 import subprocess
 import time
 
-from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
-    PostgresConnectError,
-    connect_postgres,
-    quote_ident,
-    split_qualified_name,
-)
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import EngineError
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import PostgresConnectError, connect_postgres
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_sql import quote_ident, split_qualified_name
 
 PLAIN_TRAILER = b'PostgreSQL database dump complete'
 FORMATS = ('custom', 'directory', 'tar', 'plain', 'plain-gzip')
 
 
-class BackupError(Exception):
+class BackupError(EngineError):
     """The backup could not be examined at all (bad options, nothing found)."""
 
 

@@ -19,10 +19,8 @@ __metaclass__ = type
 
 import math
 
-from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
-    quote_ident,
-    split_qualified_name,
-)
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import EngineError
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_sql import quote_ident, split_qualified_name
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_maintenance import cc_kind
 
 MB = 1024 * 1024
@@ -49,7 +47,7 @@ SYSTEM_SCHEMAS = ('pg_catalog', 'information_schema', 'pg_toast')
 MAXALIGN = 8
 
 
-class HealthError(Exception):
+class HealthError(EngineError):
     """Bad options (unknown section, threshold or malformed orphan check)."""
 
 

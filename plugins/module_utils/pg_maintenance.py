@@ -40,10 +40,8 @@ import random
 import re
 import time
 
-from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
-    quote_ident,
-    split_qualified_name,
-)
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import EngineError
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_sql import execute, fetch_all, quote_ident, split_qualified_name
 
 ACTIONS = ('vacuum', 'analyze', 'reindex', 'drop_invalid_index')
 
@@ -67,7 +65,7 @@ MAX_BUDGET = 30 * 86400.0
 OUTCOMES = ('done', 'skipped', 'failed', 'planned', 'absent')
 
 
-class MaintenanceError(Exception):
+class MaintenanceError(EngineError):
     """Bad input or an unknown object: nothing was executed."""
 
 
@@ -83,23 +81,6 @@ def _one_line(error):
     if not lines:
         return error.__class__.__name__
     return lines[0].replace('ERROR:  ', '').replace('ERROR: ', '')
-
-
-def _fetchall(conn, sql, args=None):
-    cur = conn.cursor()
-    try:
-        cur.execute(sql, args)
-        return cur.fetchall()
-    finally:
-        cur.close()
-
-
-def _execute(conn, sql, args=None):
-    cur = conn.cursor()
-    try:
-        cur.execute(sql, args)
-    finally:
-        cur.close()
 
 
 # --------------------------------------------------------------------------- tasks
@@ -148,12 +129,12 @@ def resolve_relation(conn, name, kinds):
     """
     schema, rel = split_qualified_name(name)
     if schema is None:
-        rows = _fetchall(conn, """
+        rows = fetch_all(conn, """
             SELECT c.oid, n.nspname, c.relname, c.relkind
             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
             WHERE c.relname = %s AND pg_catalog.pg_table_is_visible(c.oid)""", (rel,))
     else:
-        rows = _fetchall(conn, """
+        rows = fetch_all(conn, """
             SELECT c.oid, n.nspname, c.relname, c.relkind
             FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
             WHERE c.relname = %s AND n.nspname = %s""", (rel, schema))
@@ -164,7 +145,7 @@ def resolve_relation(conn, name, kinds):
         return dict(oid=oid, schema=nsp, name=relname, relkind=relkind, wrong_kind=True)
     info = dict(oid=oid, schema=nsp, name=relname, relkind=relkind, table_oid=oid, wrong_kind=False)
     if relkind in INDEX_KINDS:
-        row = _fetchall(conn, """
+        row = fetch_all(conn, """
             SELECT i.indrelid, i.indisvalid, n.nspname, c.relname
             FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -218,7 +199,7 @@ def concurrent_reindex_broken(server_version_num):
 
 def invalid_indexes(conn, table_oid):
     """{oid: (schema, name)} of invalid indexes of a table and its TOAST table."""
-    rows = _fetchall(conn, """
+    rows = fetch_all(conn, """
         SELECT i.indexrelid, n.nspname, c.relname
         FROM pg_catalog.pg_index i
         JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
@@ -231,7 +212,7 @@ def invalid_indexes(conn, table_oid):
 
 def build_in_progress(conn, table_oid):
     """PIDs of other sessions building an index on the table (or its TOAST table) now."""
-    rows = _fetchall(conn, """
+    rows = fetch_all(conn, """
         SELECT p.pid FROM pg_catalog.pg_stat_progress_create_index p
         WHERE p.pid <> pg_catalog.pg_backend_pid()
           AND p.relid IN (%s, (SELECT t.reltoastrelid FROM pg_catalog.pg_class t WHERE t.oid = %s))""",
@@ -353,13 +334,13 @@ class MaintenanceRunner(object):
     # ---- helpers
     def _set_timeouts(self, lock_ms):
         statement_ms = int(float(self.settings['statement_timeout']) * 1000)
-        _execute(self.conn, 'SET lock_timeout = %s', ('%dms' % max(1, int(lock_ms)),))
-        _execute(self.conn, 'SET statement_timeout = %s', ('%dms' % max(0, statement_ms),))
+        execute(self.conn, 'SET lock_timeout = %s', ('%dms' % max(1, int(lock_ms)),))
+        execute(self.conn, 'SET statement_timeout = %s', ('%dms' % max(0, statement_ms),))
 
     def _reset_timeouts(self):
         try:
-            _execute(self.conn, 'RESET lock_timeout')
-            _execute(self.conn, 'RESET statement_timeout')
+            execute(self.conn, 'RESET lock_timeout')
+            execute(self.conn, 'RESET statement_timeout')
         except Exception:  # connection gone: nothing to reset
             pass
 
@@ -379,7 +360,7 @@ class MaintenanceRunner(object):
             try:
                 self._set_timeouts(this_ms)
                 del self.conn.notices[:]
-                _execute(self.conn, sql)
+                execute(self.conn, sql)
                 return 'done', attempts, None
             except Exception as error:  # psycopg2.Error, kept import-free here
                 code = getattr(error, 'pgcode', None)

@@ -54,6 +54,7 @@ except ImportError:  # pragma: no cover - reported by check_requirements()
     yaml = None
 HAS_YAML = yaml is not None
 
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import EngineError
 from ansible_collections.cerniq.ops.plugins.module_utils.http_request import error_line
 
 MANIFEST = '.cerniq-rules-manifest.json'
@@ -63,12 +64,11 @@ _METRIC = re.compile(r'^(prometheus_config_last_reload_success_timestamp_seconds
                      r'prometheus_config_last_reload_successful)\s+(\S+)\s*$', re.MULTILINE)
 
 
-class RulesError(Exception):
+class RulesError(EngineError):
     """A deployment that cannot go ahead, or that failed and was rolled back; ``details`` go into the result."""
 
     def __init__(self, message, **details):
-        super(RulesError, self).__init__(message)
-        self.details = details
+        super(RulesError, self).__init__(message, details)
 
 
 def check_requirements(check_mode=False):

@@ -42,6 +42,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import EngineError
+
 import struct
 import tempfile
 import time
@@ -144,12 +146,8 @@ SPOOL_IN_MEMORY = 8 * 1024 * 1024
 _RECORD = struct.Struct('>IIII')  # pattern index, node index, key count, length of the encoded names
 
 
-class RedisKeysError(Exception):
+class RedisKeysError(EngineError):
     """Bad input, a refused run or a server error. ``result`` holds what was done so far."""
-
-    def __init__(self, message, result=None):
-        super(RedisKeysError, self).__init__(message)
-        self.result = result
 
 
 def _to_bytes(value):

@@ -25,6 +25,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import EngineError
+
 import json
 from urllib.error import HTTPError
 
@@ -32,7 +34,7 @@ API_KEY_HEADER = 'SIGNOZ-API-KEY'
 DASHBOARDS_PATH = '/api/v1/dashboards'
 
 
-class SignozError(Exception):
+class SignozError(EngineError):
     """An answer of the SigNoz API that the engine cannot work with."""
 
 

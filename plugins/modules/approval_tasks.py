@@ -233,11 +233,11 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
     postgres_argument_spec, postgres_connect_module)
-from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_api import api_argument_spec, module_post
-from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_approvals import (
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.api import api_argument_spec, module_post
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.approvals import (
     DEFAULT_APPROVE_REASON, DEFAULT_ESCALATION_REASON, auto_approve, check_options, escalate, release, report,
     required_tables)
-from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_checks import (
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.checks import (
     DATABASE_ERRORS, CerniqError, database_error, require_tables)
 
 

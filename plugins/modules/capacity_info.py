@@ -169,7 +169,7 @@ import json
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
 
-from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_capacity import (
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.capacity import (
     CapacityError,
     add_missing_queues,
     connection_usage,

@@ -73,7 +73,7 @@ changed_queues:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_queue_stats import (
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.queue_stats import (
     QueueStatsError,
     record_queue_stats,
 )

@@ -102,7 +102,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
     postgres_argument_spec, postgres_connect_module)
-from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_schema import (
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.schema import (
     MigrationError, apply, load_migrations_dir, normalize_migrations)
 
 
@@ -134,7 +134,7 @@ def main():
     except ValueError as error:
         module.fail_json(msg='invalid table name: %s' % error)
     except MigrationError as error:
-        partial = getattr(error, 'result', {})
+        partial = error.result
         module.fail_json(msg=str(error), **partial)
     finally:
         conn.close()

@@ -153,7 +153,7 @@ from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
     postgres_argument_spec, postgres_connect_module)
 from ansible_collections.cerniq.ops.plugins.module_utils.redis_connection import (
     redis_argument_spec, redis_connect_module)
-from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_synthetic import (
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.synthetic import (
     INCIDENTS, NEEDS_REDIS, SyntheticError, inject, load)
 
 TUNING = ('stuck_minutes', 'overdue_tasks', 'overloaded_tasks', 'missing_scores', 'delayed_jobs',

@@ -112,7 +112,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cerniq.ops.plugins.module_utils.redis_connection import (
     _one_line as one_line, redis_argument_spec, redis_connect_module)
-from ansible_collections.cerniq.ops.plugins.module_utils.bullmq_circuit import (
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.circuit import (
     CircuitBreakers, CircuitError, checked_templates, key_for)
 
 try:

@@ -128,9 +128,9 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
     postgres_argument_spec, postgres_connect_module)
-from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_checks import (
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.checks import (
     DATABASE_ERRORS, CerniqError, database_error, require_tables)
-from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_imports import (
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.imports import (
     DEFAULT_REASON, cancel, check_options, find_stuck, queues_of, tables)
 
 

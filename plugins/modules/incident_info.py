@@ -167,7 +167,7 @@ import json
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
 
-from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_incident import (
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.incident import (
     IncidentError,
     active_alerts,
     alert_history,

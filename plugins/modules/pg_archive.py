@@ -365,7 +365,7 @@ def main():
     try:
         result = run_archive(conn, check_mode=module.check_mode, want_diff=module._diff, **options)
     except ArchiveError as error:
-        partial = dict(error.partial or {})
+        partial = dict(error.result)
         partial['warnings_list'] = partial.pop('warnings', [])
         partial.pop('diff', None)
         module.fail_json(msg=str(error), **partial)

@@ -334,7 +334,7 @@ def main():
                         exclusive=params['exclusive'], mode=mode, uid=uid, gid=gid, prometheus=prometheus,
                         check_mode=module.check_mode)
     except RulesError as error:
-        details = {k: v for k, v in error.details.items() if k != 'changed'}
+        details = {k: v for k, v in error.result.items() if k != 'changed'}
         module.fail_json(msg=str(error), changed=False, **details)
     except ValueError as error:
         module.fail_json(msg=str(error))

@@ -237,7 +237,7 @@ def main():
     try:
         result = cleaner.run(dry_run=dry_run)
     except RedisKeysError as error:
-        extra = dict(error.result or {})
+        extra = dict(error.result)
         module.fail_json(msg=str(error), changed=bool(extra.get('deleted')), **extra)
     if params['state'] == 'count':
         changed = False

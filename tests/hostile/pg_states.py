@@ -15,7 +15,7 @@ import time
 import psycopg2
 from hypothesis import strategies as st
 
-from ansible_collections.cerniq.ops.plugins.module_utils import cerniq_schema, cerniq_synthetic
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import schema as cerniq_schema, synthetic as cerniq_synthetic
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import connect_postgres
 
 SEED = '13'

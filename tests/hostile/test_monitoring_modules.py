@@ -165,8 +165,8 @@ def _silence_case(data, alertmanager, module, hints):
     seeded = data.draw(st.lists(st.tuples(st.sampled_from(['cerniq.ops', 'someone else']),
                                           st.sampled_from(['restart', 'maintenance', 'other team']),
                                           st.sampled_from(['active', 'pending'])), max_size=3), label='silences')
-    hints = dict(hints, url=st.sampled_from([[alertmanager.url]] * 4 + [[alertmanager.url, 'http://127.0.0.1:9'],
-                                                                         ['http://127.0.0.1:9'], ['not a url']]),
+    urls = [[alertmanager.url]] * 4 + [[alertmanager.url, 'http://127.0.0.1:9'], ['http://127.0.0.1:9'], ['not a url']]
+    hints = dict(hints, url=st.sampled_from(urls),
                  matchers=st.sampled_from(SILENCE_MATCHERS), timeout=st.sampled_from(['10s'] * 3 + ['0s', '10']),
                  cluster_timeout=st.sampled_from(['5s'] * 3 + ['-1s', '1ms']))
     args = data.draw(module_args(module, hints), label='args')

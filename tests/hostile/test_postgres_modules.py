@@ -21,7 +21,7 @@ from tests.hostile.pg_states import (
     archive_prepare, corrupt, corruptions, invalid_index)
 from tests.hostile.profiles import budget
 
-from ansible_collections.cerniq.ops.plugins.module_utils import cerniq_synthetic
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import synthetic as cerniq_synthetic
 
 TENANT = cerniq_synthetic.tenant_ids(SEED, 1)[0]
 UUIDS = st.sampled_from([TENANT, '00000000-0000-0000-0000-000000000000', 'bad', ''])

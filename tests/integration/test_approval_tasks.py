@@ -13,7 +13,7 @@ from tests.support.ansible_run import run_module
 from tests.support.results import assert_refused
 from tests.support.http_recorder import HttpRecorder
 
-from ansible_collections.cerniq.ops.plugins.module_utils import cerniq_schema, cerniq_synthetic
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import schema as cerniq_schema, synthetic as cerniq_synthetic
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import connect_postgres
 
 SEED = '23'

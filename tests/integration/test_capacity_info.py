@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from ansible_collections.cerniq.ops.plugins.module_utils import cerniq_capacity, cerniq_schema
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import capacity as cerniq_capacity, schema as cerniq_schema
 from tests.support.ansible_run import REPO, run_module
 
 

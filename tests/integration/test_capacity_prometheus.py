@@ -22,7 +22,7 @@ import time
 import pytest
 import yaml
 
-from ansible_collections.cerniq.ops.plugins.module_utils import cerniq_capacity, cerniq_schema
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import capacity as cerniq_capacity, schema as cerniq_schema
 from tests.support.ansible_run import REPO, run_module, run_playbook
 from tests.support.monitoring import PrometheusServer
 from tests.support.servers import free_port

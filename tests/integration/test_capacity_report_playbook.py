@@ -1,6 +1,6 @@
 """playbooks/capacity_report.yml end to end against real PostgreSQL and Redis with a deep queue."""
 
-from ansible_collections.cerniq.ops.plugins.module_utils import cerniq_schema
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import schema as cerniq_schema
 from tests.support.ansible_run import REPO, run_playbook
 
 

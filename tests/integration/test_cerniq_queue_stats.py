@@ -1,6 +1,6 @@
 """cerniq_queue_stats fills runbook 2.4's bullmq_queue_stats from a real queue read."""
 
-from ansible_collections.cerniq.ops.plugins.module_utils import cerniq_schema
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import schema as cerniq_schema
 from tests.support.ansible_run import run_module
 
 

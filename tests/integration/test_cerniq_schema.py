@@ -6,7 +6,7 @@ import pytest
 
 from tests.support.ansible_run import REPO, run_module, run_playbook
 
-from ansible_collections.cerniq.ops.plugins.module_utils import cerniq_schema
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import schema as cerniq_schema
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import connect_postgres
 
 MIGRATIONS_DIR = os.path.join(REPO, 'schema', 'migrations')

@@ -6,7 +6,7 @@ import pytest
 
 from tests.support.ansible_run import run_module
 
-from ansible_collections.cerniq.ops.plugins.module_utils import cerniq_schema, cerniq_synthetic
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import schema as cerniq_schema, synthetic as cerniq_synthetic
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import connect_postgres
 
 TABLES = ['users', 'bronze_import_batches', 'bronze_contacts', 'silver_companies', 'silver_enrichment_log',

@@ -9,7 +9,7 @@ import pytest
 from tests.support.ansible_run import run_module
 from tests.support.results import assert_refused
 
-from ansible_collections.cerniq.ops.plugins.module_utils import cerniq_imports, cerniq_schema, cerniq_synthetic
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import imports as cerniq_imports, schema as cerniq_schema, synthetic as cerniq_synthetic
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import connect_postgres
 
 SEED = '21'

@@ -4,7 +4,7 @@ import datetime
 
 import pytest
 
-from ansible_collections.cerniq.ops.plugins.module_utils import cerniq_schema
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import schema as cerniq_schema
 from tests.support.ansible_run import run_module
 from tests.support.monitoring import AlertmanagerServer, PrometheusServer
 

@@ -16,7 +16,7 @@ import sys
 import pytest
 import yaml
 
-from ansible_collections.cerniq.ops.plugins.module_utils import cerniq_schema
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import schema as cerniq_schema
 from tests.support.ansible_run import REPO, collections_root, run_playbook
 
 RUNNER = os.path.join(REPO, 'roles', 'maintenance', 'files', 'cerniq_maintenance.py')

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from ansible_collections.cerniq.ops.plugins.module_utils import cerniq_schema
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import schema as cerniq_schema
 from tests.support.ansible_run import REPO, collections_root
 
 RUNNER = os.path.join(REPO, 'roles', 'maintenance', 'files', 'cerniq_maintenance.py')

@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from ansible_collections.cerniq.ops.plugins.module_utils import cerniq_schema
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import schema as cerniq_schema
 from tests.support.ansible_run import REPO, collections_root, run_playbook
 from tests.support.monitoring import AlertmanagerServer, PrometheusServer
 

@@ -378,7 +378,7 @@ def test_bad_options_refused_before_connecting(change, expected):
 def test_engine_errors_carry_consistent_partial_results(pg_db, pg_conn):
     with pytest.raises(ArchiveError) as info:
         run_archive(pg_conn, source_table='nope', older_than='1 day')
-    assert info.value.partial['rows_moved'] == 0 and info.value.partial['changed'] is False
+    assert info.value.result['rows_moved'] == 0 and info.value.result['changed'] is False
     with pytest.raises(ArchiveError):
         run_archive(pg_conn, source_table='nope', older_than='1 day', batch_size='many')
     with pytest.raises(ArchiveError):

@@ -24,7 +24,7 @@ import yaml
 from tests.runner.awx_job import EXAMPLE_PROJECT, VENV_BIN, run_job
 from tests.support.servers import PostgresServer, RedisServer
 
-from ansible_collections.cerniq.ops.plugins.module_utils import cerniq_schema, cerniq_synthetic
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import schema as cerniq_schema, synthetic as cerniq_synthetic
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import connect_postgres
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

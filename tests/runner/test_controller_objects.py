@@ -20,7 +20,7 @@ from dateutil import tz
 from tests.runner.awx_job import EXAMPLE_PROJECT, REPO, VENV_BIN
 from tests.runner.fake_controller import FakeController
 
-from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_api import api_argument_spec
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.api import api_argument_spec
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import POSTGRES_ENV_FALLBACKS
 from ansible_collections.cerniq.ops.plugins.module_utils.redis_connection import REDIS_ENV_FALLBACKS
 

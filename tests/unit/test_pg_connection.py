@@ -3,6 +3,7 @@
 import pytest
 
 from ansible_collections.cerniq.ops.plugins.module_utils import pg_connection as pg
+from ansible_collections.cerniq.ops.plugins.module_utils import pg_sql
 
 
 @pytest.mark.parametrize('text, expected', [
@@ -13,22 +14,22 @@ from ansible_collections.cerniq.ops.plugins.module_utils import pg_connection as
     ('MixedCase', (None, 'MixedCase')),
 ])
 def test_split_qualified_name(text, expected):
-    assert pg.split_qualified_name(text) == expected
+    assert pg_sql.split_qualified_name(text) == expected
 
 
 @pytest.mark.parametrize('text', ['', ' ', 'a.b.c', '"unterminated', 'a.', '.b', 'a"b"'])
 def test_split_qualified_name_rejects(text):
     with pytest.raises(ValueError):
-        pg.split_qualified_name(text)
+        pg_sql.split_qualified_name(text)
 
 
 def test_quote_ident_escapes_quotes_and_qualifies():
-    assert pg.quote_ident('t') == '"t"'
-    assert pg.quote_ident(('s', 'we"ird; name')) == '"s"."we""ird; name"'
+    assert pg_sql.quote_ident('t') == '"t"'
+    assert pg_sql.quote_ident(('s', 'we"ird; name')) == '"s"."we""ird; name"'
     with pytest.raises(ValueError):
-        pg.quote_ident('')
+        pg_sql.quote_ident('')
     with pytest.raises(ValueError):
-        pg.quote_ident('nul\x00byte')
+        pg_sql.quote_ident('nul\x00byte')
 
 
 def test_connection_kwargs_prefers_socket_and_drops_unset():

@@ -241,7 +241,7 @@ class Engines(object):
         import importlib
         pg_connection = importlib.import_module(base + 'pg_connection')
         self.connect_postgres = pg_connection.connect_postgres
-        self.quote_ident = pg_connection.quote_ident
+        self.quote_ident = importlib.import_module(base + 'pg_sql').quote_ident
         pg_maintenance = importlib.import_module(base + 'pg_maintenance')
         self.run_maintenance = pg_maintenance.run_maintenance
         self.tasks_from_health = pg_maintenance.tasks_from_health

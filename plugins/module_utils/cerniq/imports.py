@@ -15,7 +15,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_checks import (
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.checks import (
     MAX_MINUTES, CerniqError, check_int, check_relation, check_text, check_uuid, check_uuids)
 
 DEFAULT_REASON = 'Manually cancelled - stuck processing'

@@ -32,8 +32,9 @@ __metaclass__ = type
 
 import uuid
 
-from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_api import rejected_message, request_failed_message
-from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_checks import (
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.api import rejected_message, request_failed_message
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_sql import fetch_dicts
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.checks import (
     MAX_LIMIT, MAX_MINUTES, CerniqError, check_api, check_fraction, check_int, check_relation, check_text,
     check_texts, check_uuid, check_uuids)
 
@@ -96,20 +97,6 @@ def _iso(value):
     return value.isoformat() if value is not None else None
 
 
-def _fetch(conn, sql, params=None):
-    with conn.cursor() as cur:
-        cur.execute(sql, params or {})
-        names = [col[0] for col in cur.description]
-        rows = [dict(zip(names, row)) for row in cur.fetchall()]
-    for row in rows:
-        for key, value in row.items():
-            if hasattr(value, 'isoformat'):
-                row[key] = value.isoformat()
-            elif value.__class__.__name__ == 'Decimal':
-                row[key] = float(value)
-    return rows
-
-
 def _end_read(conn):
     if not conn.autocommit:
         conn.rollback()
@@ -125,7 +112,7 @@ def breached_tasks(conn, tenant_id=None, tables=None):
            "FROM %s t LEFT JOIN %s u ON u.id = t.assigned_to "
            "WHERE t.status = 'pending' AND t.due_at < now() %s ORDER BY t.due_at, t.id") % (
         _CONFIDENCE, t['tasks'], t['users'], 'AND t.tenant_id = %(tenant)s::uuid' if tenant_id else '')
-    return _fetch(conn, sql, dict(tenant=tenant_id))
+    return fetch_dicts(conn, sql, dict(tenant=tenant_id))
 
 
 def workload(conn, tenant_id=None, tables=None):
@@ -138,7 +125,7 @@ def workload(conn, tenant_id=None, tables=None):
            "WHERE t.status IN ('pending', 'assigned') %s "
            "GROUP BY u.id, u.name, u.email, u.manager_id ORDER BY count(*) DESC, u.name") % (
         t['tasks'], t['users'], 'AND t.tenant_id = %(tenant)s::uuid' if tenant_id else '')
-    return _fetch(conn, sql, dict(tenant=tenant_id))
+    return fetch_dicts(conn, sql, dict(tenant=tenant_id))
 
 
 def report(conn, max_tasks_per_operator=10, tenant_id=None, tables=None):
@@ -163,7 +150,7 @@ def resolve_users(conn, refs, tables=None):
             ids.append(str(uuid.UUID(ref)))
         except ValueError:
             pass
-    rows = _fetch(conn, 'SELECT id::text AS id, lower(email) AS email FROM %s WHERE id = ANY(%%(ids)s::uuid[]) '
+    rows = fetch_dicts(conn, 'SELECT id::text AS id, lower(email) AS email FROM %s WHERE id = ANY(%%(ids)s::uuid[]) '
                         'OR lower(email) = ANY(%%(emails)s)' % t['users'],
                   dict(ids=ids, emails=[ref.lower() for ref in refs]))
     _end_read(conn)
@@ -217,11 +204,11 @@ def release(conn, operators=None, max_tasks_per_operator=10, window_minutes=120,
         'AND t.tenant_id = %(tenant)s::uuid' if tenant_id else '')
     columns = 't.id::text AS id, t.approval_type, t.priority, t.due_at'
     if check_mode:
-        rows = _fetch(conn, 'SELECT %s, t.assigned_to::text AS previous_assignee FROM %s t WHERE %s ORDER BY t.due_at'
+        rows = fetch_dicts(conn, 'SELECT %s, t.assigned_to::text AS previous_assignee FROM %s t WHERE %s ORDER BY t.due_at'
                       % (columns, t['tasks'], where), params)
         _end_read(conn)
     else:
-        rows = _write(conn, lambda: _fetch(conn, (
+        rows = _write(conn, lambda: fetch_dicts(conn, (
             "UPDATE %s t SET assigned_to = NULL, status = 'pending', updated_at = now() "
             "FROM %s old WHERE old.id = t.id AND %s RETURNING %s, old.assigned_to::text AS previous_assignee")
             % (t['tasks'], t['tasks'], where, columns), params))
@@ -243,7 +230,7 @@ def _escalation_candidates(conn, t, tenant_id, task_ids, lock_id=None):
            "AS manager_id FROM %s t WHERE %s ORDER BY t.due_at, t.id") % (t['users'], t['tasks'], where)
     if lock_id:
         sql += ' FOR UPDATE OF t SKIP LOCKED'
-    return _fetch(conn, sql, dict(tenant=tenant_id, ids=task_ids, lock=lock_id))
+    return fetch_dicts(conn, sql, dict(tenant=tenant_id, ids=task_ids, lock=lock_id))
 
 
 def escalate(conn, post, api_url, reason=DEFAULT_ESCALATION_REASON, escalate_to=None, escalated_by='cerniq.ops',
@@ -356,12 +343,12 @@ def auto_approve(conn, approval_types, min_confidence=0.90, only_overdue=True, m
         t['tasks'], where, ' LIMIT %d' % max_count if max_count is not None else '')
     columns = ('t.id::text AS id, t.approval_type, t.priority, t.due_at, %s AS confidence' % _CONFIDENCE)
     if check_mode:
-        rows = _fetch(conn, 'SELECT %s FROM %s t WHERE t.id IN (%s) ORDER BY t.due_at, t.id'
+        rows = fetch_dicts(conn, 'SELECT %s FROM %s t WHERE t.id IN (%s) ORDER BY t.due_at, t.id'
                       % (columns, t['tasks'], select), params)
         _end_read(conn)
     else:
         # the CTE is evaluated once: the LIMIT holds, and rows locked by another run are skipped
-        rows = _write(conn, lambda: _fetch(conn, (
+        rows = _write(conn, lambda: fetch_dicts(conn, (
             "WITH picked AS (%s FOR UPDATE SKIP LOCKED) "
             "UPDATE %s t SET status = 'approved', decision = 'approve', decision_reason = %%(reason)s, "
             "decided_at = now(), decided_by = %%(by)s, updated_at = now() "

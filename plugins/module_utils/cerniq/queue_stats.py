@@ -19,12 +19,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import quote_relation
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import EngineError
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_sql import quote_relation
 
 COLUMNS = ('waiting', 'active', 'delayed', 'completed', 'failed', 'paused')
 
 
-class QueueStatsError(Exception):
+class QueueStatsError(EngineError):
     """Bad input, or a table without the expected columns: nothing was written."""
 
 

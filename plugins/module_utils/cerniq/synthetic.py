@@ -38,6 +38,7 @@ import hashlib
 import json
 import uuid
 
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import EngineError
 from ansible_collections.cerniq.ops.plugins.module_utils.bullmq import QueueKeys
 
 INCIDENTS = ('stuck_import', 'circuit_open', 'sla_breach', 'missing_scores', 'retention_due')
@@ -78,7 +79,7 @@ CREATE OR REPLACE FUNCTION pg_temp.cq_id(key text) RETURNS uuid
 """
 
 
-class SyntheticError(Exception):
+class SyntheticError(EngineError):
     """Bad generator input or missing schema."""
 
 

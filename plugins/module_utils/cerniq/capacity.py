@@ -29,7 +29,8 @@ __metaclass__ = type
 import datetime
 import html
 
-from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import quote_relation
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import EngineError
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_sql import relation
 
 # Runbook 6.2. Values are the thresholds as written there (percent for ratios); latency in seconds.
 # The alert rules use the same numbers on the series below (as ratios: 60 % -> 0.6).
@@ -64,15 +65,12 @@ DEFAULT_TABLES = dict(bronze_contacts='bronze_contacts', enrichment_log='silver_
                       approval_tasks='approval_tasks')
 
 
-class CapacityError(Exception):
+class CapacityError(EngineError):
     pass
 
 
 def _table(name):
-    try:
-        return quote_relation(name)
-    except ValueError as error:
-        raise CapacityError(str(error))
+    return relation('table', name, CapacityError)
 
 
 def _rows(conn, sql, args):

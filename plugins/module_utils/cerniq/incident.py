@@ -21,6 +21,7 @@ __metaclass__ = type
 
 import datetime
 
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import EngineError
 from ansible_collections.cerniq.ops.plugins.module_utils.alertmanager_silence import describe as describe_silence
 
 PLACEHOLDER = '<!-- TODO: fill in -->'
@@ -51,7 +52,7 @@ IMPACT_LABELS = {
 }
 
 
-class IncidentError(Exception):
+class IncidentError(EngineError):
     pass
 
 

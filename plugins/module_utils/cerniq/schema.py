@@ -19,14 +19,15 @@ import hashlib
 import os
 import re
 
-from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import quote_relation
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import EngineError
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_sql import quote_relation
 
 MIGRATION_NAME = re.compile(r'^[0-9]{3,}_[A-Za-z0-9_.-]+\.sql$')
 # Arbitrary constant: the advisory lock key shared by every cerniq.ops migration run.
 ADVISORY_LOCK_KEY = 7305129001
 
 
-class MigrationError(Exception):
+class MigrationError(EngineError):
     """Bad migration input or a migration that failed; the message says which file."""
 
 

@@ -22,8 +22,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_api import rejected_message, request_failed_message
-from ansible_collections.cerniq.ops.plugins.module_utils.cerniq_checks import (
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.api import rejected_message, request_failed_message
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.checks import (
     MAX_LIMIT, MAX_MINUTES, CerniqError, check_api, check_int, check_relation, check_text, check_texts, check_uuid)
 
 SCORING_PATH = '/api/v1/internal/scoring/batch'

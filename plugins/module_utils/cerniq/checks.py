@@ -18,7 +18,9 @@ import math
 import uuid
 from urllib.parse import urlsplit
 
-from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import HAS_PSYCOPG2, psycopg2, quote_relation
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import EngineError
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import HAS_PSYCOPG2, psycopg2
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_sql import relation
 
 # One year: the longest window, threshold or interval a procedure accepts, in minutes.
 MAX_MINUTES = 525600
@@ -30,7 +32,7 @@ MAX_TEXT = 1000
 DATABASE_ERRORS = (psycopg2.Error,) if HAS_PSYCOPG2 else ()
 
 
-class CerniqError(Exception):
+class CerniqError(EngineError):
     """Bad input or a missing table: the message is one line naming the option."""
 
 
@@ -93,10 +95,7 @@ def check_uuids(name, values, optional=False):
 
 def check_relation(name, value):
     """A ``[schema.]table`` name, quoted for SQL."""
-    try:
-        return quote_relation(value)
-    except ValueError as error:
-        raise CerniqError('%s: %s' % (name, error))
+    return relation(name, value, CerniqError)
 
 
 def check_api(params):

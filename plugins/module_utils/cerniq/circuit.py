@@ -11,6 +11,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import EngineError
+
 DEFAULT_TEMPLATES = dict(
     state_key='circuit:{source}:state',
     failures_key='circuit:{source}:failures',
@@ -29,7 +31,7 @@ return 0
 '''
 
 
-class CircuitError(Exception):
+class CircuitError(EngineError):
     """A refusal with a one-line message."""
 
 

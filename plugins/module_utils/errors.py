@@ -1,0 +1,24 @@
+# -*- coding: utf-8 -*-
+# Copyright: cerniq.ops contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one error base class of the collection's engines.
+
+An engine refuses or fails with an ``EngineError`` (or a subclass named after its domain). Its
+message is one line a task can show as it is; ``result`` holds what the engine had done before it
+stopped (rows moved, keys deleted, files rolled back...), so a module fails with the partial result
+in the same keys a success would return - an operator sees what changed, never "failed" alone.
+
+Plain Python (no Ansible imports).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class EngineError(Exception):
+    """Refused or failed: a one-line message, and ``result``: what was done so far (a dict, maybe empty)."""
+
+    def __init__(self, message, result=None):
+        super(EngineError, self).__init__(message)
+        self.result = dict(result or {})
