@@ -151,8 +151,8 @@ def resolve_users(conn, refs, tables=None):
         except ValueError:
             pass
     rows = fetch_dicts(conn, 'SELECT id::text AS id, lower(email) AS email FROM %s WHERE id = ANY(%%(ids)s::uuid[]) '
-                        'OR lower(email) = ANY(%%(emails)s)' % t['users'],
-                  dict(ids=ids, emails=[ref.lower() for ref in refs]))
+                       'OR lower(email) = ANY(%%(emails)s)' % t['users'],
+                       dict(ids=ids, emails=[ref.lower() for ref in refs]))
     _end_read(conn)
     by_id = set(row['id'] for row in rows)
     by_email = dict((row['email'], row['id']) for row in rows)
@@ -205,7 +205,7 @@ def release(conn, operators=None, max_tasks_per_operator=10, window_minutes=120,
     columns = 't.id::text AS id, t.approval_type, t.priority, t.due_at'
     if check_mode:
         rows = fetch_dicts(conn, 'SELECT %s, t.assigned_to::text AS previous_assignee FROM %s t WHERE %s ORDER BY t.due_at'
-                      % (columns, t['tasks'], where), params)
+                           % (columns, t['tasks'], where), params)
         _end_read(conn)
     else:
         rows = _write(conn, lambda: fetch_dicts(conn, (
@@ -344,7 +344,7 @@ def auto_approve(conn, approval_types, min_confidence=0.90, only_overdue=True, m
     columns = ('t.id::text AS id, t.approval_type, t.priority, t.due_at, %s AS confidence' % _CONFIDENCE)
     if check_mode:
         rows = fetch_dicts(conn, 'SELECT %s FROM %s t WHERE t.id IN (%s) ORDER BY t.due_at, t.id'
-                      % (columns, t['tasks'], select), params)
+                           % (columns, t['tasks'], select), params)
         _end_read(conn)
     else:
         # the CTE is evaluated once: the LIMIT holds, and rows locked by another run are skipped
