@@ -52,7 +52,7 @@ layer_lint() {
   ANSIBLE_COLLECTIONS_PATH="$LOGDIR/collections" ansible-lint --profile production --offline \
     >"$LOGDIR/lint.log" 2>&1 || return 1
   local files
-  files=$(grep -oE "on [0-9]+ files" "$LOGDIR/lint.log" | grep -oE "[0-9]+" | tail -1)
+  files=$(grep -oE "in [0-9]+ files processed" "$LOGDIR/lint.log" | grep -oE "[0-9]+" | tail -1)
   result lint "${files:-0}" files "ansible-lint --profile production: no finding"
 }
 
