@@ -869,10 +869,10 @@ class ArchiveRun(object):
         try:
             return self._run()
         except ArchiveError as error:
-            raise ArchiveError(str(error), partial=self._partial())
+            raise ArchiveError(str(error), result=self._partial())
         except psycopg2.Error as error:
             raise ArchiveError('%s failed: %s' % (self.source.display if self.source else self.source_name,
-                                                  _one_line(error)), partial=self._partial())
+                                                  _one_line(error)), result=self._partial())
 
     def _run(self):
         self.prepare()
