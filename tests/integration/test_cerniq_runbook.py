@@ -7,6 +7,7 @@ tests.support.http_recorder, a small HTTP server on 127.0.0.1 that records each 
 """
 
 import os
+import re
 
 import pytest
 
@@ -112,6 +113,26 @@ def test_rate_limiting_playbook(pg_db, redis_params, redis_client, incident):
     assert redis_client.zcard('bull:silver:enrich:anaf-fiscal-status:delayed') == len(injected['delayed_job_ids'])
     again = run_playbook(_playbook('rate_limiting.yml'), extra_vars=extra)
     assert again.returncode == 0 and 'Nothing to fix' in again.stdout, again.stdout
+
+
+
+def test_rate_limiting_playbook_follows_the_key_overrides(pg_db, redis_params, redis_client, incident):
+    """Issue 17 item 9: a site whose breakers live under other keys (cerniq_circuit_*_key, the role's
+    variables) had them ignored: 'Nothing to fix' while the breaker stayed OPEN."""
+    keys = dict(cerniq_circuit_state_key='cb:{source}:st', cerniq_circuit_failures_key='cb:{source}:n',
+                cerniq_rate_limit_key='cb:{source}:budget')
+    incident(['circuit_open'], delayed_jobs=2, circuit_state_key=keys['cerniq_circuit_state_key'],
+             circuit_failures_key=keys['cerniq_circuit_failures_key'])
+    redis_client.set('cb:anaf:budget', 7)
+    assert redis_client.get('cb:anaf:state') is None and redis_client.get('cb:anaf:st') == b'OPEN'
+    extra = dict(keys, cerniq_redis=redis_params, cerniq_confirm=True)
+    fixed = run_playbook(_playbook('rate_limiting.yml'), extra_vars=extra)
+    assert fixed.returncode == 0, fixed.stdout
+    assert '"Reset: anaf"' in fixed.stdout, fixed.stdout
+    assert redis_client.get('cb:anaf:st') is None and redis_client.get('cb:anaf:n') is None
+    assert redis_client.get('cb:anaf:budget') == b'7'
+    # the diagnosis read the overridden failure and budget keys too
+    assert re.search(r'"anaf +OPEN +12 +7 ', fixed.stdout), fixed.stdout
 
 
 DECIDE_PLAY = """
