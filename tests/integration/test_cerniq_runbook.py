@@ -91,7 +91,7 @@ def test_quality_anomalies_playbook(pg_db, pg_conn, incident):
     company_ids = incident(['missing_scores'], missing_scores=5)['missing_scores']['company_ids']
     with HttpRecorder() as api:
         extra = dict(cerniq_postgres=pg_db, cerniq_api_url=api.url, cerniq_api_token=TOKEN, cerniq_confirm=True,
-                     cerniq_scoring_batch_size=2)
+                     cerniq_scoring_batch_size=2, cerniq_scoring_payload='company_ids')
         fixed = run_playbook(_playbook('quality_anomalies.yml'), extra_vars=extra)
         assert fixed.returncode == 0, fixed.stdout
         sent = sorted(i for r in api.requests for i in r['body']['companyIds'])
@@ -100,6 +100,18 @@ def test_quality_anomalies_playbook(pg_db, pg_conn, incident):
                 'AND completeness_score IS NOT NULL')[0] == 0
     assert _one(pg_conn, 'SELECT count(*) FROM silver_companies WHERE id = ANY(%s::uuid[]) '
                 'AND scoring_requested_at IS NOT NULL', sent)[0] == 5
+
+
+def test_quality_anomalies_playbook_sends_the_runbook_query(pg_db, pg_conn, incident):
+    """Issue 17 item 8: by default the scoring request is the runbook's ``{"query": ...}``, one request."""
+    incident(['missing_scores'], missing_scores=5)
+    with HttpRecorder() as api:
+        extra = dict(cerniq_postgres=pg_db, cerniq_api_url=api.url, cerniq_api_token=TOKEN, cerniq_confirm=True)
+        fixed = run_playbook(_playbook('quality_anomalies.yml'), extra_vars=extra)
+        assert fixed.returncode == 0, fixed.stdout
+        assert [r['body'] for r in api.requests] == [
+            {'query': 'total_quality_score IS NULL AND enrichment_status = complete'}]
+    assert _one(pg_conn, 'SELECT count(*) FROM silver_companies WHERE scoring_requested_at IS NOT NULL')[0] == 5
 
 
 def test_rate_limiting_playbook(pg_db, redis_params, redis_client, incident):
