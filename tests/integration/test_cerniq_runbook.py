@@ -73,6 +73,41 @@ def test_sla_breach_playbook(pg_db, pg_conn, incident):
         assert len(api.requests) == 12 and 'changed=0' in again.stdout
 
 
+
+def test_sla_breach_playbook_targets_named_users(pg_db, pg_conn, incident):
+    """Issue 17 item 11: the runbook's <overloaded_user_id> and <manager_user_id> as playbook options
+    (cerniq_release_operators, cerniq_escalate_to) and a named operator for the released tasks
+    (cerniq_redistribute_to)."""
+    breach = incident(['sla_breach'])['sla_breach']
+    helper = cerniq_synthetic.operator_id(SEED, 1, 4)
+    manager = cerniq_synthetic.manager_id(SEED, 1, 2)
+    with HttpRecorder() as api:
+        extra = dict(cerniq_postgres=pg_db, cerniq_api_url=api.url, cerniq_api_token=TOKEN,
+                     cerniq_release_operators=[breach['overloaded_operator_id']],
+                     cerniq_redistribute_to='operator4.t1.s%s@cerniq.invalid' % SEED,
+                     cerniq_escalate_to='manager2.t1.s%s@cerniq.invalid' % SEED)
+        report = run_playbook(_playbook('sla_breach.yml'), extra_vars=extra)
+        assert report.returncode == 0 and api.requests == [], report.stdout
+        assert '7 task(s) of %s due within 120 min would go to operator4' % breach['overloaded_operator_id'] \
+            in report.stdout, report.stdout
+        assert '12 breached task(s) would be escalated to manager2' in report.stdout
+
+        fixed = run_playbook(_playbook('sla_breach.yml'), extra_vars=dict(extra, cerniq_confirm=True))
+        assert fixed.returncode == 0, fixed.stdout
+        assert sorted(r['body']['escalateTo'] for r in api.requests) == [manager] * 12
+        assert _one(pg_conn, "SELECT count(*) FROM approval_tasks WHERE assigned_to = %s AND status = 'assigned' "
+                    "AND due_at < now() + interval '2 hours'", breach['overloaded_operator_id'])[0] == 0
+        assert _one(pg_conn, "SELECT count(*) FROM approval_tasks WHERE assigned_to = %s AND status = 'assigned' "
+                    "AND due_at < now() + interval '2 hours'", helper)[0] >= 7
+
+        again = run_playbook(_playbook('sla_breach.yml'), extra_vars=dict(extra, cerniq_confirm=True))
+        assert again.returncode == 0 and len(api.requests) == 12 and 'changed=0' in again.stdout, again.stdout
+
+    inactive = dict(extra, cerniq_escalate_to='nobody@cerniq.invalid', cerniq_confirm=True)
+    stopped = run_playbook(_playbook('sla_breach.yml'), extra_vars=inactive)
+    assert stopped.returncode != 0 and 'escalate_to: unknown user(s): nobody@cerniq.invalid' in stopped.stdout
+
+
 def test_sla_breach_playbook_without_api_verifies_what_it_did(pg_db, pg_conn, incident):
     """Issue 13 defect 4 / issue 15: without cerniq_api_url the escalation task is skipped; the verify step read
     the skipped task's ``skipped: true`` as the module's list (a Jinja error) or passed on ``is skipped``
