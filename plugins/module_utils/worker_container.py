@@ -39,7 +39,10 @@ DOCKER_API = '/v1.41'
 
 
 class WorkerError(Exception):
-    """A one-line reason the worker could not be (re)started; nothing was left half done."""
+    """A one-line reason the worker could not be (re)started; nothing was left half done. ``result``: the
+    module's result when the worker was already stopped or re-created (``changed`` true)."""
+
+    result = None
 
 
 def _last_line(text, rc):
@@ -278,20 +281,24 @@ def restart_worker(runtime, run, name, env=None, state='restarted', stop_timeout
                   container_id=info['Id'], differing=stale, env=dict(pairs))
     if check_mode or method == 'none':
         return result
-    if method == 'compose':
-        compose_up(run, compose_command, compose)
-    elif method == 'recreated':
-        _swap(runtime, info, pairs, stop_timeout)
-    else:
-        runtime.restart(name, stop_timeout)
-    after = runtime.inspect(name)
-    if after is None or not (after.get('State') or {}).get('Running'):
-        raise WorkerError('%s is not running after the %s' % (name, method))
-    missing = differing(after, pairs)
-    if missing:
+    try:
+        if method == 'compose':
+            compose_up(run, compose_command, compose)
+        elif method == 'recreated':
+            _swap(runtime, info, pairs, stop_timeout)
+        else:
+            runtime.restart(name, stop_timeout)
+        after = runtime.inspect(name)
+        if after is None or not (after.get('State') or {}).get('Running'):
+            raise WorkerError('%s is not running after the %s' % (name, method))
         current = env_dict(after)
-        raise WorkerError('%s runs without the new settings: %s (its definition sets them after the env file: '
-                          'change it there)' % (name, ', '.join('%s=%s' % (key, current.get(key, '(unset)'))
-                                                                for key in missing)))
-    result.update(container_id=after['Id'], env=dict((key, env_dict(after).get(key)) for key, _ in pairs))
+        result.update(container_id=after['Id'], env=dict((key, current.get(key)) for key, _ in pairs))
+        missing = differing(after, pairs)
+        if missing:
+            raise WorkerError('%s runs without the new settings: %s (its definition sets them after the env file: '
+                              'change it there)' % (name, ', '.join('%s=%s' % (key, current.get(key, '(unset)'))
+                                                                    for key in missing)))
+    except WorkerError as error:
+        error.result = result   # the worker was stopped or re-created: the failure says so (changed)
+        raise
     return result

@@ -153,6 +153,10 @@ def main():
     p = module.params
 
     def run(argv, cwd=None):
+        if not argv[0].strip() or module.get_bin_path(argv[0]) is None:
+            raise WorkerError('program not found: %r' % argv[0])
+        if cwd is not None and not os.path.isdir(cwd):
+            raise WorkerError('compose project directory %s does not exist' % cwd)
         return module.run_command(argv, cwd=cwd)
 
     try:
@@ -172,7 +176,9 @@ def main():
             compose = p['compose_command'] or ['podman-compose']
         result = restart_worker(runtime, run, p['name'], p['env'], p['state'], timeout, compose,
                                 check_mode=module.check_mode)
-    except (WorkerError, DurationError) as error:
+    except WorkerError as error:
+        module.fail_json(msg=str(error), **(error.result or {}))
+    except DurationError as error:
         module.fail_json(msg=str(error))
     module.exit_json(**result)
 

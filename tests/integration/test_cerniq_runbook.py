@@ -158,8 +158,13 @@ def test_rate_limiting_playbook(pg_db, redis_params, redis_client, incident):
     assert redis_client.get('circuit:anaf:state') is None and redis_client.get('circuit:anaf:failures') is None
     # without cerniq_promote_delayed the backoff keeps running: delayed jobs stay delayed
     assert redis_client.zcard('bull:silver:enrich:anaf-fiscal-status:delayed') == len(injected['delayed_job_ids'])
+    # the injected rate budget is still used up: rate limiting goes on (runbook step 1: wait for its reset),
+    # the run acts again but has nothing left to change
     again = run_playbook(_playbook('rate_limiting.yml'), extra_vars=extra)
-    assert again.returncode == 0 and 'Nothing to fix' in again.stdout, again.stdout
+    assert again.returncode == 0 and 'changed=0' in again.stdout and '"Reset: none"' in again.stdout, again.stdout
+    redis_client.delete('rate_limit:anaf:remaining')
+    calm = run_playbook(_playbook('rate_limiting.yml'), extra_vars=extra)
+    assert calm.returncode == 0 and 'Nothing to fix' in calm.stdout, calm.stdout
 
 
 

@@ -148,3 +148,25 @@ def test_docker_worker_is_recreated_through_the_engine_api(docker_api):
     finally:
         remove(name)
         remove(name + '-cerniq-old')
+
+
+def test_rate_limiting_lowers_the_concurrency_of_a_podman_worker(worker, redis_params, redis_client):
+    """Runbook 2.2 through the playbook: no breaker is OPEN but ANAF's rate budget is used up - rate
+    limiting all the same, so step 3 applies: the env file gets the runbook's values and the worker
+    container runs with them (read from the running process); a second run changes nothing."""
+    from tests.support.ansible_run import REPO, run_playbook
+    name, env_file = worker
+    redis_client.set('rate_limit:anaf:remaining', 0)
+    playbook = os.path.join(REPO, 'playbooks', 'runbook', 'rate_limiting.yml')
+    extra = dict(cerniq_redis=redis_params, cerniq_confirm=True, cerniq_worker_restart='podman',
+                 cerniq_enrichment_worker=name, cerniq_worker_env_file=str(env_file), cerniq_enrichment_queues=[])
+    fixed = run_playbook(playbook, extra_vars=extra, env=RUN_ENV)
+    assert fixed.returncode == 0, fixed.stdout
+    assert env_file.read_text() == 'ANAF_CONCURRENCY=1\nTERMENE_CONCURRENCY=5\n'
+    live = running_env(name)
+    assert live['ANAF_CONCURRENCY'] == '1' and live['TERMENE_CONCURRENCY'] == '5' and live['KEEP'] == 'me'
+    assert '%s: recreated, running with ANAF_CONCURRENCY=1 TERMENE_CONCURRENCY=5' % name in fixed.stdout
+    container = inspect(name)['Id']
+    again = run_playbook(playbook, extra_vars=extra, env=RUN_ENV)
+    assert again.returncode == 0 and 'changed=0' in again.stdout, again.stdout
+    assert inspect(name)['Id'] == container
