@@ -261,11 +261,12 @@ def restart_worker(runtime, run, name, env=None, state='restarted', stop_timeout
     if info is None:
         raise WorkerError('no container named %s' % name)
     labels = (info.get('Config') or {}).get('Labels') or {}
-    if labels.get(SYSTEMD_UNIT):
+    compose = compose_labels(info)
+    # podman-compose labels its containers with a unit of its own: compose comes first
+    if labels.get(SYSTEMD_UNIT) and not compose:
         raise WorkerError('%s is run by the systemd unit %s: restart that unit (kind systemd) instead'
                           % (name, labels[SYSTEMD_UNIT]))
     stale = differing(info, pairs)
-    compose = compose_labels(info)
     if state == 'present' and not stale:
         method = 'none'
     elif compose and pairs:

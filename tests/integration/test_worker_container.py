@@ -4,11 +4,12 @@
 worker and the test reads the new environment from the running process (``podman exec env``).
 The docker path speaks the Docker Engine API: no Docker engine runs on this machine, so it is
 exercised against podman's Docker-compatible API service (``podman system service``) on a private
-socket - the same requests, answered by a real engine. Compose is not installed here: the compose
-path is covered by what it runs (the arguments) only in the unit test of the engine, not end to end.
+socket - the same requests, answered by a real engine. The compose path runs podman-compose (Debian's
+package) when it is installed; docker compose is not tested (no Docker engine).
 """
 
 import os
+import shutil
 import subprocess
 import time
 
@@ -170,3 +171,41 @@ def test_rate_limiting_lowers_the_concurrency_of_a_podman_worker(worker, redis_p
     again = run_playbook(playbook, extra_vars=extra, env=RUN_ENV)
     assert again.returncode == 0 and 'changed=0' in again.stdout, again.stdout
     assert inspect(name)['Id'] == container
+
+
+COMPOSE_FILE = """
+services:
+  enrichment:
+    image: %s
+    command: ["sleep", "infinity"]
+    env_file: [workers.env]
+    environment:
+      KEEP: me
+"""
+
+
+@pytest.mark.skipif(shutil.which('podman-compose') is None, reason='podman-compose not installed')
+def test_compose_worker_is_recreated_by_compose(tmp_path):
+    project = 'cerniqtest%d' % os.getpid()
+    (tmp_path / 'docker-compose.yml').write_text(COMPOSE_FILE % worker_image())
+    env_file = tmp_path / 'workers.env'
+    env_file.write_text('ANAF_CONCURRENCY=4\n')
+    compose = ['podman-compose', '-p', project]
+    subprocess.run(compose + ['up', '-d'], cwd=str(tmp_path), env=ENV, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    name = '%s_enrichment_1' % project
+    try:
+        before = inspect(name)
+        env_file.write_text('ANAF_CONCURRENCY=1\n')   # runbook 2.2 step 3, written by restart_workers.yml
+        done = run_module('worker_container', dict(name=name, runtime='podman', env=['ANAF_CONCURRENCY=1']),
+                          env=RUN_ENV)
+        assert not done.failed and done['method'] == 'compose', done
+        live = running_env(name)
+        assert live['ANAF_CONCURRENCY'] == '1' and live['KEEP'] == 'me'
+        assert inspect(name)['Id'] != before['Id']
+        # an inline compose value wins over the env file: the run says so instead of passing
+        inline = run_module('worker_container', dict(name=name, runtime='podman', env=['KEEP=other']), env=RUN_ENV)
+        assert inline.failed and 'runs without the new settings: KEEP=me' in inline['msg'] and inline['changed']
+    finally:
+        subprocess.run(compose + ['down', '-t', '0'], cwd=str(tmp_path), env=ENV, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=False)
