@@ -76,7 +76,7 @@ options:
       - Request scoring for at most this many companies.
       - Unset means no limit; otherwise 1 to 1000000 (0 and negative values are refused), like the limits of
         M(cerniq.ops.approval_tasks).
-      - Only with O(payload=company_ids) (with V(query) the API selects the companies: refused).
+      - Only with O(payload=company_ids); refused with V(query), where the API selects the companies.
     type: int
   retrigger_after_minutes:
     description: A company already sent to scoring is sent again only after this many minutes (0 to 525600, one
