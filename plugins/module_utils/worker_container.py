@@ -29,6 +29,8 @@ import http.client as http_client
 import json
 import socket
 
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import EngineError
+
 COMPOSE_PROJECT = 'com.docker.compose.project'
 COMPOSE_SERVICE = 'com.docker.compose.service'
 COMPOSE_DIR = 'com.docker.compose.project.working_dir'
@@ -38,11 +40,9 @@ OLD_SUFFIX = '-cerniq-old'
 DOCKER_API = '/v1.41'
 
 
-class WorkerError(Exception):
+class WorkerError(EngineError):
     """A one-line reason the worker could not be (re)started; nothing was left half done. ``result``: the
-    module's result when the worker was already stopped or re-created (``changed`` true)."""
-
-    result = None
+    module's result when the worker was already stopped or re-created (``changed`` true), else empty."""
 
 
 def _last_line(text, rc):

@@ -16,7 +16,7 @@ import pytest
 from tests.support.ansible_run import REPO, run_playbook
 from tests.support.worker_containers import CONTAINERS_CONF, HAVE_PODMAN, podman, remove, worker_image
 
-from ansible_collections.cerniq.ops.plugins.module_utils import cerniq_schema, cerniq_synthetic
+from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import schema as cerniq_schema, synthetic as cerniq_synthetic
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import connect_postgres
 
 PLAYBOOK = os.path.join(REPO, 'playbooks', 'runbook', 'stuck_import.yml')
