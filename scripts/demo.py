@@ -155,6 +155,7 @@ class LabDemo:
         self.procedure('diagnose', 'playbooks/diagnose_queues.yml', {'cerniq_confirm': False})
         self.stage('Waiting for the shipped alert rules to fire (their for: durations are not shortened)')
         fired = self.wait_alerts(firing=True) if WAIT_ALERTS else self.not_waiting()
+        self.fixes_started = datetime.datetime.now(datetime.timezone.utc)   # the incident report's "Fix deployed"
         self.stage('Runbook 2.1 - import stuck: cancel it, requeue the stalled jobs, restart the stuck ingest worker')
         self.procedure('stuck-import', 'playbooks/runbook/stuck_import.yml')
         self.stage('Runbook 2.2 - rate limiting: reset the OPEN breaker, ANAF_CONCURRENCY=1, restart enrichment')
@@ -379,7 +380,9 @@ class LabDemo:
         report_dir = os.path.join(STATE_DIR, 'reports')
         start = self.incident_start.replace(microsecond=0).isoformat()
         self.procedure('incident-report', 'playbooks/incident_report.yml', {
-            'cerniq_report_dir': report_dir, 'cerniq_incident_id': 'INC-DEMO', 'cerniq_incident_start': start})
+            'cerniq_report_dir': report_dir, 'cerniq_incident_id': 'INC-DEMO', 'cerniq_incident_start': start,
+            'cerniq_incident_mitigated_at': self.fixes_started.replace(microsecond=0).isoformat(),
+            'cerniq_incident_mitigated_by': 'cerniq.ops runbook procedures (demo)'})
         self.procedure('capacity-report', 'playbooks/capacity_report.yml', {'cerniq_report_dir': report_dir})
         return {'incident': os.path.join(report_dir, 'INC-DEMO.md'),
                 'capacity': os.path.join(report_dir, 'capacity.md'),

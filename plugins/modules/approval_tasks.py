@@ -16,10 +16,12 @@ description:
     operator (pending and assigned tasks, overdue ones, average wait); operators above
     O(max_tasks_per_operator) are RV(overloaded).
   - O(action=release) puts the C(assigned) tasks of O(operators) (default the overloaded ones) that are due
-    within O(window_minutes) back to the unassigned C(pending) pool.
+    within O(window_minutes) back to the unassigned C(pending) pool (runbook 2.3 step 2), or gives them to the
+    operator O(assign_to).
   - O(action=escalate) escalates every breached task not yet escalated since it breached through the HITL
     API (C(POST <api_url>/api/v1/approvals/<id>/escalate), bearer O(api_token), JSON
-    C({"escalateTo":"<user id>", "reason":"<text>"})) to O(escalate_to) or, by default, the assignee's manager. The
+    C({"escalateTo":"<user id>", "reason":"<text>"})) to O(escalate_to) (the runbook's named manager) or, by
+    default, the assignee's manager. The
     task row is locked during the call and the escalation is recorded in the same transaction
     (C(escalation_level) + 1, C(escalated_at), a row in C(approval_task_escalations)), so a rerun or a
     concurrent run never escalates a task twice. The escalation is written before the call and committed only
@@ -63,13 +65,22 @@ options:
       overloaded ones when unset (an empty list is refused).
     type: list
     elements: str
+  assign_to:
+    description:
+      - With O(action=release), the operator (user id or e-mail) who gets the released tasks (they stay
+        C(assigned)); by default they go back to the unassigned C(pending) pool like the runbook's step 2.
+      - Must be an active user and not one of the operators whose tasks are released; refused otherwise.
+    type: str
   window_minutes:
     description: With O(action=release), release tasks due within this many minutes (runbook 2 hours; 0 to
       525600, one year; 0 releases only overdue tasks).
     type: int
     default: 120
   escalate_to:
-    description: User id or e-mail to escalate every task to; by default the manager of each task's assignee.
+    description:
+      - User id or e-mail to escalate every task to (the runbook's C(<manager_user_id>)); by default the manager
+        of each task's assignee.
+      - An unknown or inactive user is refused before anything is sent.
     type: str
   fallback_escalate_to:
     description: User id or e-mail for tasks that are unassigned or whose assignee has no manager (they are
@@ -193,10 +204,14 @@ overloaded_count:
   returned: when action is report
   type: int
 released:
-  description: Tasks put back to the pool (with C(previous_assignee)).
+  description: Tasks put back to the pool or given to O(assign_to) (with C(previous_assignee)).
   returned: when action is release
   type: list
   elements: dict
+assigned_to:
+  description: The user id of O(assign_to), or null when the tasks went back to the pool.
+  returned: when action is release
+  type: str
 operators:
   description: The operators (user ids) whose tasks were released (O(operators) resolved, or the overloaded ones).
   returned: when action is release
@@ -253,6 +268,7 @@ def main():
         tenant_id=dict(type='str'),
         max_tasks_per_operator=dict(type='int', default=10),
         operators=dict(type='list', elements='str'),
+        assign_to=dict(type='str'),
         window_minutes=dict(type='int', default=120),
         escalate_to=dict(type='str'),
         fallback_escalate_to=dict(type='str'),
@@ -285,10 +301,11 @@ def main():
             result['changed'] = False
         elif p['action'] == 'release':
             result = release(conn, p['operators'], p['max_tasks_per_operator'], p['window_minutes'], p['tenant_id'],
-                             tables, check_mode=module.check_mode)
+                             tables, check_mode=module.check_mode, assign_to=p['assign_to'])
+            after = 'assigned to %s' % result['assigned_to'] if result['assigned_to'] else 'pending, unassigned'
             result['diff'] = dict(
                 before=_lines(result['released'], lambda t: 'assigned to %s' % t['previous_assignee']),
-                after=_lines(result['released'], lambda t: 'pending, unassigned'))
+                after=_lines(result['released'], lambda t: after))
         elif p['action'] == 'escalate':
             result = escalate(conn, module_post(module), p['api_url'], p['reason'] or DEFAULT_ESCALATION_REASON,
                               p['escalate_to'], p['escalated_by'], p['task_ids'], p['max_tasks'], p['tenant_id'],

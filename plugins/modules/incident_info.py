@@ -18,6 +18,13 @@ description:
   - Returns the data and the incident report of runbook 5.2 as Markdown, with the human parts (root cause,
     resolution, action items, lessons learned) left as marked placeholders.
   - When O(start) is not given, the incident starts at the first firing alert within O(lookback).
+  - The status follows what happened - V(Resolved) when no alert of the incident fires any more and the last one
+    cleared at least O(resolved_after) before O(end) (it stayed clear; the end time is that last clear and the
+    timeline gets an C(Incident resolved) row); V(Mitigated) when a fix is known (O(mitigated_at), or one of the
+    incident's alerts already cleared) but an alert still fires or the last one cleared too recently;
+    V(Active) otherwise. Alerts Alertmanager holds now count as firing only when O(end) is not given.
+  - In the timeline, alerts of the same name are told apart by the labels whose values differ among them (for
+    example C(HITLTasksOverdue {tenant_id="..."})).
 version_added: 0.1.0
 author:
   - cerniq.ops contributors (@cerniq-ops)
@@ -55,12 +62,24 @@ options:
     description: Only alerts whose labels equal these values (for example C(severity=SEV1) or C(service=enrichment)).
     type: dict
     default: {}
+  resolved_after:
+    description: How long every alert must have stayed clear before the incident is V(Resolved), with a unit
+      (C(15m), C(1h)).
+    type: str
+    default: 15m
+  mitigated_at:
+    description: When the fix was deployed (ISO 8601), for example the time a runbook procedure ran; a
+      C(Fix deployed) row of the timeline and at least V(Mitigated).
+    type: str
+  mitigated_by:
+    description: Who deployed the fix (the actor of the C(Fix deployed) row).
+    type: str
   severity:
     description: Severity to report; default - the most severe C(SEVn) label among the incident's alerts.
     type: str
     choices: [SEV1, SEV2, SEV3, SEV4]
   services:
-    description: Affected services to report; default - the C(job)/C(service) labels of the alerts.
+    description: Affected services to report; default - the C(service) (else C(job)) labels of the alerts.
     type: list
     elements: str
   impact_queries:
@@ -122,6 +141,15 @@ severity:
   description: Reported severity (null when no alert carried one and none was given).
   returned: always
   type: str
+status:
+  description: V(Active), V(Mitigated) or V(Resolved), as defined in the description.
+  returned: always
+  type: str
+  sample: Resolved
+resolved_at:
+  description: When the last alert of a V(Resolved) incident cleared (ISO 8601); null otherwise.
+  returned: always
+  type: str
 periods:
   description: Firing periods from Prometheus - alertname, severity, labels, start, end (null while firing).
   returned: always
@@ -173,10 +201,12 @@ from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.incident import 
     alert_history,
     derive_severity,
     impact_counts,
+    incident_status,
     parse_time,
     render_markdown,
     window_silences,
 )
+from ansible_collections.cerniq.ops.plugins.module_utils.durations import DurationError, parse_duration
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
     postgres_argument_spec,
     postgres_connect_module,
@@ -197,6 +227,9 @@ def main():
         services=dict(type='list', elements='str'),
         impact_queries=dict(type='dict', default={}),
         step=dict(type='int', default=30),
+        resolved_after=dict(type='str', default='15m'),
+        mitigated_at=dict(type='str'),
+        mitigated_by=dict(type='str'),
         validate_certs=dict(type='bool', default=True),
         timeout=dict(type='int', default=10),
     )
@@ -212,6 +245,8 @@ def main():
             raise IncidentError('cannot read %s: %s' % (url.split('?')[0], str(error).strip().splitlines()[0]))
 
     try:
+        resolved_after = parse_duration(p['resolved_after'], 'resolved_after')
+        mitigated_at = parse_time(p['mitigated_at'])
         end = parse_time(p['end']) or datetime.datetime.now(datetime.timezone.utc)
         start = parse_time(p['start'])
         if start is not None and start >= end:
@@ -227,7 +262,7 @@ def main():
                 module.fail_json(msg='no firing alert in the last %d minutes: give start explicitly' % p['lookback'])
             start = min(firsts)
         silences = window_silences(p['alertmanager_url'], fetch_json, start, end) if p['alertmanager_url'] else []
-    except IncidentError as error:
+    except (IncidentError, DurationError) as error:
         conn.close()
         module.fail_json(msg=str(error))
     incident_id = p['incident_id'] or 'INC-%s' % start.strftime('%Y%m%d-%H%M')
@@ -236,11 +271,17 @@ def main():
     finally:
         conn.close()
     severity = p['severity'] or derive_severity(periods, active)
+    # what Alertmanager holds now says nothing about an end in the past
+    status, resolved_at = incident_status(periods, active if p['end'] is None else [], end, resolved_after,
+                                          mitigated_at)
     markdown = render_markdown(incident_id, start, end, periods, active, counts, errors, severity, p['services'],
-                               silences=silences)
+                               silences=silences, status=status, resolved_at=resolved_at,
+                               resolved_after_seconds=resolved_after, mitigated_at=mitigated_at,
+                               mitigated_by=p['mitigated_by'])
     module.exit_json(changed=False, incident_id=incident_id, start=start.isoformat(), end=end.isoformat(),
-                     severity=severity, periods=periods, active=active, silences=silences, impact=counts,
-                     impact_errors=errors, markdown=markdown)
+                     severity=severity, status=status, resolved_at=resolved_at.isoformat() if resolved_at else None,
+                     periods=periods, active=active, silences=silences, impact=counts, impact_errors=errors,
+                     markdown=markdown)
 
 
 if __name__ == '__main__':

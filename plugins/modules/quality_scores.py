@@ -17,11 +17,16 @@ description:
     holding stale sub-scores.
   - O(action=reset) clears C(completeness_score), C(accuracy_score) and C(freshness_score) where
     C(total_quality_score) is NULL (and a sub-score is still set), so the scorer recalculates them.
-  - O(action=trigger) sends the eligible companies to the scoring API
-    (C(POST <api_url>/api/v1/internal/scoring/batch), bearer O(api_token), JSON
-    C({"companyIds":[...], "reason":"<text>"})), O(batch_size) ids per call. Each accepted batch is marked
-    (C(scoring_requested_at)); a rerun within O(retrigger_after_minutes) sends nothing again. A failed call
-    leaves its companies unmarked and fails the task after the other batches (listed in RV(failed_batches)).
+  - O(action=trigger) asks the scoring API (C(POST <api_url>/api/v1/internal/scoring/batch), bearer
+    O(api_token)) to score the eligible companies. With O(payload=query) (the runbook's contract) it sends one
+    request, C({"query":"total_quality_score IS NULL AND enrichment_status = complete"}) (the statuses of
+    O(enrichment_statuses), C(AND tenant_id = <uuid>) with O(tenant_id)), when at least one eligible company
+    was not requested within O(retrigger_after_minutes); the companies it covers are marked once it was
+    accepted. With O(payload=company_ids) it sends C({"companyIds":[...], "reason":"<text>"}), O(batch_size)
+    ids per call, each accepted batch marked.
+  - A company marked (C(scoring_requested_at)) is not sent again within O(retrigger_after_minutes). A failed
+    call leaves its companies unmarked and fails the task after the other batches (listed in
+    RV(failed_batches)).
   - Every option is checked before connecting (bounds below); a missing O(companies_table) ends the task with
     one line naming it, before anything is read or changed.
 version_added: 0.1.0
@@ -54,8 +59,16 @@ options:
     description: With O(action=reset), only master records (the runbook resets every unscored row).
     type: bool
     default: false
+  payload:
+    description:
+      - Body of the scoring request. V(query) is the runbook's contract (one request, the API selects the
+        companies); V(company_ids) sends the ids in batches of O(batch_size) (the body of this module before
+        1.0.0).
+    type: str
+    choices: [query, company_ids]
+    default: query
   batch_size:
-    description: Company ids per scoring request (1 to 10000).
+    description: Company ids per scoring request (1 to 10000), with O(payload=company_ids).
     type: int
     default: 100
   max_companies:
@@ -63,6 +76,7 @@ options:
       - Request scoring for at most this many companies.
       - Unset means no limit; otherwise 1 to 1000000 (0 and negative values are refused), like the limits of
         M(cerniq.ops.approval_tasks).
+      - Only with O(payload=company_ids); refused with V(query), where the API selects the companies.
     type: int
   retrigger_after_minutes:
     description: A company already sent to scoring is sent again only after this many minutes (0 to 525600, one
@@ -70,7 +84,7 @@ options:
     type: int
     default: 60
   reason:
-    description: Sent with each scoring request (not blank, at most 1000 characters).
+    description: Sent with each scoring request of O(payload=company_ids) (not blank, at most 1000 characters).
     type: str
     default: total_quality_score missing - runbook 2.4
   companies_table:
@@ -91,10 +105,18 @@ EXAMPLES = r'''
     login_db: cerniq_db
     action: reset
 
-- name: Re-trigger scoring through the API
+- name: Re-trigger scoring through the API (runbook body {"query": ...})
   cerniq.ops.quality_scores:
     login_db: cerniq_db
     action: trigger
+    api_url: https://api.cerniq.app
+    api_token: "{{ vault_cerniq_admin_token }}"
+
+- name: Re-trigger scoring with the company ids, 200 per request
+  cerniq.ops.quality_scores:
+    login_db: cerniq_db
+    action: trigger
+    payload: company_ids
     api_url: https://api.cerniq.app
     api_token: "{{ vault_cerniq_admin_token }}"
     batch_size: 200
@@ -142,6 +164,11 @@ failed_batches:
   returned: when action is trigger
   type: list
   elements: dict
+query:
+  description: The C(query) sent (or that would be sent) with O(payload=query).
+  returned: when action is trigger and payload is query
+  type: str
+  sample: total_quality_score IS NULL AND enrichment_status = complete
 sample:
   description: Up to 20 affected company ids.
   returned: when action is reset or trigger
@@ -157,7 +184,7 @@ from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.api import api_a
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.checks import (
     DATABASE_ERRORS, CerniqError, database_error, require_tables)
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.quality import (
-    DEFAULT_REASON, check_options, report, reset, tables, trigger)
+    DEFAULT_REASON, check_options, report, reset, tables, trigger, trigger_query)
 
 
 def main():
@@ -168,6 +195,7 @@ def main():
         tenant_id=dict(type='str'),
         enrichment_statuses=dict(type='list', elements='str', default=['complete']),
         master_only=dict(type='bool', default=False),
+        payload=dict(type='str', choices=['query', 'company_ids'], default='query'),
         batch_size=dict(type='int', default=100),
         max_companies=dict(type='int'),
         retrigger_after_minutes=dict(type='int', default=60),
@@ -188,10 +216,15 @@ def main():
             result = dict(report(conn, p['enrichment_statuses'], p['tenant_id'], p['companies_table']), changed=False)
         elif p['action'] == 'reset':
             result = reset(conn, p['tenant_id'], p['master_only'], p['companies_table'], check_mode=module.check_mode)
+        elif p['payload'] == 'query':
+            result = trigger_query(conn, module_post(module), p['api_url'], p['enrichment_statuses'],
+                                   p['retrigger_after_minutes'], p['tenant_id'], p['companies_table'],
+                                   check_mode=module.check_mode)
         else:
             result = trigger(conn, module_post(module), p['api_url'], p['batch_size'], p['enrichment_statuses'],
                              p['retrigger_after_minutes'], p['max_companies'], p['tenant_id'], p['reason'],
                              p['companies_table'], check_mode=module.check_mode)
+        if p['action'] == 'trigger':
             failures = result['failed_batches']
             if failures:
                 module.fail_json(msg='scoring request failed for %d of %d companies: %s' % (

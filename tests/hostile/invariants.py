@@ -145,6 +145,27 @@ INVARIANTS = dict(bullmq_queue=bullmq_invariant, bullmq_queue_info=read_only, ci
 REDIS_MODULES = ('bullmq_queue', 'bullmq_queue_info', 'circuit_breaker', 'redis_keys')
 
 
+
+def worker_invariant(example):
+    """The worker is never lost: exactly one container holds its name and runs, no renamed old one is left,
+    and a successful run left it with every requested setting."""
+    name = example.state['container']
+    problems = []
+    holders = [c for c in example.after if c[0] == name]
+    if len(holders) != 1 or holders[0][2] != 'running':
+        problems.append('the worker %s is not one running container afterwards: %s' % (name, example.after))
+    if [c for c in example.after if c[0] != name]:
+        problems.append('containers left beside the worker: %s' % [c for c in example.after if c[0] != name])
+    env = example.result.get('env') or {}
+    wanted = dict(entry.split('=', 1) for entry in example.args.get('env') or [] if '=' in entry)
+    if example.succeeded and example.args.get('name') == name and env != wanted:
+        problems.append('the run succeeded but the worker runs with %s, not %s' % (env, wanted))
+    return problems
+
+
+INVARIANTS['worker_container'] = worker_invariant
+
+
 def snapshotter_for(request, case):
     """(connection params, snapshot callable) for a known-failure example, its state seeded."""
     if case['module'] in REDIS_MODULES:

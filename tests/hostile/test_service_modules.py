@@ -126,3 +126,46 @@ def test_signoz_dashboard(signoz_fake, data):
     assume(not known.matches('signoz_dashboard', args, state, check_mode))
     example = run_example('signoz_dashboard', args, check_mode, state, lambda: _signoz_state(signoz_fake))
     example.assert_ok(INVARIANTS['signoz_dashboard'])
+
+
+@pytest.fixture(scope='module')
+def worker_podman():
+    """A real podman container standing in for a worker (created with an env file, -e and a label)."""
+    from tests.support.worker_containers import HAVE_PODMAN, podman, remove, worker_image
+    if not HAVE_PODMAN:
+        pytest.skip('podman not installed')
+    import os
+    name = 'cerniq-hostile-worker-%d' % os.getpid()
+    podman('run', '-d', '--name', name, '-e', 'KEEP=me', '-e', 'ANAF_CONCURRENCY=4', worker_image(),
+           'sleep', 'infinity')
+    yield name
+    remove(name)
+    remove(name + '-cerniq-old')
+
+
+def _worker_state(name):
+    from tests.support.worker_containers import podman
+    import json
+    found = json.loads(podman('ps', '-a', '--format', 'json', '--filter', 'name=^%s' % name) or '[]')
+    return sorted((c['Names'][0], c['Id'], c['State']) for c in found)
+
+
+@budget(6)
+@given(data=st.data())
+def test_worker_container(worker_podman, data):
+    from tests.support.worker_containers import CONTAINERS_CONF
+    hints = dict(name=st.sampled_from([worker_podman] * 4 + ['cerniq-hostile-absent', 'a/b', ' ', '']),
+                 runtime=st.sampled_from(['podman'] * 4 + ['docker']),
+                 env=st.sampled_from([[], ['ANAF_CONCURRENCY=1'], ['ANAF_CONCURRENCY=4'], ['KEEP=other'],
+                                      ['=x'], ['1A=2'], ['A=b\nc'], ['TERMENE_CONCURRENCY=5', 'ANAF_CONCURRENCY=2']]),
+                 stop_timeout=st.sampled_from(['0s', '1s', '1s', '10', '2h', 'soon']),
+                 docker_host=st.sampled_from([None, 'unix:///nonexistent/docker.sock', 'tcp://127.0.0.1:9']),
+                 podman_path=st.sampled_from(['podman'] * 4 + ['/nonexistent/podman']),
+                 compose_command=st.sampled_from([None, None, [], ['']]))
+    args = data.draw(module_args('worker_container', hints), label='args')
+    check_mode = data.draw(st.booleans(), label='check_mode')
+    state = dict(container=worker_podman)
+    assume(not known.matches('worker_container', args, state, check_mode))
+    example = run_example('worker_container', args, check_mode, state, lambda: _worker_state(worker_podman),
+                          env={'CONTAINERS_CONF': CONTAINERS_CONF})
+    example.assert_ok(INVARIANTS['worker_container'])

@@ -65,6 +65,37 @@ def test_report_and_release(pg_db, pg_conn, breach):
     assert bad.failed and 'nobody@cerniq.invalid' in bad['msg']
 
 
+
+def test_release_to_a_named_operator(pg_db, pg_conn, breach):
+    """Issue 17 item 11: redistribution can target a named operator (``assign_to``) instead of the pool; the
+    target must be an active user other than the released operators."""
+    overloaded = breach['overloaded_operator_id']
+    helper = cerniq_synthetic.operator_id(SEED, 1, 4)
+    assert helper != overloaded
+    args = dict(pg_db, action='release', operators=[overloaded], assign_to='OPERATOR4.t1.s%s@cerniq.invalid' % SEED)
+    check = run_module('approval_tasks', args, check_mode=True, diff=True)
+    assert not check.failed and len(check['released']) == 7 and check['assigned_to'] == helper, check
+    assert 'assigned to %s' % helper in check['diff']['after']
+    done = run_module('approval_tasks', args)
+    assert not done.failed and done['changed'] and done['assigned_to'] == helper
+    moved = [t['id'] for t in done['released']]
+    assert _one(pg_conn, "SELECT count(*) FROM approval_tasks WHERE id = ANY(%s::uuid[]) AND status = 'assigned' "
+                "AND assigned_to = %s", moved, helper)[0] == 7
+    assert not run_module('approval_tasks', args)['changed']
+
+    itself = run_module('approval_tasks', dict(args, assign_to=overloaded))
+    assert_refused(itself, 'assign_to', 'one of the operators')
+    with pg_conn.cursor() as cur:
+        cur.execute('UPDATE users SET is_active = false WHERE id = %s', (helper,))
+    for option in ('assign_to', 'escalate_to'):
+        action = 'release' if option == 'assign_to' else 'escalate'
+        refused = run_module('approval_tasks', dict(pg_db, action=action, api_url='http://127.0.0.1:9',
+                                                    api_token=TOKEN, **{option: helper}))
+        assert_refused(refused, option, 'not active')
+    unknown = run_module('approval_tasks', dict(pg_db, action='release', assign_to='nobody@cerniq.invalid'))
+    assert_refused(unknown, 'assign_to', 'nobody@cerniq.invalid')
+
+
 def test_escalate_once_through_the_api(pg_db, pg_conn, breach):
     manager = breach['manager_id']
     with HttpRecorder() as api:

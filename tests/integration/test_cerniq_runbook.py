@@ -7,6 +7,7 @@ tests.support.http_recorder, a small HTTP server on 127.0.0.1 that records each 
 """
 
 import os
+import re
 
 import pytest
 
@@ -72,6 +73,41 @@ def test_sla_breach_playbook(pg_db, pg_conn, incident):
         assert len(api.requests) == 12 and 'changed=0' in again.stdout
 
 
+
+def test_sla_breach_playbook_targets_named_users(pg_db, pg_conn, incident):
+    """Issue 17 item 11: the runbook's <overloaded_user_id> and <manager_user_id> as playbook options
+    (cerniq_release_operators, cerniq_escalate_to) and a named operator for the released tasks
+    (cerniq_redistribute_to)."""
+    breach = incident(['sla_breach'])['sla_breach']
+    helper = cerniq_synthetic.operator_id(SEED, 1, 4)
+    manager = cerniq_synthetic.manager_id(SEED, 1, 2)
+    with HttpRecorder() as api:
+        extra = dict(cerniq_postgres=pg_db, cerniq_api_url=api.url, cerniq_api_token=TOKEN,
+                     cerniq_release_operators=[breach['overloaded_operator_id']],
+                     cerniq_redistribute_to='operator4.t1.s%s@cerniq.invalid' % SEED,
+                     cerniq_escalate_to='manager2.t1.s%s@cerniq.invalid' % SEED)
+        report = run_playbook(_playbook('sla_breach.yml'), extra_vars=extra)
+        assert report.returncode == 0 and api.requests == [], report.stdout
+        assert '7 task(s) of %s due within 120 min would go to operator4' % breach['overloaded_operator_id'] \
+            in report.stdout, report.stdout
+        assert '12 breached task(s) would be escalated to manager2' in report.stdout
+
+        fixed = run_playbook(_playbook('sla_breach.yml'), extra_vars=dict(extra, cerniq_confirm=True))
+        assert fixed.returncode == 0, fixed.stdout
+        assert sorted(r['body']['escalateTo'] for r in api.requests) == [manager] * 12
+        assert _one(pg_conn, "SELECT count(*) FROM approval_tasks WHERE assigned_to = %s AND status = 'assigned' "
+                    "AND due_at < now() + interval '2 hours'", breach['overloaded_operator_id'])[0] == 0
+        assert _one(pg_conn, "SELECT count(*) FROM approval_tasks WHERE assigned_to = %s AND status = 'assigned' "
+                    "AND due_at < now() + interval '2 hours'", helper)[0] >= 7
+
+        again = run_playbook(_playbook('sla_breach.yml'), extra_vars=dict(extra, cerniq_confirm=True))
+        assert again.returncode == 0 and len(api.requests) == 12 and 'changed=0' in again.stdout, again.stdout
+
+    inactive = dict(extra, cerniq_escalate_to='nobody@cerniq.invalid', cerniq_confirm=True)
+    stopped = run_playbook(_playbook('sla_breach.yml'), extra_vars=inactive)
+    assert stopped.returncode != 0 and 'escalate_to: unknown user(s): nobody@cerniq.invalid' in stopped.stdout
+
+
 def test_sla_breach_playbook_without_api_verifies_what_it_did(pg_db, pg_conn, incident):
     """Issue 13 defect 4 / issue 15: without cerniq_api_url the escalation task is skipped; the verify step read
     the skipped task's ``skipped: true`` as the module's list (a Jinja error) or passed on ``is skipped``
@@ -90,7 +126,7 @@ def test_quality_anomalies_playbook(pg_db, pg_conn, incident):
     company_ids = incident(['missing_scores'], missing_scores=5)['missing_scores']['company_ids']
     with HttpRecorder() as api:
         extra = dict(cerniq_postgres=pg_db, cerniq_api_url=api.url, cerniq_api_token=TOKEN, cerniq_confirm=True,
-                     cerniq_scoring_batch_size=2)
+                     cerniq_scoring_batch_size=2, cerniq_scoring_payload='company_ids')
         fixed = run_playbook(_playbook('quality_anomalies.yml'), extra_vars=extra)
         assert fixed.returncode == 0, fixed.stdout
         sent = sorted(i for r in api.requests for i in r['body']['companyIds'])
@@ -99,6 +135,18 @@ def test_quality_anomalies_playbook(pg_db, pg_conn, incident):
                 'AND completeness_score IS NOT NULL')[0] == 0
     assert _one(pg_conn, 'SELECT count(*) FROM silver_companies WHERE id = ANY(%s::uuid[]) '
                 'AND scoring_requested_at IS NOT NULL', sent)[0] == 5
+
+
+def test_quality_anomalies_playbook_sends_the_runbook_query(pg_db, pg_conn, incident):
+    """Issue 17 item 8: by default the scoring request is the runbook's ``{"query": ...}``, one request."""
+    incident(['missing_scores'], missing_scores=5)
+    with HttpRecorder() as api:
+        extra = dict(cerniq_postgres=pg_db, cerniq_api_url=api.url, cerniq_api_token=TOKEN, cerniq_confirm=True)
+        fixed = run_playbook(_playbook('quality_anomalies.yml'), extra_vars=extra)
+        assert fixed.returncode == 0, fixed.stdout
+        assert [r['body'] for r in api.requests] == [
+            {'query': 'total_quality_score IS NULL AND enrichment_status = complete'}]
+    assert _one(pg_conn, 'SELECT count(*) FROM silver_companies WHERE scoring_requested_at IS NOT NULL')[0] == 5
 
 
 def test_rate_limiting_playbook(pg_db, redis_params, redis_client, incident):
@@ -110,8 +158,33 @@ def test_rate_limiting_playbook(pg_db, redis_params, redis_client, incident):
     assert redis_client.get('circuit:anaf:state') is None and redis_client.get('circuit:anaf:failures') is None
     # without cerniq_promote_delayed the backoff keeps running: delayed jobs stay delayed
     assert redis_client.zcard('bull:silver:enrich:anaf-fiscal-status:delayed') == len(injected['delayed_job_ids'])
+    # the injected rate budget is still used up: rate limiting goes on (runbook step 1: wait for its reset),
+    # the run acts again but has nothing left to change
     again = run_playbook(_playbook('rate_limiting.yml'), extra_vars=extra)
-    assert again.returncode == 0 and 'Nothing to fix' in again.stdout, again.stdout
+    assert again.returncode == 0 and 'changed=0' in again.stdout and '"Reset: none"' in again.stdout, again.stdout
+    redis_client.delete('rate_limit:anaf:remaining')
+    calm = run_playbook(_playbook('rate_limiting.yml'), extra_vars=extra)
+    assert calm.returncode == 0 and 'Nothing to fix' in calm.stdout, calm.stdout
+
+
+
+def test_rate_limiting_playbook_follows_the_key_overrides(pg_db, redis_params, redis_client, incident):
+    """Issue 17 item 9: a site whose breakers live under other keys (cerniq_circuit_*_key, the role's
+    variables) had them ignored: 'Nothing to fix' while the breaker stayed OPEN."""
+    keys = dict(cerniq_circuit_state_key='cb:{source}:st', cerniq_circuit_failures_key='cb:{source}:n',
+                cerniq_rate_limit_key='cb:{source}:budget')
+    incident(['circuit_open'], delayed_jobs=2, circuit_state_key=keys['cerniq_circuit_state_key'],
+             circuit_failures_key=keys['cerniq_circuit_failures_key'])
+    redis_client.set('cb:anaf:budget', 7)
+    assert redis_client.get('cb:anaf:state') is None and redis_client.get('cb:anaf:st') == b'OPEN'
+    extra = dict(keys, cerniq_redis=redis_params, cerniq_confirm=True)
+    fixed = run_playbook(_playbook('rate_limiting.yml'), extra_vars=extra)
+    assert fixed.returncode == 0, fixed.stdout
+    assert '"Reset: anaf"' in fixed.stdout, fixed.stdout
+    assert redis_client.get('cb:anaf:st') is None and redis_client.get('cb:anaf:n') is None
+    assert redis_client.get('cb:anaf:budget') == b'7'
+    # the diagnosis read the overridden failure and budget keys too
+    assert re.search(r'"anaf +OPEN +12 +7 ', fixed.stdout), fixed.stdout
 
 
 DECIDE_PLAY = """

@@ -1,6 +1,7 @@
 """Incident report (runbook 5.2) from a real Prometheus firing a real alert into a real Alertmanager."""
 
 import datetime
+import time
 
 import pytest
 
@@ -109,10 +110,15 @@ def test_incident_report_playbook_writes_markdown(monitoring, impact_db, pg_db, 
     prometheus, alertmanager = monitoring
     result = run_playbook(REPO + '/playbooks/incident_report.yml', extra_vars=dict(
         cerniq_postgres=pg_db, cerniq_prometheus_url=prometheus.url, cerniq_alertmanager_url=alertmanager.url,
-        cerniq_incident_id='INC-7', cerniq_incident_start=start_iso(), cerniq_report_dir=str(tmp_path)))
+        cerniq_incident_id='INC-7', cerniq_incident_start=start_iso(), cerniq_report_dir=str(tmp_path),
+        cerniq_incident_severity='SEV1', cerniq_incident_services=['imports', 'enrichment'],
+        cerniq_incident_mitigated_at=start_iso(), cerniq_incident_mitigated_by='oncall-ana'))
     assert result.returncode == 0, result.stdout
     report = (tmp_path / 'INC-7.md').read_text()
     assert report.startswith('# Incident Report: INC-7') and '14 bronze contacts affected' in report
+    # severity and services are playbook options; a fix deployed while the alerts still fire: Mitigated
+    assert '- **Severity:** SEV1' in report and '- **Affected Services:** imports, enrichment' in report
+    assert '- **Status:** Mitigated' in report and '| Fix deployed | oncall-ana |' in report
     assert '"# Incident Report: INC-7"' in result.stdout
     assert pg_db['login_password'] not in result.stdout
 
@@ -138,3 +144,100 @@ def test_silences_of_the_window_are_in_the_report(monitoring, impact_db, pg_db):
     assert {a['alertname']: a['state'] for a in result['active']}['CerniqDiskWarning'] == 'suppressed'
     assert ('| Silence alertname="CerniqDiskWarning", service="database" (cerniq.ops daily maintenance of db1 '
             '(runbook 3.1)) | cerniq.ops |') in result['markdown']
+
+
+def test_errored_contacts_count_only_within_the_window(monitoring, impact_db, pg_db):
+    """Issue 17 item 10: a contact that failed before the incident is not affected by it."""
+    prometheus, _ = monitoring
+    start = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=30)).isoformat()
+    args = dict(pg_db, prometheus_url=prometheus.url, start=start, step=1)
+    with impact_db.cursor() as cur:
+        cur.execute("INSERT INTO bronze_contacts (tenant_id, created_at, processed_at, processing_status) VALUES "
+                    "(gen_random_uuid(), now() - interval '2 hours', now() - interval '1 hour', 'error')")
+    assert run_module('incident_info', args)['impact']['bronze_contacts_affected'] == 14
+    with impact_db.cursor() as cur:
+        cur.execute("INSERT INTO bronze_contacts (tenant_id, created_at, processed_at, processing_status) VALUES "
+                    "(gen_random_uuid(), now() - interval '10 minutes', now() - interval '9 minutes', 'error')")
+    assert run_module('incident_info', args)['impact']['bronze_contacts_affected'] == 15
+
+
+def _ends(seconds_from_now):
+    return datetime.datetime.now(datetime.timezone.utc).timestamp() + seconds_from_now
+
+
+@pytest.fixture(scope='module')
+def clearing_alerts():
+    """Alerts that really fire and clear: two HITLTasksOverdue of two tenants (one clears 10 s after the
+    other) and an EnrichmentStalled that clears with the first. The rules compare time() with fixed ends."""
+    first, second = _ends(25), _ends(35)
+    rules = """
+groups:
+  - name: clearing
+    rules:
+      - alert: HITLTasksOverdue
+        expr: label_replace(vector(time()) < %(first)f, "tenant_id", "t1", "", "")
+        labels: {severity: SEV3, service: hitl}
+      - alert: HITLTasksOverdue
+        expr: label_replace(vector(time()) < %(second)f, "tenant_id", "t2", "", "")
+        labels: {severity: SEV3, service: hitl}
+      - alert: EnrichmentStalled
+        expr: vector(time()) < %(first)f
+        labels: {severity: SEV2, service: enrichment}
+""" % dict(first=first, second=second)
+    with AlertmanagerServer() as alertmanager:
+        with PrometheusServer(rules, alertmanager.url) as prometheus:
+            prometheus.wait_for(lambda: len(prometheus.query('ALERTS{alertstate="firing"}')) == 3, 'alerts firing')
+            yield prometheus, alertmanager, first, second
+
+
+def _at(stamp):
+    return datetime.datetime.fromtimestamp(stamp, datetime.timezone.utc).isoformat()
+
+
+def test_status_and_timeline_follow_what_happened(clearing_alerts, pg_conn, pg_db):
+    """Issue 17 item 10: Active while nothing cleared, Mitigated once a fix ran or an alert cleared while
+    another fires, Resolved when every alert cleared and stayed clear; repeated alerts told apart by their
+    labels; an "Incident resolved" row."""
+    cerniq_schema.apply(pg_conn, cerniq_schema.load_migrations_dir(cerniq_schema.default_migrations_dir()))
+    prometheus, alertmanager, first, second = clearing_alerts
+    start = _at(first - 120)
+    base = dict(pg_db, prometheus_url=prometheus.url, alertmanager_url=alertmanager.url, start=start, step=1,
+                incident_id='INC-9')
+
+    active = run_module('incident_info', dict(base, end=_at(first - 4)))
+    assert not active.failed and active['status'] == 'Active', active
+    assert '| <!-- TODO: fill in --> | Incident resolved | <!-- TODO: fill in --> |' in active['markdown']
+    fixed = run_module('incident_info', dict(base, end=_at(first - 4), mitigated_at=_at(first - 6),
+                                             mitigated_by='oncall-ana'))
+    assert fixed['status'] == 'Mitigated' and '| Fix deployed | oncall-ana |' in fixed['markdown'], fixed['markdown']
+
+    prometheus.wait_for(lambda: len(prometheus.query('ALERTS{alertstate="firing"}')) == 1, 'the first alerts cleared',
+                        timeout=90)
+    partly = run_module('incident_info', dict(base, end=_at(first + 4)))
+    assert partly['status'] == 'Mitigated' and partly['resolved_at'] is None, partly
+    assert 'ongoing' in partly['markdown'].split('End Time:')[1].splitlines()[0]
+
+    prometheus.wait_for(lambda: not prometheus.query('ALERTS{alertstate="firing"}'), 'every alert cleared',
+                        timeout=90)
+    alertmanager.wait_for(lambda: not alertmanager.alerts(), 'the alerts resolved in Alertmanager', timeout=90)
+    recent = run_module('incident_info', dict(base, resolved_after='1h'))
+    assert recent['status'] == 'Mitigated', recent   # cleared, but not for an hour yet
+    time.sleep(3)
+    done = run_module('incident_info', dict(base, resolved_after='2s'))
+    assert not done.failed and done['status'] == 'Resolved', done
+    assert abs(datetime.datetime.fromisoformat(done['resolved_at']).timestamp() - second) <= 3
+    md = done['markdown']
+    assert '- **Status:** Resolved' in md
+    assert '- **End Time:** %s' % datetime.datetime.fromisoformat(done['resolved_at']).strftime('%Y-%m-%d %H:%M UTC') \
+        in md
+    assert 'Incident resolved (every alert cleared and stayed clear for 2s) | System |' in md
+    assert '| <!-- TODO: fill in --> | Incident resolved |' not in md
+    for tenant in ('t1', 't2'):
+        assert 'Alert HITLTasksOverdue {tenant_id="%s"} (SEV3) fired' % tenant in md
+        assert 'Alert HITLTasksOverdue {tenant_id="%s"} cleared' % tenant in md
+    assert 'Alert EnrichmentStalled (SEV2) fired' in md   # one of its name: nothing to tell apart
+    assert '- **Severity:** SEV2' in md and '- **Affected Services:** enrichment, hitl' in md
+    chosen = run_module('incident_info', dict(base, severity='SEV1', services=['imports']))
+    assert '- **Severity:** SEV1' in chosen['markdown'] and '- **Affected Services:** imports' in chosen['markdown']
+    bad = run_module('incident_info', dict(base, resolved_after='15'))
+    assert bad.failed and 'resolved_after' in bad['msg']

@@ -57,7 +57,7 @@ def test_report_reset_trigger_and_verify(pg_db, pg_conn, unscored):
     assert not run_module('quality_scores', dict(pg_db, action='reset'))['changed']
 
     with HttpRecorder() as api:
-        args = dict(pg_db, action='trigger', api_url=api.url, api_token=TOKEN, batch_size=3)
+        args = dict(pg_db, action='trigger', payload='company_ids', api_url=api.url, api_token=TOKEN, batch_size=3)
         check = run_module('quality_scores', args, check_mode=True)
         assert not check.failed and check['requested_count'] == 8 and check['batch_count'] == 3
         assert api.requests == []
@@ -92,8 +92,8 @@ def test_failed_batches_survive_the_failure(pg_db, unscored):
     """Defect 4: the ``failed`` list of rejected batches was overwritten by fail_json's ``failed: true``."""
     with HttpRecorder() as api:
         api.queued.append((500, {'error': 'boom'}))
-        result = run_module('quality_scores', dict(pg_db, action='trigger', api_url=api.url, api_token=TOKEN,
-                                                   batch_size=3))
+        result = run_module('quality_scores', dict(pg_db, action='trigger', payload='company_ids', api_url=api.url,
+                                                   api_token=TOKEN, batch_size=3))
     assert_refused(result, 'HTTP 500', 'boom')
     assert result['failed'] is True and result['changed'] is True
     assert [(f['count'], f['api_status']) for f in result['failed_batches']] == [(3, 500)]
@@ -101,7 +101,9 @@ def test_failed_batches_survive_the_failure(pg_db, unscored):
 
 
 @pytest.mark.parametrize('args, words', [
-    (dict(max_companies=0), ('max_companies', 'between 1 and')),
+    (dict(max_companies=0, payload='company_ids'), ('max_companies', 'between 1 and')),
+    (dict(max_companies=5), ('max_companies', 'payload=company_ids')),
+    (dict(payload='ids'), ('payload', 'query')),
     (dict(batch_size=0), ('batch_size',)),
     (dict(retrigger_after_minutes=99999999999), ('retrigger_after_minutes',)),
     (dict(tenant_id='bad'), ('tenant_id', 'UUID')),
@@ -125,10 +127,45 @@ def test_missing_table_is_named(pg_db, unscored):
 
 def test_max_companies_limits_what_is_sent(pg_db, pg_conn, unscored):
     with HttpRecorder() as api:
-        args = dict(pg_db, action='trigger', api_url=api.url, api_token=TOKEN, batch_size=2, max_companies=3)
+        args = dict(pg_db, action='trigger', payload='company_ids', api_url=api.url, api_token=TOKEN, batch_size=2,
+                    max_companies=3)
         check = run_module('quality_scores', args, check_mode=True)
         assert not check.failed and check['requested_count'] == 3 and api.requests == []
         done = run_module('quality_scores', args)
         assert not done.failed and done['requested_count'] == 3
         assert [len(r['body']['companyIds']) for r in api.requests] == [2, 1]
     assert _count(pg_conn, 'SELECT count(*) FROM silver_companies WHERE scoring_requested_at IS NOT NULL') == 3
+
+
+def test_trigger_sends_the_runbook_query(pg_db, pg_conn, unscored):
+    """Issue 17 item 8: runbook 2.4's contract is ``{"query": ...}``; the module sent ``{"companyIds": ...}``."""
+    query = 'total_quality_score IS NULL AND enrichment_status = complete'
+    with HttpRecorder() as api:
+        args = dict(pg_db, action='trigger', api_url=api.url, api_token=TOKEN)
+        check = run_module('quality_scores', args, check_mode=True)
+        assert not check.failed and check['changed'] and check['requested_count'] == 8, check
+        assert check['query'] == query and api.requests == []
+
+        api.queued.append((503, {'error': 'busy'}))
+        refused = run_module('quality_scores', args)
+        assert refused.failed and 'HTTP 503' in refused['msg'] and TOKEN not in json.dumps(refused)
+        assert [(f['count'], f['api_status']) for f in refused['failed_batches']] == [(8, 503)]
+        assert _count(pg_conn, 'SELECT count(*) FROM silver_companies WHERE scoring_requested_at IS NOT NULL') == 0
+
+        done = run_module('quality_scores', args)
+        assert not done.failed and done['changed'] and done['requested_count'] == 8, done
+        assert [r['body'] for r in api.requests] == [{'query': query}] * 2
+        assert api.requests[-1]['path'] == '/api/v1/internal/scoring/batch'
+        assert api.requests[-1]['headers']['Authorization'] == 'Bearer %s' % TOKEN
+        marked = _count(pg_conn, 'SELECT count(*) FROM silver_companies WHERE scoring_requested_at IS NOT NULL')
+        assert marked == 8 and done['batches'] == [{'count': 8, 'api_status': 200}]
+
+        again = run_module('quality_scores', args)   # every eligible company was just requested
+        assert not again.failed and not again['changed'] and len(api.requests) == 2
+
+        tenant = run_module('quality_scores', dict(args, retrigger_after_minutes=0,
+                                                   enrichment_statuses=['complete', 'partial'],
+                                                   tenant_id='00000000-0000-0000-0000-000000000001'),
+                            check_mode=True)
+        assert tenant['query'] == ('total_quality_score IS NULL AND enrichment_status IN (complete, partial) '
+                                   'AND tenant_id = 00000000-0000-0000-0000-000000000001')

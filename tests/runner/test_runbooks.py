@@ -181,7 +181,8 @@ def test_quality_anomalies_with_api_redis_and_worker_restart(job, cerniq_db, pod
     before = started_at()
     with HttpRecorder() as api:
         done = job('runbook_quality_anomalies.yml', dict(cerniq_db.connections(), cerniq_api_url=api.url),
-                   extravars={'cerniq_confirm': True, 'cerniq_scoring_batch_size': 2, 'cerniq_worker_restart': 'podman',
+                   extravars={'cerniq_confirm': True, 'cerniq_scoring_batch_size': 2,
+                              'cerniq_scoring_payload': 'company_ids', 'cerniq_worker_restart': 'podman',
                               'cerniq_scoring_worker': container, 'cerniq_restart_progress_delay': 1})
     assert done.status == 'successful', done
     assert done.changed('Act - re-trigger scoring through the API') and done.changed('Restart worker containers')

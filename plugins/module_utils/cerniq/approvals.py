@@ -4,8 +4,8 @@
 """HITL SLA breach procedures (runbook 2.3) on ``approval_tasks`` (plain Python).
 
 - ``report``: overdue pending tasks and the workload of each operator.
-- ``release``: tasks assigned to overloaded operators and due within a window go back
-  to the unassigned pending pool.
+- ``release``: tasks assigned to overloaded (or named) operators and due within a window go
+  back to the unassigned pending pool, or to a named operator (``assign_to``).
 - ``escalate``: each breached task not yet escalated since it breached is escalated
   through the HITL API (``POST <api>/api/v1/approvals/<id>/escalate``); the row is
   locked (``FOR UPDATE SKIP LOCKED``) and the escalation written (``escalation_level + 1``,
@@ -79,7 +79,7 @@ def check_options(p):
     check_int('max_tasks_per_operator', p['max_tasks_per_operator'], 0, MAX_LIMIT)
     check_int('window_minutes', p['window_minutes'], 0, MAX_MINUTES)
     check_texts('operators', p['operators'], optional=True)
-    for name in ('escalate_to', 'fallback_escalate_to', 'reason'):
+    for name in ('escalate_to', 'fallback_escalate_to', 'assign_to', 'reason'):
         check_text(name, p[name], optional=True)
     check_text('escalated_by', p['escalated_by'])
     check_text('decided_by', p['decided_by'])
@@ -172,6 +172,21 @@ def resolve_users(conn, refs, tables=None):
     return result
 
 
+def active_user(conn, option, ref, tables=None):
+    """The id of the user ``ref`` (id or e-mail) named by ``option``; refuses an unknown or inactive one
+    (tasks given or escalated to a deactivated account would wait for nobody)."""
+    t = _tables(tables)
+    try:
+        user = resolve_users(conn, [ref], tables)[0]
+    except ApprovalError as error:
+        raise ApprovalError('%s: %s' % (option, error))
+    row = fetch_dicts(conn, 'SELECT is_active FROM %s WHERE id = %%(id)s::uuid' % t['users'], dict(id=user))
+    _end_read(conn)
+    if not row or not row[0]['is_active']:
+        raise ApprovalError('%s: user %s is not active' % (option, ref))
+    return user
+
+
 def _write(conn, body):
     autocommit = conn.autocommit
     conn.autocommit = False
@@ -187,18 +202,23 @@ def _write(conn, body):
 
 
 def release(conn, operators=None, max_tasks_per_operator=10, window_minutes=120, tenant_id=None, tables=None,
-            check_mode=False):
-    """Unassign the ``assigned`` tasks of ``operators`` (ids or e-mails; default: the overloaded ones)
-    due within ``window_minutes``. Returns ``dict(changed, operators=[ids], released=[tasks])``."""
+            check_mode=False, assign_to=None):
+    """Take the ``assigned`` tasks of ``operators`` (ids or e-mails; default: the overloaded ones) due
+    within ``window_minutes`` from them: back to the unassigned ``pending`` pool (runbook 2.3 step 2), or
+    to the operator ``assign_to`` (an active user, not one of ``operators``), still ``assigned``.
+    Returns ``dict(changed, operators=[ids], released=[tasks], assigned_to=id or None)``."""
     t = _tables(tables)
+    target = active_user(conn, 'assign_to', assign_to, tables) if assign_to else None
     if operators:
         user_ids = resolve_users(conn, operators, tables)
     else:
         user_ids = [w['user_id'] for w in report(conn, max_tasks_per_operator, tenant_id, tables)['overloaded']]
+    if target in user_ids:
+        raise ApprovalError('assign_to %s is one of the operators whose tasks are released' % assign_to)
     if not user_ids:
-        return dict(changed=False, operators=[], released=[])
+        return dict(changed=False, operators=[], released=[], assigned_to=target)
     params = dict(users=user_ids, minutes=check_int('window_minutes', window_minutes, 0, MAX_MINUTES),
-                  tenant=tenant_id)
+                  tenant=tenant_id, target=target)
     where = ("t.status = 'assigned' AND t.assigned_to = ANY(%%(users)s::uuid[]) "
              "AND t.due_at < now() + %%(minutes)s * interval '1 minute' %s") % (
         'AND t.tenant_id = %(tenant)s::uuid' if tenant_id else '')
@@ -209,11 +229,12 @@ def release(conn, operators=None, max_tasks_per_operator=10, window_minutes=120,
         _end_read(conn)
     else:
         rows = _write(conn, lambda: fetch_dicts(conn, (
-            "UPDATE %s t SET assigned_to = NULL, status = 'pending', updated_at = now() "
+            "UPDATE %s t SET assigned_to = %%(target)s::uuid, "
+            "status = CASE WHEN %%(target)s::uuid IS NULL THEN 'pending' ELSE 'assigned' END, updated_at = now() "
             "FROM %s old WHERE old.id = t.id AND %s RETURNING %s, old.assigned_to::text AS previous_assignee")
             % (t['tasks'], t['tasks'], where, columns), params))
         rows.sort(key=lambda r: (r['due_at'], r['id']))
-    return dict(changed=bool(rows), operators=user_ids, released=rows)
+    return dict(changed=bool(rows), operators=user_ids, released=rows, assigned_to=target)
 
 
 def _escalation_candidates(conn, t, tenant_id, task_ids, lock_id=None):
@@ -249,7 +270,7 @@ def escalate(conn, post, api_url, reason=DEFAULT_ESCALATION_REASON, escalate_to=
     check_text('escalated_by', escalated_by)
     task_ids = check_uuids('task_ids', task_ids, optional=True)
     max_tasks = check_int('max_tasks', max_tasks, 1, MAX_LIMIT, optional=True)
-    target = resolve_users(conn, [escalate_to], tables)[0] if escalate_to else None
+    target = active_user(conn, 'escalate_to', escalate_to, tables) if escalate_to else None
     fallback = resolve_users(conn, [fallback_to], tables)[0] if fallback_to else None
     candidates = _escalation_candidates(conn, t, tenant_id, task_ids)
     _end_read(conn)

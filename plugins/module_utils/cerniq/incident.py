@@ -23,18 +23,24 @@ import datetime
 
 from ansible_collections.cerniq.ops.plugins.module_utils.errors import EngineError
 from ansible_collections.cerniq.ops.plugins.module_utils.alertmanager_silence import describe as describe_silence
+from ansible_collections.cerniq.ops.plugins.module_utils.durations import format_duration
 
 PLACEHOLDER = '<!-- TODO: fill in -->'
 
 SEVERITIES = ('SEV1', 'SEV2', 'SEV3', 'SEV4')
 
+# Labels that never tell two alerts of one name apart in the timeline.
+_NOT_DISTINGUISHING = ('alertname', 'severity', 'alertstate')
+
 # Impact of runbook 5.2 over the incident window [start, end): what the incident touched,
 # including what was already waiting or overdue when it began.
 DEFAULT_IMPACT_QUERIES = {
-    # Not processed when the incident ended (or failed): created before the end, whenever that was.
+    # Waiting when the incident ended (created before the end, not processed by then), or failed within
+    # the window; a contact that failed before the window is not the incident's.
     'bronze_contacts_affected': (
         "SELECT count(*) FROM bronze_contacts WHERE created_at < %(end)s "
-        "AND (processed_at IS NULL OR processed_at > %(end)s OR processing_status = 'error')"),
+        "AND (processed_at IS NULL OR processed_at > %(end)s "
+        "OR (processing_status = 'error' AND processed_at >= %(start)s))"),
     # Waited through (part of) the incident: existed before it ended, not enriched before it began.
     'silver_companies_delayed': (
         "SELECT count(*) FROM silver_companies WHERE created_at < %(end)s "
@@ -163,53 +169,107 @@ def derive_severity(periods, active):
     return None
 
 
+def incident_status(periods, active, end, resolved_after_seconds=900, mitigated_at=None):
+    """``(status, resolved_at)`` of the incident as of ``end`` (runbook 5.2's Active/Mitigated/Resolved).
+
+    - Resolved: no alert of the incident fires (no open period, nothing active in Alertmanager) and the
+      last one cleared at least ``resolved_after_seconds`` before ``end`` - it stayed clear.
+      ``resolved_at`` is that last clear.
+    - Mitigated: a fix is known - ``mitigated_at`` given, or an alert of the incident already cleared -
+      but an alert still fires, or the last one cleared too recently to call it resolved.
+    - Active: nothing cleared and no fix recorded.
+    """
+    firing = [p for p in periods if not p['end']] + list(active)
+    cleared = [parse_time(p['end']) for p in periods if p['end']]
+    last_clear = max(cleared) if cleared else None
+    if not firing and last_clear is not None and (end - last_clear).total_seconds() >= resolved_after_seconds:
+        return 'Resolved', last_clear
+    if not firing and not periods:
+        return 'Resolved', None
+    if mitigated_at is not None or cleared:
+        return 'Mitigated', None
+    return 'Active', None
+
+
+def _label_sets(items):
+    return [dict((k, v) for k, v in item['labels'].items() if k not in _NOT_DISTINGUISHING) for item in items]
+
+
+def distinguishing_labels(items):
+    """``{alertname: [label keys]}``: the labels whose values differ among the alerts of one name (what tells
+    repeated alerts apart in the timeline)."""
+    keys = {}
+    for name in set(item['alertname'] for item in items):
+        sets = _label_sets([item for item in items if item['alertname'] == name])
+        keys[name] = sorted(k for k in set().union(*sets) if len(set(s.get(k) for s in sets)) > 1)
+    return keys
+
+
+def _alert_text(item, keys):
+    shown = ['%s="%s"' % (k, item['labels'].get(k, '')) for k in keys.get(item['alertname'], [])]
+    return '%s%s' % (item['alertname'], ' {%s}' % ', '.join(shown) if shown else '')
+
+
 def _duration(start, end):
     seconds = int((end - start).total_seconds())
     hours, rest = divmod(seconds, 3600)
     return '%dh %02dm' % (hours, rest // 60)
 
 
+def _utc(value):
+    return parse_time(value).strftime('%Y-%m-%d %H:%M UTC')
+
+
 def render_markdown(incident_id, start, end, periods, active, counts, errors, severity=None, services=None,
-                    resolved=None, silences=()):
+                    silences=(), status=None, resolved_at=None, resolved_after_seconds=900, mitigated_at=None,
+                    mitigated_by=None):
     """The 5.2 template filled in: summary, timeline from alerts, impact; human parts as placeholders."""
+    if status is None:
+        status, resolved_at = incident_status(periods, active, end, resolved_after_seconds, mitigated_at)
     severity = severity or derive_severity(periods, active) or 'SEV? %s' % PLACEHOLDER
-    if resolved is None:
-        resolved = not active and all(p['end'] for p in periods)
-    status = 'Resolved' if resolved else 'Active'
-    services = services or sorted({p['labels'].get('job') or p['labels'].get('service') or p['alertname']
-                                   for p in periods} | {a['labels'].get('job') or a['alertname'] for a in active})
-    end_text = end.strftime('%Y-%m-%d %H:%M UTC') if resolved else 'ongoing (report made %s)' % (
-        end.strftime('%Y-%m-%d %H:%M UTC'))
+    services = services or sorted({p['labels'].get('service') or p['labels'].get('job') or p['alertname']
+                                   for p in list(periods) + list(active)} - {None})
+    closed = resolved_at or (end if status == 'Resolved' else None)
+    end_text = _utc(closed) if closed else 'ongoing (report made %s)' % end.strftime('%Y-%m-%d %H:%M UTC')
     out = ['# Incident Report: %s' % incident_id, '', '## Summary',
            '- **Severity:** %s' % severity,
            '- **Status:** %s' % status,
            '- **Start Time:** %s' % start.strftime('%Y-%m-%d %H:%M UTC'),
            '- **End Time:** %s' % end_text,
-           '- **Duration:** %s' % _duration(start, end),
+           '- **Duration:** %s' % _duration(start, closed or end),
            '- **Affected Services:** %s' % (', '.join(s for s in services if s) or PLACEHOLDER),
            '', '## Timeline', '| Time | Event | Actor |', '|------|-------|-------|']
+    keys = distinguishing_labels(list(periods) + list(active))
     events = []
     for p in periods:
-        events.append((p['start'], 'Alert %s (%s) fired' % (p['alertname'], p['severity'] or 'no severity'),
+        events.append((p['start'], 'Alert %s (%s) fired' % (_alert_text(p, keys), p['severity'] or 'no severity'),
                        'System'))
         if p['end']:
-            events.append((p['end'], 'Alert %s cleared' % p['alertname'], 'System'))
+            events.append((p['end'], 'Alert %s cleared' % _alert_text(p, keys), 'System'))
     for a in active:
-        if not any(p['alertname'] == a['alertname'] for p in periods) and a['starts_at']:
+        if not any(_alert_text(p, keys) == _alert_text(a, keys) for p in periods) and a['starts_at']:
             events.append((parse_time(a['starts_at']).isoformat(), 'Alert %s (%s) active in Alertmanager, routed to %s'
-                           % (a['alertname'], a['severity'] or 'no severity', ', '.join(a['receivers']) or '-'),
+                           % (_alert_text(a, keys), a['severity'] or 'no severity', ', '.join(a['receivers']) or '-'),
                            'System'))
     for silence in silences:
         what = '%s (%s)' % (', '.join(silence['matchers']), silence['comment'])
         events.append((silence['starts_at'], 'Silence %s' % what, silence['created_by'] or '-'))
         if parse_time(silence['ends_at']) <= end:
             events.append((silence['ends_at'], 'Silence ended: %s' % silence['comment'], silence['created_by'] or '-'))
-    for stamp, event, actor in sorted(events):
+    if mitigated_at is not None:
+        events.append((mitigated_at.isoformat(), 'Fix deployed', mitigated_by or PLACEHOLDER))
+    if status == 'Resolved' and resolved_at is not None:
+        events.append((resolved_at.isoformat(), 'Incident resolved (every alert cleared and stayed clear for %s)'
+                       % format_duration(resolved_after_seconds), 'System'))
+    for stamp, event, actor in sorted(events, key=lambda e: (parse_time(e[0]), e[1])):
         out.append('| %s | %s | %s |' % (parse_time(stamp).strftime('%Y-%m-%d %H:%M'), event, actor))
     out += ['| %s | On-call acknowledged | %s |' % (PLACEHOLDER, PLACEHOLDER),
-            '| %s | Root cause identified | %s |' % (PLACEHOLDER, PLACEHOLDER),
-            '| %s | Fix deployed | %s |' % (PLACEHOLDER, PLACEHOLDER),
-            '', '## Root Cause', PLACEHOLDER, '', '## Impact']
+            '| %s | Root cause identified | %s |' % (PLACEHOLDER, PLACEHOLDER)]
+    if mitigated_at is None:
+        out.append('| %s | Fix deployed | %s |' % (PLACEHOLDER, PLACEHOLDER))
+    if status != 'Resolved' or resolved_at is None:
+        out.append('| %s | Incident resolved | %s |' % (PLACEHOLDER, PLACEHOLDER))
+    out += ['', '## Root Cause', PLACEHOLDER, '', '## Impact']
     for name, label in IMPACT_LABELS.items():
         value = counts.get(name)
         out.append('- %s %s' % (value if value is not None else 'unknown (%s)' % errors.get(name, 'not measured'),

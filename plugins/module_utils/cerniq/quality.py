@@ -8,12 +8,17 @@
 - ``reset``: clear the sub-scores (completeness, accuracy, freshness) of companies whose
   total is NULL so the scorer recalculates them from scratch; only rows that still have
   a sub-score change, so a rerun changes nothing.
-- ``trigger``: send the eligible companies to the scoring API
-  (``POST <api>/api/v1/internal/scoring/batch``, ``{"companyIds": [...]}``) in batches
-  read by keyset pagination (memory-flat); ``scoring_requested_at`` is set for each
-  accepted batch, so a rerun within ``retrigger_after_minutes`` sends nothing again.
-  ``max_companies`` has the meaning of the other limits: unset is no limit, ``N`` (1 to
-  1,000,000) at most ``N`` companies sent; 0 is refused.
+- ``trigger``: ask the scoring API (``POST <api>/api/v1/internal/scoring/batch``) to score
+  the eligible companies. ``payload='query'`` (the runbook's contract) sends one request,
+  ``{"query": "total_quality_score IS NULL AND enrichment_status = complete"}``: the API
+  selects the companies; the ones it covers are kept in a temporary table
+  (``companies_to_score``, as in the runbook) while the request runs and marked when it
+  was accepted. ``payload='company_ids'`` sends ``{"companyIds": [...], "reason": ...}`` in
+  batches read by keyset pagination (memory-flat), each accepted batch marked.
+  ``scoring_requested_at`` marks a sent company, so a rerun within
+  ``retrigger_after_minutes`` sends nothing again. ``max_companies`` (company_ids only) has
+  the meaning of the other limits: unset is no limit, ``N`` (1 to 1,000,000) at most ``N``
+  companies sent; 0 is refused.
 
 ``check_options`` checks the module's options before it connects.
 """
@@ -28,6 +33,7 @@ from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.checks import (
 
 SCORING_PATH = '/api/v1/internal/scoring/batch'
 DEFAULT_REASON = 'total_quality_score missing - runbook 2.4'
+PAYLOADS = ('query', 'company_ids')
 
 
 class QualityError(CerniqError):
@@ -52,6 +58,11 @@ def check_options(p):
     check_int('max_companies', p['max_companies'], 1, MAX_LIMIT, optional=True)
     check_int('retrigger_after_minutes', p['retrigger_after_minutes'], 0, MAX_MINUTES)
     check_text('reason', p['reason'])
+    if p['payload'] not in PAYLOADS:
+        raise QualityError('payload must be one of %s, got %r' % (', '.join(PAYLOADS), p['payload']))
+    if p['payload'] == 'query' and p['max_companies'] is not None:
+        raise QualityError('max_companies needs payload=company_ids: with payload=query the API selects the '
+                           'companies itself')
     if p['action'] == 'trigger':
         check_api(p)
 
@@ -184,3 +195,77 @@ def trigger(conn, post, api_url, batch_size=100, enrichment_statuses=('complete'
         conn.autocommit = autocommit
     return dict(changed=requested > 0, requested_count=requested, batches=batches, failed_batches=failed, sample=sample,
                 batch_count=len(batches))
+
+
+def scoring_query(enrichment_statuses=('complete',), tenant_id=None):
+    """The runbook's ``query`` for the eligible companies, e.g.
+    ``total_quality_score IS NULL AND enrichment_status = complete``."""
+    statuses = list(enrichment_statuses)
+    text = 'total_quality_score IS NULL AND ' + (
+        'enrichment_status = %s' % statuses[0] if len(statuses) == 1
+        else 'enrichment_status IN (%s)' % ', '.join(statuses))
+    return text + (' AND tenant_id = %s' % tenant_id if tenant_id else '')
+
+
+def trigger_query(conn, post, api_url, enrichment_statuses=('complete',), retrigger_after_minutes=60, tenant_id=None,
+                  table='silver_companies', check_mode=False, sample_size=20):
+    """Runbook 2.4 step 1 as written: one ``{"query": ...}`` request for every eligible company.
+
+    Sent only when one of them was not requested within ``retrigger_after_minutes``. The companies it
+    covers are copied into ``pg_temp.companies_to_score`` before the call (no row lock is held during
+    it) and marked once the API accepted it. Returns the keys of ``trigger`` plus ``query``.
+    """
+    t = _table(table)
+    if not api_url:
+        raise QualityError('api_url is required to trigger scoring')
+    enrichment_statuses = check_texts('enrichment_statuses', list(enrichment_statuses or []))
+    check_int('retrigger_after_minutes', retrigger_after_minutes, 0, MAX_MINUTES)
+    eligible = ("total_quality_score IS NULL AND is_master_record AND enrichment_status = ANY(%%(statuses)s)%s"
+                % _tenant(tenant_id))
+    due = "scoring_requested_at IS NULL OR scoring_requested_at < now() - %(minutes)s * interval '1 minute'"
+    params = dict(statuses=list(enrichment_statuses), minutes=int(retrigger_after_minutes), tenant=tenant_id)
+    query = scoring_query(enrichment_statuses, tenant_id)
+    result = dict(changed=False, requested_count=0, batches=[], failed_batches=[], sample=[], batch_count=0,
+                  query=query)
+    autocommit = conn.autocommit
+    conn.autocommit = False
+    try:
+        with conn.cursor() as cur:
+            cur.execute('SELECT count(*) FILTER (WHERE %s), count(*) FROM %s WHERE %s' % (due, t, eligible), params)
+            due_count, covered = cur.fetchone()
+            cur.execute('SELECT id::text FROM %s WHERE %s ORDER BY id LIMIT %d' % (t, eligible, sample_size), params)
+            sample = [row[0] for row in cur.fetchall()]
+            if not due_count:
+                conn.rollback()
+                return result
+            if check_mode:
+                conn.rollback()
+                return dict(result, changed=True, requested_count=covered, sample=sample, batch_count=1)
+            cur.execute('DROP TABLE IF EXISTS pg_temp.companies_to_score')
+            cur.execute('CREATE TEMP TABLE companies_to_score AS SELECT id FROM %s WHERE %s' % (t, eligible), params)
+        conn.commit()
+        try:
+            status, body = post(api_url.rstrip('/') + SCORING_PATH, dict(query=query))
+            error = None if 200 <= int(status) < 300 else rejected_message('scoring API', status, body)
+        except Exception as failure:
+            status, error = None, request_failed_message(failure)
+        with conn.cursor() as cur:
+            if error is None:
+                cur.execute('UPDATE %s AS c SET scoring_requested_at = now() FROM pg_temp.companies_to_score s '
+                            'WHERE c.id = s.id' % t)
+                result.update(changed=True, requested_count=cur.rowcount, sample=sample, batch_count=1,
+                              batches=[dict(count=cur.rowcount, api_status=int(status))])
+            else:
+                cur.execute('SELECT count(*) FROM pg_temp.companies_to_score')
+                failed = dict(count=cur.fetchone()[0], error=error)
+                if status is not None:
+                    failed['api_status'] = int(status)
+                result['failed_batches'] = [failed]
+            cur.execute('DROP TABLE pg_temp.companies_to_score')
+        conn.commit()
+    except Exception:
+        conn.rollback()
+        raise
+    finally:
+        conn.autocommit = autocommit
+    return result
