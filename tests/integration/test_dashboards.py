@@ -12,7 +12,6 @@
   and every panel on a metric with a ``tenant_id`` label filters by it (evaluated by promtool).
 """
 
-import glob
 import json
 import os
 import re
@@ -23,6 +22,7 @@ import pytest
 import yaml
 
 from tests.support.ansible_run import REPO
+from tests.support.rules import default_rule_files
 
 FILES = os.path.join(REPO, 'roles', 'dashboards', 'files')
 SIGNOZ = os.path.join(FILES, 'etapa1-overview.signoz.json')
@@ -66,7 +66,7 @@ def known_names():
     for doc in ('metrics.md', 'exporters.md'):
         with open(os.path.join(REPO, 'docs', doc)) as handle:
             names.update(re.findall(r'`([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{[^`]*\})?`', handle.read()))
-    for path in glob.glob(os.path.join(REPO, 'roles', 'prometheus', 'files', 'rules', '*.yml')):
+    for path in default_rule_files():
         with open(path) as handle:
             for group in yaml.safe_load(handle)['groups']:
                 names.update(rule['record'] for rule in group['rules'] if 'record' in rule)
