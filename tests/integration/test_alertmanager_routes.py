@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.support.ansible_run import run_playbook
-from tests.support.rules import default_rules_dir
+from tests.support.rendered import default_rules_dir
 
 pytestmark = pytest.mark.skipif(shutil.which('amtool') is None, reason='amtool (prometheus-alertmanager) not installed')
 

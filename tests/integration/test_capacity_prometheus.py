@@ -24,7 +24,7 @@ import yaml
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import capacity as cerniq_capacity, schema as cerniq_schema
 from tests.support.ansible_run import REPO, run_module, run_playbook
 from tests.support.monitoring import PrometheusServer
-from tests.support.rules import default_rule_files
+from tests.support.rendered import default_rule_files
 from tests.support.servers import free_port
 
 EXPORTER = shutil.which('prometheus-postgres-exporter')

@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from tests.support.ansible_run import REPO, run_playbook
-from tests.support.rules import RULE_NAMES, default_rule_files
+from tests.support.rendered import RULE_NAMES, default_rule_files
 from tests.support.servers import free_port
 
 pytestmark = [

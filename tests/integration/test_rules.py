@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from tests.support.ansible_run import REPO
-from tests.support.rules import default_rule_files, default_rules_dir, render_rules
+from tests.support.rendered import default_rule_files, default_rules_dir, render_rules
 
 TEST_DIR = os.path.join(REPO, 'tests', 'rules')
 RULE_FILES = default_rule_files()
