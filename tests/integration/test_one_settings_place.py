@@ -45,7 +45,10 @@ SITE = {
 EXPORTER_PLAY = """
 - name: Render the exporters' configuration for this inventory
   hosts: localhost
-  gather_facts: false
+  gather_facts: true
+  gather_subset: [min]
+  vars:
+    sql_exporter_db_password: required-by-the-role-unused-here
   roles:
     - role: cerniq.ops.redis_exporter
     - role: cerniq.ops.sql_exporter
