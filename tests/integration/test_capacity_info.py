@@ -1,13 +1,12 @@
 """Capacity report (runbook 6.1, 6.2) computed from known data in a real PostgreSQL."""
 
-import os
 import re
 
 import pytest
 import yaml
 
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import capacity as cerniq_capacity, schema as cerniq_schema
-from tests.support.ansible_run import REPO, run_module
+from tests.support.ansible_run import run_module
 from tests.support.rendered import default_rule_files
 
 

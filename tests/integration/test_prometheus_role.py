@@ -23,7 +23,7 @@ import urllib.request
 import pytest
 import yaml
 
-from tests.support.ansible_run import REPO, run_playbook
+from tests.support.ansible_run import run_playbook
 from tests.support.rendered import RULE_NAMES, default_rule_files
 from tests.support.servers import free_port
 

@@ -40,7 +40,6 @@ CONFIG_FILE = "/etc/prometheus/prometheus.yml"
 SCENARIO_DIR = Path(__file__).resolve().parents[1]
 
 
-
 def _render_default_rules():
     """The shipped rule templates rendered on the controller with the settings' defaults (what the
     scenario deploys: it sets no cerniq_* variable), by the role's own rendering."""
