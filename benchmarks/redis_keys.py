@@ -15,7 +15,8 @@ Measured in the same rounds, alternating order (benchmarks/playbook_timing.py):
   writes it (plus ``-p <port>``); the baseline of the paired ratios;
 * module, max_keys: ``cerniq.ops.redis_keys`` through ``ansible-playbook`` with ``max_keys`` as the
   daily maintenance playbook passes it (``cerniq_redis_cleanup_max_keys``, read from the cerniq
-  role's defaults: 1,000,000) - below the database's 2M keys, so the guard counts;
+  role's defaults; 1,000,000 when the figures of docs/redis_keys.md were taken, 10,000,000 since) - with 1M,
+  below the database's 2M keys, so the guard counts;
 * module, no max_keys: the same without the guard;
 * engine only (labelled so): ``delete_keys()`` called in this process, no Ansible, both ways;
 * idle: nothing runs for 2 s (what the PING probe sees on this machine anyway).

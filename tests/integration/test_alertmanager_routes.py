@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from tests.support.ansible_run import run_playbook
+from tests.support.rendered import default_rules_dir
 
 pytestmark = pytest.mark.skipif(shutil.which('amtool') is None, reason='amtool (prometheus-alertmanager) not installed')
 
@@ -111,8 +112,7 @@ def test_response_times_follow_runbook_5_1(default_config):
 
 def test_every_rule_label_set_has_a_route(default_config):
     """Every severity/escalation pair the shipped rules use reaches the intended receiver."""
-    rules_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                             'roles', 'prometheus', 'files', 'rules')
+    rules_dir = default_rules_dir()
     expected = {(lbl.get('severity'), lbl.get('escalation')): rcv for lbl, rcv in DEFAULT_ROUTES}
     seen = set()
     for name in sorted(os.listdir(rules_dir)):
@@ -177,8 +177,7 @@ def test_amtool_refusal_keeps_live_config(tmp_path):
 
 
 def _rule_labels(alertname):
-    rules_dir = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                             'roles', 'prometheus', 'files', 'rules')
+    rules_dir = default_rules_dir()
     found = []
     for name in sorted(os.listdir(rules_dir)):
         with open(os.path.join(rules_dir, name)) as handle:

@@ -1,14 +1,13 @@
 """Capacity report (runbook 6.1, 6.2) computed from known data in a real PostgreSQL."""
 
-import glob
-import os
 import re
 
 import pytest
 import yaml
 
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import capacity as cerniq_capacity, schema as cerniq_schema
-from tests.support.ansible_run import REPO, run_module
+from tests.support.ansible_run import run_module
+from tests.support.rendered import default_rule_files
 
 
 @pytest.fixture
@@ -95,9 +94,10 @@ def test_judge_boundaries():
 
 
 def _recorded_and_alerted():
-    """record name -> expr, and series -> thresholds its alerts compare it with, from the shipped rule files."""
+    """record name -> expr, and series -> thresholds its alerts compare it with, from the rules the prometheus
+    role renders with the settings' defaults."""
     records, limits = {}, {}
-    for path in glob.glob(os.path.join(REPO, 'roles', 'prometheus', 'files', 'rules', 'cerniq-*.yml')):
+    for path in default_rule_files():
         with open(path) as handle:
             for group in yaml.safe_load(handle)['groups']:
                 for rule in group['rules']:

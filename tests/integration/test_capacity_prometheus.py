@@ -10,7 +10,6 @@ test_prometheus_role.py). The report must show what the alert rules compute, per
 queue and per host, with every row filled.
 """
 
-import glob
 import http.server
 import os
 import re
@@ -25,6 +24,7 @@ import yaml
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import capacity as cerniq_capacity, schema as cerniq_schema
 from tests.support.ansible_run import REPO, run_module, run_playbook
 from tests.support.monitoring import PrometheusServer
+from tests.support.rendered import default_rule_files
 from tests.support.servers import free_port
 
 EXPORTER = shutil.which('prometheus-postgres-exporter')
@@ -34,7 +34,7 @@ pytestmark = [
                        reason='prometheus and prometheus-postgres-exporter (Debian) not installed'),
 ]
 
-RULES = sorted(glob.glob(os.path.join(REPO, 'roles', 'prometheus', 'files', 'rules', 'cerniq-*.yml')))
+RULES = default_rule_files()
 QUEUES = ['bronze:ingest:csv', 'bronze:ingest:xlsx', 'silver:enrich:termene', 'silver:score:quality']
 # queue -> (waiting jobs, jobs finished per second); termene: waiting, nothing finishes (stalled).
 LOAD = {'bronze:ingest:csv': (6000, 5.0), 'silver:score:quality': (1500, 10.0), 'silver:enrich:termene': (200, 0.0)}

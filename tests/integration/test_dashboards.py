@@ -1,4 +1,5 @@
-"""The dashboards of roles/dashboards: valid PromQL on metrics that exist, both flavours alike.
+"""The dashboards of roles/dashboards (rendered with the settings' defaults): valid PromQL on metrics
+that exist, both flavours alike.
 
 - every expression of the SigNoz and the Grafana dashboard is written as a recording rule into a
   temporary rule file that ``promtool check rules`` must accept (the Prometheus 2.42 parser);
@@ -12,7 +13,6 @@
   and every panel on a metric with a ``tenant_id`` label filters by it (evaluated by promtool).
 """
 
-import glob
 import json
 import os
 import re
@@ -23,10 +23,11 @@ import pytest
 import yaml
 
 from tests.support.ansible_run import REPO
+from tests.support.rendered import default_dashboards_dir, default_rule_files
 
-FILES = os.path.join(REPO, 'roles', 'dashboards', 'files')
-SIGNOZ = os.path.join(FILES, 'etapa1-overview.signoz.json')
-GRAFANA = os.path.join(FILES, 'etapa1-overview.grafana.json')
+# The shipped dashboards as the dashboards role renders them with the settings' defaults.
+SIGNOZ = os.path.join(default_dashboards_dir(), 'etapa1-overview.signoz.json')
+GRAFANA = os.path.join(default_dashboards_dir(), 'etapa1-overview.grafana.json')
 SIGNOZ_PANEL_TYPES = {'graph', 'value', 'table', 'list', 'bar', 'pie', 'histogram', 'trace', 'EMPTY_WIDGET'}
 PROMQL_WORDS = {'by', 'without', 'and', 'or', 'unless', 'on', 'ignoring', 'group_left', 'group_right',
                 'bool', 'offset', 'inf', 'nan'}
@@ -66,7 +67,7 @@ def known_names():
     for doc in ('metrics.md', 'exporters.md'):
         with open(os.path.join(REPO, 'docs', doc)) as handle:
             names.update(re.findall(r'`([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{[^`]*\})?`', handle.read()))
-    for path in glob.glob(os.path.join(REPO, 'roles', 'prometheus', 'files', 'rules', '*.yml')):
+    for path in default_rule_files():
         with open(path) as handle:
             for group in yaml.safe_load(handle)['groups']:
                 names.update(rule['record'] for rule in group['rules'] if 'record' in rule)
@@ -148,7 +149,7 @@ def test_grafana_matches_signoz():
     assert grafana_queries() == signoz_queries()
     grafana = load(GRAFANA)
     assert grafana['uid'] == 'cerniq-etapa1-overview'
-    assert [v['name'] for v in grafana['templating']['list']] == ['datasource', 'tenant_id']
+    assert [v['name'] for v in grafana['templating']['list']] == ['datasource', 'tenant_id', 'queue']
     for panel in grafana['panels']:
         assert panel['datasource']['uid'] == '${datasource}'
 

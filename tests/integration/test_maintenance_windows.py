@@ -256,6 +256,7 @@ def test_restart_window_covers_the_worker_and_its_queue_and_is_closed_on_failure
         play = tmp_path / 'restart.yml'
         play.write_text(json.dumps([{
             'name': 'Restart a worker', 'hosts': 'localhost', 'gather_facts': False,
+            'roles': [{'role': 'cerniq.ops.cerniq'}],
             'module_defaults': {'group/cerniq.ops.redis': redis_params},
             'vars': {'cerniq_restart_workers': [worker], 'cerniq_restart_progress_retries': 2,
                      'cerniq_restart_progress_delay': 1, 'cerniq_silence_alertmanager_urls': [monitoring.url]},

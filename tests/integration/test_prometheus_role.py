@@ -23,7 +23,8 @@ import urllib.request
 import pytest
 import yaml
 
-from tests.support.ansible_run import REPO, run_playbook
+from tests.support.ansible_run import run_playbook
+from tests.support.rendered import RULE_NAMES, default_rule_files
 from tests.support.servers import free_port
 
 pytestmark = [
@@ -32,7 +33,6 @@ pytestmark = [
                        reason='prometheus/promtool (Debian prometheus) not installed'),
 ]
 
-SHIPPED = os.path.join(REPO, 'roles', 'prometheus', 'files', 'rules')
 BAD_RULES = """groups:
   - name: site
     rules:
@@ -170,18 +170,17 @@ def start_prometheus(tmp_path):
         server.stop()
 
 
-def test_rules_deployed_verbatim_stale_removed_idempotent(tmp_path):
+def test_rules_deployed_as_rendered_stale_removed_idempotent(tmp_path):
     rules = _rules_dir(tmp_path)
     rules.mkdir(parents=True)
     (rules / 'cerniq-retired.yml').write_text('groups: []\n')
     result = _apply(tmp_path)
     assert result.returncode == 0, result.stdout
-    shipped = sorted(n for n in os.listdir(SHIPPED) if n.endswith('.yml'))
-    assert _rule_files(tmp_path) == shipped
+    assert _rule_files(tmp_path) == RULE_NAMES
     assert (rules / '.cerniq-rules-manifest.json').exists()
-    for name in shipped:
-        with open(os.path.join(SHIPPED, name)) as handle:
-            assert (rules / name).read_text() == handle.read(), name
+    for path in default_rule_files():
+        with open(path) as handle:
+            assert (rules / os.path.basename(path)).read_text() == handle.read(), path
     check = subprocess.run(['promtool', 'check', 'config', str(tmp_path / 'etc' / 'prometheus.yml')],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
     assert check.returncode == 0, check.stdout
@@ -189,13 +188,17 @@ def test_rules_deployed_verbatim_stale_removed_idempotent(tmp_path):
     assert again.returncode == 0 and 'changed=0' in again.stdout, again.stdout
 
 
-def test_runbook_base_substituted_prometheus_templates_untouched(tmp_path):
-    result = _apply(tmp_path, {'prometheus_runbook_base_url': 'https://wiki.example.org/cerniq-runbook'})
+def test_rules_rendered_from_the_settings_prometheus_templates_untouched(tmp_path):
+    result = _apply(tmp_path, {'prometheus_runbook_base_url': 'https://wiki.example.org/cerniq-runbook',
+                               'cerniq_alert_worker_down': {'for': '7m'}})
     assert result.returncode == 0, result.stdout
     text = (_rules_dir(tmp_path) / 'cerniq-queues.yml').read_text()
     assert 'https://wiki.example.org/cerniq-runbook#6-2-scaling-thresholds' in text
     assert 'runbooks.cerniq.app' not in text
     assert '{{ $labels.queue }}' in text and '{{ $value | humanize }}' in text
+    worker_down = [rule for group in yaml.safe_load(text)['groups'] for rule in group['rules']
+                   if rule.get('alert') == 'WorkerDown']
+    assert [rule['for'] for rule in worker_down] == ['7m', '1h7m', '4h7m']
 
 
 @pytest.mark.parametrize('content', [BAD_RULES, DUPLICATE_RULES], ids=['syntax', 'duplicate-lint'])

@@ -37,7 +37,8 @@ def worker_container():
 def _play(tmp_path, name, kind):
     play = tmp_path / 'restart.yml'
     play.write_text(
-        '- name: Restart a worker\n  hosts: localhost\n  gather_facts: false\n  tasks:\n'
+        '- name: Restart a worker\n  hosts: localhost\n  gather_facts: false\n'
+        '  roles:\n    - role: cerniq.ops.cerniq\n  tasks:\n'
         '    - name: Restart\n      ansible.builtin.include_tasks: %s/playbooks/runbook/tasks/restart_worker.yml\n'
         '      vars:\n        cerniq_worker_name: %s\n        cerniq_worker_restart: %s\n' % (REPO, name, kind))
     return run_playbook(str(play), env={'CONTAINERS_CONF': ENV['CONTAINERS_CONF']})
@@ -60,6 +61,7 @@ def _restart_play(tmp_path, worker, redis_params, retries):
     play = tmp_path / 'restart_and_wait.yml'
     play.write_text(json.dumps([{
         'name': 'Restart a worker and wait for progress', 'hosts': 'localhost', 'gather_facts': False,
+        'roles': [{'role': 'cerniq.ops.cerniq'}],
         'module_defaults': {'group/cerniq.ops.redis': redis_params},
         'vars': {'cerniq_restart_workers': [worker], 'cerniq_restart_progress_retries': retries,
                  'cerniq_restart_progress_delay': 1},

@@ -1,8 +1,14 @@
 """Prometheus alert rules: validity, unit tests and test coverage.
 
-* every shipped rule file passes ``promtool check rules --lint-fatal`` (the same
+The rules are templates (roles/prometheus/templates/rules/*.j2) rendered from the cerniq settings;
+these tests read them rendered by the role itself (tests/support/rules.py), at the defaults and at
+changed settings:
+
+* every rendered rule file passes ``promtool check rules --lint-fatal`` (the same
   command the prometheus role uses as ``validate:``);
-* every ``tests/rules/*.test.yml`` passes ``promtool test rules``;
+* every ``tests/rules/*.test.yml`` passes ``promtool test rules`` on the rules rendered with the
+  defaults, and a threshold, a ``for:`` and an escalation delay changed in the settings change
+  when the alerts fire (promtool, on the rules rendered with them);
 * every alert rule (alertname x severity x escalation) is tested both firing and
   not firing, carries severity/service/summary/description/runbook_url, and the
   SEV1/SEV2 escalation siblings follow runbook 5.3.
@@ -17,10 +23,11 @@ import subprocess
 import pytest
 import yaml
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-RULE_DIR = os.path.join(REPO, 'roles', 'prometheus', 'files', 'rules')
+from tests.support.ansible_run import REPO
+from tests.support.rendered import default_rule_files, default_rules_dir, render_rules
+
 TEST_DIR = os.path.join(REPO, 'tests', 'rules')
-RULE_FILES = sorted(glob.glob(os.path.join(RULE_DIR, 'cerniq-*.yml')))
+RULE_FILES = default_rule_files()
 TEST_FILES = sorted(glob.glob(os.path.join(TEST_DIR, '*.test.yml')))
 RUNBOOK_BASE = 'https://runbooks.cerniq.app/etapa1#'
 SEVERITIES = ('sev1', 'sev2', 'sev3', 'sev4')
@@ -89,11 +96,18 @@ def test_promtool_check_rules_lint_fatal(path):
     assert proc.returncode == 0, proc.stdout
 
 
+def _promtool_test(directory, test_file):
+    """promtool test rules on ``test_file`` run from ``directory`` (which holds ``rendered/``)."""
+    return subprocess.run(['promtool', 'test', 'rules', test_file], cwd=directory,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
+
+
 @needs_promtool
 @pytest.mark.parametrize('path', TEST_FILES, ids=_ids(TEST_FILES))
 def test_promtool_test_rules(path):
-    proc = subprocess.run(['promtool', 'test', 'rules', os.path.basename(path)], cwd=TEST_DIR,
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
+    work = os.path.dirname(default_rules_dir())
+    shutil.copy(path, work)
+    proc = _promtool_test(work, os.path.basename(path))
     assert proc.returncode == 0, proc.stdout
 
 
@@ -103,10 +117,11 @@ def test_every_rule_file_is_covered_by_a_test_file():
         with open(path) as handle:
             doc = yaml.safe_load(handle)
         for rel in doc['rule_files']:
-            target = os.path.normpath(os.path.join(TEST_DIR, rel))
+            assert rel.startswith('rendered/'), '%s: %s is not a rendered rule file' % (path, rel)
+            target = os.path.join(default_rules_dir(), os.path.basename(rel))
             assert os.path.exists(target), '%s: missing rule file %s' % (path, rel)
             referenced.add(target)
-    assert set(map(os.path.normpath, RULE_FILES)) <= referenced
+    assert set(RULE_FILES) <= referenced
 
 
 def test_every_alert_is_tested_firing_and_not_firing():
@@ -170,3 +185,66 @@ def test_no_yaml_alias_as_expr(path):
     with open(path) as handle:
         text = handle.read()
     assert not re.search(r'^\s*expr:\s*[*&]', text, re.M)
+
+
+# A site's tuning, set only in the settings: queue depth levels, the warning's `for:` and the SEV2
+# escalation delays. The same input series must then fire what it did not fire at the defaults.
+TUNED = {
+    'cerniq_scaling_thresholds': {
+        'queue_depth': {'warning': 200, 'critical': 400}, 'processing_latency': {'warning': '5m', 'critical': '15m'},
+        'db_connections': {'warning': 60, 'critical': 80}, 'memory': {'warning': 70, 'critical': 85},
+        'disk': {'warning': 70, 'critical': 85}},
+    'cerniq_alert_bullmq_queue_depth': {'warning_for': '3m', 'critical_for': '2m'},
+    'cerniq_escalation_after': {'sev1': {'lead': '15m', 'manager': '30m', 'exec': '1h'},
+                                'sev2': {'lead': '30m', 'manager': '2h'}},
+}
+
+
+def _depth_alert(severity, escalation=None):
+    """An expected BullMQQueueDepth alert on queue q (500 waiting jobs) with the tuned texts."""
+    labels = dict(alertname='BullMQQueueDepth', queue='q', service='queue', severity=severity)
+    url = 'https://runbooks.cerniq.app/etapa1#6-2-scaling-thresholds'
+    if escalation:
+        labels['escalation'] = escalation
+        annotations = dict(summary='BullMQ queue q has more than 400 waiting jobs', runbook_url=url, description=(
+            'Queue q has 500 jobs waiting (wait + prioritized + paused). Scale action (runbook 6.2): add workers; '
+            'check for a stall (runbook 2.1).'))
+    else:
+        annotations = dict(summary='BullMQ queue q has more than 200 waiting jobs', runbook_url=url, description=(
+            'Queue q has 500 jobs waiting (wait + prioritized + paused) for 3 minutes. Scale action (runbook 6.2): '
+            'add workers.'))
+    return dict(exp_labels=labels, exp_annotations=annotations)
+
+
+def _depth_case(eval_time, alerts):
+    return dict(eval_time=eval_time, alertname='BullMQQueueDepth', exp_alerts=alerts)
+
+
+@needs_promtool
+def test_changed_settings_change_when_the_alerts_fire(tmp_path):
+    rendered = render_rules(tmp_path / 'rendered', extra_vars=TUNED)
+    queues = yaml.safe_load(open(rendered[RULE_FILES.index(os.path.join(default_rules_dir(), 'cerniq-queues.yml'))]))
+    depth = [r for g in queues['groups'] for r in g['rules'] if r.get('alert') == 'BullMQQueueDepth']
+    assert {(r['labels'].get('escalation'), r['expr'], r['for']) for r in depth} == {
+        (None, 'queue:bullmq_jobs_waiting:sum > 200', '3m'),
+        ('oncall', 'queue:bullmq_jobs_waiting:sum > 400', '2m'),
+        ('lead', 'queue:bullmq_jobs_waiting:sum > 400', '32m'),
+        ('manager', 'queue:bullmq_jobs_waiting:sum > 400', '2h2m')}
+    assert 'more than 200 waiting jobs' in yaml.safe_dump(depth)
+
+    # 500 jobs wait in queue q for 3 hours: nothing at the defaults (1000 / 5000), every level when tuned.
+    warning, critical = _depth_alert('sev3'), _depth_alert('sev2', 'oncall')
+    lead, manager = _depth_alert('sev2', 'lead'), _depth_alert('sev2', 'manager')
+    series = [dict(series='bullmq_queue_jobs{job="redis",instance="r:9121",queue="q",state="wait"}', values='500x180')]
+    tuned_cases = [_depth_case('1m', []), _depth_case('4m', [critical, warning]),
+                   _depth_case('31m', [critical, warning]), _depth_case('33m', [lead, critical, warning]),
+                   _depth_case('2h3m', [lead, manager, critical, warning])]
+    default_cases = [_depth_case(t, []) for t in ('4m', '33m', '2h3m')]
+    for name, cases, directory in (('tuned', tuned_cases, tmp_path),
+                                   ('defaults', default_cases, os.path.dirname(default_rules_dir()))):
+        test_file = os.path.join(str(directory), 'settings-%s.test.yml' % name)
+        with open(test_file, 'w') as handle:
+            yaml.safe_dump(dict(rule_files=['rendered/cerniq-queues.yml'], evaluation_interval='1m', tests=[
+                dict(interval='1m', input_series=series, alert_rule_test=cases)]), handle)
+        proc = _promtool_test(str(directory), os.path.basename(test_file))
+        assert proc.returncode == 0, '%s:\n%s' % (name, proc.stdout)

@@ -20,10 +20,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.support.ansible_run import REPO, run_module, run_playbook
+from tests.support.ansible_run import run_module, run_playbook
+from tests.support.rendered import default_dashboards_dir
 
 API_KEY = 'test-signoz-key-5f2a'
-DASHBOARD_FILE = os.path.join(REPO, 'roles', 'dashboards', 'files', 'etapa1-overview.signoz.json')
 ITEM_PATH = re.compile(r'^/api/v1/dashboards/([0-9a-f-]{36})$')
 
 
@@ -130,7 +130,7 @@ def signoz():
 
 @pytest.fixture
 def dashboard():
-    with open(DASHBOARD_FILE) as handle:
+    with open(os.path.join(default_dashboards_dir(), 'etapa1-overview.signoz.json')) as handle:
         return json.load(handle)
 
 

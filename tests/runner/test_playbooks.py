@@ -32,12 +32,13 @@ def test_daily_maintenance_with_and_without_redis_cleanup(job, cerniq_db):
     assert plain.status == 'successful', plain
     stats = plain.artifacts['cerniq_daily_maintenance']
     assert stats['failed_steps'] == [] and stats['archived_rows'] > 0 and stats['redis_keys_deleted'] == 0
-    assert '(disabled: set cerniq_redis_cleanup_enabled=true)' in plain.stdout
+    assert '(skipped: cerniq_redis is not set)' in plain.stdout
     assert plain.changed('Archive enrichment log rows older than 90 days')
 
     cerniq_db.redis.mset({'cache:company:%d' % n: 'x' for n in range(25)})
     cerniq_db.redis.set('bull:keep:me', 'x')
-    cleaned = job('daily_maintenance.yml', cerniq_db.connections(), extravars={'cerniq_redis_cleanup_enabled': True})
+    # Runbook 3.1 step 4 by default once Redis is configured (cerniq_redis_cleanup_enabled: true).
+    cleaned = job('daily_maintenance.yml', cerniq_db.connections())
     assert cleaned.status == 'successful', cleaned
     assert cleaned.changed('Delete expired Redis cache keys')
     assert cleaned.artifacts['cerniq_daily_maintenance']['redis_keys_deleted'] == 25

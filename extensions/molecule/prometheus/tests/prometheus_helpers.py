@@ -2,8 +2,12 @@
 Prometheus API queries, re-running the role with ansible-playbook), on top of
 ../../shared/cerniq_testinfra.py."""
 
+import atexit
 import json
+import shutil
+import subprocess
 import sys
+import tempfile
 import urllib.parse
 from pathlib import Path
 
@@ -34,7 +38,18 @@ BASE_URL = "http://127.0.0.1:9090"
 RULES_DIR = "/etc/prometheus/rules.d/cerniq"
 CONFIG_FILE = "/etc/prometheus/prometheus.yml"
 SCENARIO_DIR = Path(__file__).resolve().parents[1]
-SHIPPED_RULES_DIR = SCENARIO_DIR.parents[2] / "roles" / "prometheus" / "files" / "rules"
+
+
+def _render_default_rules():
+    """The shipped rule templates rendered on the controller with the settings' defaults (what the
+    scenario deploys: it sets no cerniq_* variable), by the role's own rendering."""
+    path = Path(tempfile.mkdtemp(prefix="cerniq-molecule-rules-"))
+    atexit.register(shutil.rmtree, str(path), True)
+    subprocess.run([str(SCENARIO_DIR.parents[2] / "scripts" / "render-rules.sh"), str(path)], check=True)
+    return path
+
+
+SHIPPED_RULES_DIR = _render_default_rules()
 
 
 def fetch(host, path):

@@ -39,7 +39,7 @@ def test_command_line_and_listener(host):
     assert host.socket("tcp://127.0.0.1:9090").is_listening
 
 
-def test_rule_files_deployed_verbatim(host):
+def test_rule_files_deployed_as_rendered(host):
     assert SHIPPED, f"no shipped rule files under {SHIPPED_RULES_DIR}"
     deployed = host.file(RULES_DIR)
     assert deployed.is_directory
@@ -51,7 +51,7 @@ def test_rule_files_deployed_verbatim(host):
         assert remote.user == "root"
         assert remote.group == "prometheus"
         assert remote.mode == 0o644
-        # Byte for byte the shipped file: nothing rendered by Jinja.
+        # Byte for byte the rule file the role renders on the controller (Prometheus templates kept).
         assert remote.content_string == path.read_text(encoding="utf-8"), path.name
     assert host.file(f"{RULES_DIR}/cerniq-queues.yml").contains(r"{{ \$labels.queue }}")
 
