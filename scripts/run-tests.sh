@@ -59,7 +59,10 @@ layer_lint() {
 layer_rules() {
   local log=$LOGDIR/rules.log f n
   : >"$log"
-  for f in roles/prometheus/files/rules/*.yml; do
+  # The rule templates rendered through the prometheus role with the settings' defaults.
+  rm -rf tests/rules/rendered
+  scripts/render-rules.sh tests/rules/rendered >>"$log" 2>&1 || return 1
+  for f in tests/rules/rendered/*.yml; do
     promtool check rules --lint-fatal "$f" >>"$log" 2>&1 || return 1
   done
   for f in tests/rules/*.test.yml; do
@@ -73,7 +76,7 @@ print(sum(len(case.get('alert_rule_test', [])) + len(case.get('promql_expr_test'
 PY
 )
   local rule_files=(tests/rules/*.test.yml)
-  result rules "$n" tests "promtool test rules (${#rule_files[@]} files), check rules --lint-fatal"
+  result rules "$n" tests "promtool test rules (${#rule_files[@]} files) on the rendered templates, check rules --lint-fatal"
 }
 
 layer_molecule() {
