@@ -75,7 +75,7 @@ def test_redis_auth_errors(redis_auth_server, password, cause):
 def test_redis_unreachable():
     port = free_port()
     with pytest.raises(RedisConnectError, match='127.0.0.1:%d: server unreachable' % port):
-        connect_redis(dict(redis_host='127.0.0.1', redis_port=port, redis_socket_timeout=2))
+        connect_redis(dict(redis_host='127.0.0.1', redis_port=port, redis_socket_timeout='2s'))
 
 
 def test_redis_cluster_connects(redis_cluster):
@@ -127,7 +127,7 @@ def redis_tls(tmp_path_factory):
                                  '--tls-key-file', os.path.join(directory, 'server.key'),
                                  '--tls-ca-cert-file', ca, '--tls-auth-clients', 'no']):
         yield dict(params=dict(redis_host='127.0.0.1', redis_port=tls_port, redis_tls=True, redis_ca_certs=ca,
-                               redis_socket_timeout=5),
+                               redis_socket_timeout='5s'),
                    other_ca=other_ca, directory=directory)
 
 

@@ -73,7 +73,7 @@ def test_redis_modules_errors(module, redis_auth_server):
     _assert_one_line(run_module(module, dict(redis_auth_server.params(redis_password=SECRET), **args)),
                      'authentication failed', '127.0.0.1:%d' % redis_auth_server.port)
     _assert_one_line(run_module(module, dict(redis_host='127.0.0.1', redis_port=free_port(),
-                                             redis_socket_timeout=2, **args)), 'server unreachable')
+                                             redis_socket_timeout='2s', **args)), 'server unreachable')
 
 
 @pytest.fixture(scope='module')

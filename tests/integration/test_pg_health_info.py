@@ -259,7 +259,8 @@ def test_module_sections_thresholds_and_bad_options(pg_db, schema):
     (dict(schemas=['public', 'bad\x00']), 'schemas'),
     (dict(orphan_checks=[dict(name='x')]), 'orphan check x: missing'),
     (dict(orphan_checks=[dict(name='x', query='SELECT 1', child_table='t')]), 'not both'),
-    (dict(connect_timeout=0), 'connect_timeout'),
+    (dict(connect_timeout='0s'), 'connect_timeout must be between 1s and 1h'),
+    (dict(connect_timeout=10), "connect_timeout: '10' is not a duration with a unit"),
     (dict(login_port=70000), 'login_port'),
 ])
 def test_bad_options_refused_before_connecting(change, expected):

@@ -452,7 +452,7 @@ def test_idle_filter_with_lfu_policy_is_a_clear_error(redis_params, redis_client
 
 def test_redis_down_is_one_line_error():
     result = run_module('redis_keys', dict(redis_host='127.0.0.1', redis_port=free_port(), patterns=['cache:*'],
-                                           redis_socket_timeout=2))
+                                           redis_socket_timeout='2s'))
     assert result.failed
     assert 'server unreachable' in result['msg'] and '\n' not in result['msg']
 
@@ -470,8 +470,8 @@ def test_cluster_flag_against_a_single_server_is_one_line(redis_params, redis_cl
     ('redis_port', 0, 'redis_port must be from 1 to 65535'),
     ('redis_port', 70000, 'redis_port must be from 1 to 65535'),
     ('redis_db', -1, 'redis_db must be from 0'),
-    ('redis_socket_timeout', 0, 'redis_socket_timeout must be more than 0'),
-    ('redis_socket_timeout', -1, 'redis_socket_timeout must be more than 0'),
+    ('redis_socket_timeout', '0s', 'redis_socket_timeout must be between 1ms and 1h'),
+    ('redis_socket_timeout', 5, 'redis_socket_timeout: \'5\' is not a duration with a unit'),
     ('redis_sentinel_nodes', ['127.0.0.1:99999'], 'invalid sentinel node'),
     ('scan_count', 100001, 'scan_count must be between 1 and 100000'),
     ('sample_size', -1, 'sample_size'),
@@ -479,7 +479,7 @@ def test_cluster_flag_against_a_single_server_is_one_line(redis_params, redis_cl
 ])
 def test_bad_options_refused_before_connecting(option, value, message):
     """Checked before any connection: the server named here does not exist (a connection would time out)."""
-    args = dict(redis_host='192.0.2.1', redis_socket_timeout=30, patterns=['cache:*'])
+    args = dict(redis_host='192.0.2.1', redis_socket_timeout='30s', patterns=['cache:*'])
     if option == 'redis_sentinel_nodes':
         args['redis_sentinel_master'] = 'mymaster'
     args[option] = value
