@@ -115,7 +115,7 @@ KNOWN = [
           'archiving a partition into its own parent (or the source into itself) never ends',
           lambda args, state, check: _refused_for(args, ('partition tree',)),
           _archive_case(dict(source_table='pt_old', archive_table='pt', older_than='1 day', partition_mode='batch',
-                             max_runtime=20.0))),
+                             time_budget='20s'))),
     Known('archive-text-timestamp', 'pg_archive', 'defect 10', 'h-pg',
           "a text timestamp_column is accepted and compared as text ('0' and '1 day' move)",
           lambda args, state, check: _refused_for(args, ('is text',)),
@@ -124,7 +124,7 @@ KNOWN = [
 
 # Reserved result keys still returned by modules of other branches (tests/unit/test_result_keys.py holds their
 # strict xfail): ignored by the oracle while listed here.
-RESERVED_OPEN = {'pg_maintenance': {'results'}}   # h-pg (issue 13 defect 4 class)
+RESERVED_OPEN = {}
 
 # Keys modules return without documenting them in RETURN (the real output must match RETURN): ignored by the
 # oracle while listed here; test_known_failures.py checks each set against RETURN (strict xfail).
@@ -132,8 +132,6 @@ UNDOCUMENTED = {
     # h-bullmq: every state returns name, prefix, state; repaired adds the rest.
     'bullmq_queue': {'name', 'prefix', 'state', 'batches', 'data_model_source', 'over_limit_treatment', 'paused',
                      'stalled_counter_field'},
-    'pg_maintenance': {'candidates'},   # h-pg: targets=auto returns the health report's candidates
-    'pg_archive': {'archive_table', 'passes', 'source_table', 'rows_due', 'would_create_archive'},   # h-pg
     'pg_health_info': {'server_version_num'},   # not assigned to a helper
     'redis_keys': {'dry_run'},   # h-redis: returned by a refusal (max_keys) with the partial result
     'cerniq_synthetic_data': {'seed'},   # not assigned to a helper

@@ -125,8 +125,8 @@ def maintenance_tasks():
 @given(data=st.data())
 def test_pg_maintenance(pg_workspace, data):
     hints = dict(tasks=maintenance_tasks(), targets=st.sampled_from(['tasks', 'tasks', 'auto']),
-                 lock_wait_budget=st.sampled_from([1.0, 5.0]), statement_timeout=st.sampled_from([30.0, 600.0]),
-                 cleanup_budget=st.sampled_from([5.0]), schemas=st.sampled_from([None, ['public'], ['ops', 'public']]))
+                 lock_wait_budget=st.sampled_from(['1s', '5s']), statement_timeout=st.sampled_from(['30s', '10m']),
+                 cleanup_budget=st.sampled_from(['5s']), schemas=st.sampled_from([None, ['public'], ['ops', 'public']]))
 
     def auto_without_tasks(args):   # targets=auto takes no tasks (a hostile draw may still give both)
         if args.get('targets') == 'auto' and data.draw(st.sampled_from([True, True, False]), label='auto alone'):
@@ -246,7 +246,7 @@ def test_pg_archive(pg_workspace, data):
                  older_than=st.sampled_from(OLDER), cutoff=st.sampled_from(CUTOFFS), where=st.sampled_from(WHERES),
                  timestamp_column=st.sampled_from(['created_at'] * 8 + ['ts_text', 'status', 'missing']),
                  batch_size=st.integers(1, 50), min_batch_size=st.integers(1, 10), max_batch_size=st.integers(10, 100),
-                 lock_retries=st.integers(0, 2), max_runtime=st.sampled_from([None, 30.0]),
+                 lock_retries=st.integers(0, 2), time_budget=st.sampled_from([None, '30s']),
                  create_archive=st.booleans())
 
     def one_cutoff(args):   # older_than or cutoff, as the module requires (hostile draws may break that)

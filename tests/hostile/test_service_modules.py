@@ -87,7 +87,7 @@ def test_pg_backup_verify(pg_workspace, backups, data):
                                                                        'hostile_tpl_cerniq', '"q"']),
                  textfile_path=st.sampled_from([None, str(backups / 'metrics' / 'backup.prom'),
                                                 '/nonexistent/dir/backup.prom']),
-                 max_age=st.sampled_from([None, 1.0, -1.0, 0.0]),
+                 max_age=st.sampled_from([None, '1h', '-1h', '0s', 26]),
                  list_command=st.sampled_from([None]))
     _pg_example(pg_workspace, data, 'pg_backup_verify', hints, superuser=True)
 

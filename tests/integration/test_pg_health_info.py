@@ -202,7 +202,7 @@ def test_sessions_and_connections(pg_db, pg_server):
         _wait_for(lambda: _q(watcher, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'idle-in-tx' "
                                       "AND now() > state_change")[0][0], 'idle in transaction to age')
         report = _report(pg_db, sections=['sessions', 'connections'],
-                         thresholds=dict(long_running_seconds=0, idle_in_transaction_seconds=0))
+                         thresholds=dict(long_running='0s', idle_in_transaction='0s'))
         apps_long = [r['application_name'] for r in report['sessions']['long_running']]
         apps_idle = [r['application_name'] for r in report['sessions']['idle_in_transaction']]
         assert 'long-query' in apps_long and 'pg_sleep' in report['sessions']['long_running'][0]['query']
