@@ -24,16 +24,16 @@ class EngineError(Exception):
         self.result = dict(result or {})
 
 
-def fail_engine_error(module, error, **result):
+def fail_engine_error(module, error, msg=None, **result):
     """End an Ansible task for an engine error, the same way in every module.
 
-    ``msg`` is the error's one line; the keys of ``error.result`` (what the engine had done before it
-    stopped) come next, then ``result`` (keys the module adds or overrides). ``changed`` is False
-    unless one of them says otherwise. Takes the module as an argument, so this file stays free of
-    Ansible imports.
+    ``msg`` is the error's one line unless the module words it itself; the keys of ``error.result``
+    (what the engine had done before it stopped) come next, then ``result`` (keys the module adds or
+    overrides). ``changed`` is False unless one of them says otherwise. Takes the module as an
+    argument, so this file stays free of Ansible imports.
     """
     failure = dict(changed=False)
     failure.update(getattr(error, 'result', None) or {})
     failure.update(result)
     failure.pop('msg', None)
-    module.fail_json(msg=str(error), **failure)
+    module.fail_json(msg=msg or str(error), **failure)

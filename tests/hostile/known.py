@@ -13,7 +13,8 @@ PG_MODULES = ('approval_tasks', 'import_batch', 'quality_scores', 'pg_archive', 
               'capacity_info', 'cerniq_schema', 'cerniq_synthetic_data', 'pg_backup_verify', 'incident_info')
 PG_CONNECTION = ('login_host', 'login_db', 'login_user', 'login_password', 'application_name', 'login_unix_socket',
                  'ssl_rootcert', 'ssl_cert', 'ssl_key')
-REDIS_MODULES = ('bullmq_queue', 'bullmq_queue_info', 'circuit_breaker', 'redis_keys', 'cerniq_synthetic_data')
+REDIS_MODULES = ('bullmq_queue', 'bullmq_queue_info', 'circuit_breaker', 'circuit_breaker_info', 'redis_keys',
+                 'redis_keys_info', 'cerniq_synthetic_data')
 
 
 class Known:

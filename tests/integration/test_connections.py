@@ -171,11 +171,11 @@ def test_redis_password_from_rediscli_auth(redis_auth_server):
     """REDISCLI_AUTH (as redis-cli reads it) gives the password, as a module process and through ansible-playbook."""
     client = redis_auth_server.client()
     client.set(b'cache:env', b'v')
-    args = dict(redis_host='127.0.0.1', redis_port=redis_auth_server.port, patterns=['cache:*'], state='count')
-    assert 'authentication required (no password given)' in run_module('redis_keys', args)['msg']
-    counted = run_module('redis_keys', args, env=dict(REDISCLI_AUTH=redis_auth_server.password))
+    args = dict(redis_host='127.0.0.1', redis_port=redis_auth_server.port, patterns=['cache:*'])
+    assert 'authentication required (no password given)' in run_module('redis_keys_info', args)['msg']
+    counted = run_module('redis_keys_info', args, env=dict(REDISCLI_AUTH=redis_auth_server.password))
     assert not counted.failed and counted['matched'] == 1, counted
-    wrong = run_module('redis_keys', dict(args, redis_password='wrong-pass'),
+    wrong = run_module('redis_keys_info', dict(args, redis_password='wrong-pass'),
                        env=dict(REDISCLI_AUTH=redis_auth_server.password))
     assert wrong.failed and 'authentication failed' in wrong['msg']  # an explicit password wins
 

@@ -30,8 +30,10 @@ POSTGRES_MODULES = {
 REDIS_MODULES = {
     'bullmq_queue_info': dict(names=['q']),
     'bullmq_queue': dict(name='q'),
-    'circuit_breaker': dict(sources=['anaf']),
+    'circuit_breaker': dict(sources=['anaf'], state='closed'),
+    'circuit_breaker_info': dict(sources=['anaf']),
     'redis_keys': dict(patterns=['cache:*']),
+    'redis_keys_info': dict(patterns=['cache:*']),
 }
 # Modules that connect only for part of their work, tested in their own files.
 EXEMPT = {
