@@ -43,7 +43,7 @@ options:
       - Only keys not read or written for at least this long (C(OBJECT IDLETIME)), a duration with a unit
         (C(1 day), C(12h)), rounded up to whole seconds; at most 10 years. A number without a unit is refused.
       - Fails with the server's message when an LFU C(maxmemory-policy) is set (idle time not tracked).
-      - Called O(idle_seconds) (a number of seconds) before 1.0.0.
+      - Called C(idle_seconds) (a number of seconds) before 1.0.0.
     type: str
   scan_count:
     description:

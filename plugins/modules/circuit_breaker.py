@@ -16,8 +16,8 @@ description:
     runbook does by hand with C(redis-cli DEL)); a breaker that is not OPEN is left alone unless O(force).
     The OPEN check and the delete of the state key are one atomic Lua call.
   - Every source is read (and its keys checked) before any breaker is changed.
-  - M(cerniq.ops.circuit_breaker_info) reads the breakers and the rate-limit counters (it was O(state=read)
-    of this module before 1.0.0, and O(state=closed) was O(state=reset)).
+  - M(cerniq.ops.circuit_breaker_info) reads the breakers and the rate-limit counters (it was C(state=read)
+    of this module before 1.0.0, and O(state=closed) was C(state=reset)).
 extends_documentation_fragment:
   - cerniq.ops.redis
   - cerniq.ops.circuit_keys

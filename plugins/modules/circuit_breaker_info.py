@@ -14,7 +14,7 @@ version_added: 1.0.0
 description:
   - Reads, for each source, the circuit-breaker state, its failure count and the remaining rate-limit
     budget (with the time to its reset), from keys named by templates. Changes nothing.
-  - Replaces O(state=read) of M(cerniq.ops.circuit_breaker) before 1.0.0.
+  - Replaces C(state=read) of M(cerniq.ops.circuit_breaker) before 1.0.0.
 extends_documentation_fragment:
   - cerniq.ops.redis
   - cerniq.ops.circuit_keys

@@ -120,7 +120,7 @@ options:
     description:
       - How long the run may start new batches, a duration with a unit (C(30m)); the rest is left for the next run
         (RV(left_for_next_run)). Unset for no limit; otherwise C(1s) to 10 years.
-      - Called O(max_runtime) (seconds) before 1.0.0.
+      - Called C(max_runtime) (seconds) before 1.0.0.
     type: str
   lock_timeout:
     description:

@@ -53,7 +53,7 @@ options:
   max_age:
     description:
       - Maximum age of the newest backup, a duration with a unit (C(26h), C(2 days)); older is a problem.
-        Unset: the age is not checked. At least C(1s).
+        Unset - the age is not checked. At least C(1s).
       - A number of hours before 1.0.0; a number without a unit is refused.
     type: str
   restore:

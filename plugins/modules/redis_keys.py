@@ -22,7 +22,7 @@ description:
     checked and the key unlinked in one atomic server-side step, so a key touched in between is kept.
   - On a Redis Cluster every primary node is scanned (Redis 7.0 or later).
   - Check mode counts the keys that would be deleted and returns a sample; it deletes nothing.
-    M(cerniq.ops.redis_keys_info) counts them too (it was O(state=count) before 1.0.0).
+    M(cerniq.ops.redis_keys_info) counts them too (it was C(state=count) before 1.0.0).
 extends_documentation_fragment:
   - cerniq.ops.redis
   - cerniq.ops.redis_key_filters

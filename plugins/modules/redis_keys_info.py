@@ -16,7 +16,7 @@ description:
     page per short server-side Lua call - and returns a sample of their names. Changes nothing.
   - Key names may hold any bytes (spaces, quotes, newlines, non-UTF-8, literal C(*)).
   - On a Redis Cluster every primary node is scanned (Redis 7.0 or later).
-  - Replaces O(cerniq.ops.redis_keys#module:state=count) of M(cerniq.ops.redis_keys) before 1.0.0.
+  - Replaces C(state=count) of M(cerniq.ops.redis_keys) before 1.0.0.
 extends_documentation_fragment:
   - cerniq.ops.redis
   - cerniq.ops.redis_key_filters

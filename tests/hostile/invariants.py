@@ -220,9 +220,9 @@ def _ids(items):
 
 
 def approval_invariant(example):
-    result, action = example.result, example.args.get('action', 'report')
+    result, state = example.result, example.args.get('state')
     tables = ('approval_tasks', 'approval_tasks_data', 'approval_task_escalations')
-    if action == 'escalate':
+    if state == 'escalated':
         escalated = result.get('escalated') or []
         problems = _only(example, tables, dict(approval_tasks=_ids(escalated)))
         added = _count(example, 'approval_task_escalations', after=True) - _count(example, 'approval_task_escalations')
@@ -232,7 +232,7 @@ def approval_invariant(example):
         if accepted != len(escalated):
             problems.append('the API accepted %d escalations, %d recorded' % (accepted, len(escalated)))
         return problems
-    key = dict(release='released', auto_approve='approved').get(action)
+    key = state if state in ('released', 'approved') else None
     return _only(example, tables, dict(approval_tasks=_ids(result.get(key)) if key else set()))
 
 
@@ -248,10 +248,10 @@ def import_invariant(example):
 
 
 def quality_invariant(example):
-    result, action = example.result, example.args.get('action', 'report')
-    count = dict(reset=result.get('reset_count', 0), trigger=result.get('requested_count', 0)).get(action, 0)
+    result, state = example.result, example.args.get('state')
+    count = dict(reset=result.get('reset_count', 0), triggered=result.get('requested_count', 0)).get(state, 0)
     problems = _only(example, ('silver_companies',), dict(silver_companies=count if isinstance(count, int) else -1))
-    if action == 'trigger':
+    if state == 'triggered':
         accepted = example.after.get('api', 0) - example.before.get('api', 0)
         batches = len(result.get('batches') or [])
         if accepted != batches:
@@ -386,6 +386,7 @@ DETAIL_TABLES = dict(approval_tasks=('approval_tasks',), import_batch=('bronze_i
                      pg_archive=('events', 'events_archive', 'pt', 'pt_old', 'pt_mid', 'pt_new', 'pt_archive',
                                  'new_archive'))
 INVARIANTS.update(approval_tasks=approval_invariant, import_batch=import_invariant, quality_scores=quality_invariant,
+                  approval_tasks_info=pg_read_only, import_batch_info=pg_read_only, quality_scores_info=pg_read_only,
                   pg_maintenance=maintenance_invariant, pg_health_info=pg_read_only, capacity_info=pg_read_only,
                   incident_info=pg_read_only, pg_backup_verify=backup_invariant, cerniq_schema=schema_invariant,
                   cerniq_synthetic_data=synthetic_invariant, pg_archive=archive_invariant)

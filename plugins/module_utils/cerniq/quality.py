@@ -11,8 +11,8 @@
 - ``trigger``: send the eligible companies to the scoring API
   (``POST <api>/api/v1/internal/scoring/batch``, ``{"companyIds": [...]}``) in batches
   read by keyset pagination (memory-flat); ``scoring_requested_at`` is set for each
-  accepted batch, so a rerun within ``retrigger_after_minutes`` sends nothing again.
-  ``max_companies`` has the meaning of the other limits: unset is no limit, ``N`` (1 to
+  accepted batch, so a rerun within ``retrigger_after`` (a duration with a unit) sends nothing
+  again. ``limit`` has the meaning of the other limits: unset is no limit, ``N`` (1 to
   1,000,000) at most ``N`` companies sent; 0 is refused.
 
 ``check_options`` checks the module's options before it connects.
@@ -24,10 +24,19 @@ __metaclass__ = type
 
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.api import rejected_message, request_failed_message
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.checks import (
-    MAX_LIMIT, MAX_MINUTES, CerniqError, check_api, check_int, check_relation, check_text, check_texts, check_uuid)
+    MAX_LIMIT, MAX_SECONDS, CerniqError, check_api, check_duration, check_int, check_relation, check_text, check_texts,
+    check_uuid)
 
 SCORING_PATH = '/api/v1/internal/scoring/batch'
 DEFAULT_REASON = 'total_quality_score missing - runbook 2.4'
+
+# The options the quality_scores and quality_scores_info modules share (documented once in the
+# cerniq.ops.quality doc fragment).
+QUALITY_ARGUMENT_SPEC = dict(
+    tenant_id=dict(type='str'),
+    enrichment_statuses=dict(type='list', elements='str', default=['complete']),
+    companies_table=dict(type='str', default='silver_companies'),
+)
 
 
 class QualityError(CerniqError):
@@ -44,15 +53,18 @@ def tables(table='silver_companies'):
 
 
 def check_options(p):
-    """Check the module's options before connecting; raises ``CerniqError`` naming the option."""
+    """Check the options of quality_scores (``p['state']``) or quality_scores_info (no ``state``) before
+    connecting; raises ``CerniqError`` naming the option."""
     _table(p['companies_table'])
     check_uuid('tenant_id', p['tenant_id'], optional=True)
     check_texts('enrichment_statuses', p['enrichment_statuses'])
+    if p.get('state') is None:
+        return
     check_int('batch_size', p['batch_size'], 1, 10000)
-    check_int('max_companies', p['max_companies'], 1, MAX_LIMIT, optional=True)
-    check_int('retrigger_after_minutes', p['retrigger_after_minutes'], 0, MAX_MINUTES)
+    check_int('limit', p['limit'], 1, MAX_LIMIT, optional=True)
+    check_duration('retrigger_after', p['retrigger_after'], 0, MAX_SECONDS)
     check_text('reason', p['reason'])
-    if p['action'] == 'trigger':
+    if p['state'] == 'triggered':
         check_api(p)
 
 
@@ -83,7 +95,7 @@ def report(conn, enrichment_statuses=('complete',), tenant_id=None, table='silve
         eligible, stale, requested = cur.fetchone()
     _end_read(conn)
     return dict(unscored=groups, unscored_count=sum(g['count'] for g in groups), eligible_count=eligible,
-                stale_subscores_count=stale, requested_count=requested)
+                stale_subscores_count=stale, already_requested_count=requested)
 
 
 def reset(conn, tenant_id=None, master_only=False, table='silver_companies', check_mode=False, sample_size=20):
@@ -116,8 +128,8 @@ def reset(conn, tenant_id=None, master_only=False, table='silver_companies', che
     return dict(changed=count > 0, reset_count=count, sample=sample)
 
 
-def trigger(conn, post, api_url, batch_size=100, enrichment_statuses=('complete',), retrigger_after_minutes=60,
-            max_companies=None, tenant_id=None, reason=DEFAULT_REASON, table='silver_companies', check_mode=False):
+def trigger(conn, post, api_url, batch_size=100, enrichment_statuses=('complete',), retrigger_after='1h',
+            limit=None, tenant_id=None, reason=DEFAULT_REASON, table='silver_companies', check_mode=False):
     """Request scoring of eligible unscored master companies, ``batch_size`` ids per call.
 
     Returns ``dict(changed, requested_count, batches=[{count, api_status}], failed_batches=[{count, error}],
@@ -128,14 +140,13 @@ def trigger(conn, post, api_url, batch_size=100, enrichment_statuses=('complete'
         raise QualityError('api_url is required to trigger scoring')
     batch_size = check_int('batch_size', batch_size, 1, 10000)
     enrichment_statuses = check_texts('enrichment_statuses', list(enrichment_statuses or []))
-    max_companies = check_int('max_companies', max_companies, 1, MAX_LIMIT, optional=True)
-    check_int('retrigger_after_minutes', retrigger_after_minutes, 0, MAX_MINUTES)
+    limit = check_int('limit', limit, 1, MAX_LIMIT, optional=True)
+    seconds = check_duration('retrigger_after', retrigger_after, 0, MAX_SECONDS)
     where = ("total_quality_score IS NULL AND is_master_record AND enrichment_status = ANY(%%(statuses)s) "
-             "AND (scoring_requested_at IS NULL OR scoring_requested_at < now() - %%(minutes)s * interval '1 minute')"
+             "AND (scoring_requested_at IS NULL OR scoring_requested_at < now() - %%(seconds)s * interval '1 second')"
              "%s" % _tenant(tenant_id))
-    params = dict(statuses=list(enrichment_statuses), minutes=int(retrigger_after_minutes), tenant=tenant_id)
+    params = dict(statuses=list(enrichment_statuses), seconds=seconds, tenant=tenant_id)
     url = api_url.rstrip('/') + SCORING_PATH
-    limit = max_companies
     if check_mode:
         with conn.cursor() as cur:
             cur.execute('SELECT count(*) FROM %s WHERE %s' % (t, where), params)
