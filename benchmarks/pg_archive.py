@@ -18,7 +18,7 @@ table ``LIKE src INCLUDING ALL``, ``VACUUM ANALYZE``; untimed) and runs, in alte
 * ``pg_archive``: the module with the options the shipped playbook uses (``source_table``,
   ``archive_table``, ``older_than``), run as Ansible runs it on a target: its own Python process
   reading its arguments (``module process`` seconds, start-up and imports included). Its own
-  ``elapsed_s`` (the engine, from connecting to the result) is printed too, labelled engine-only.
+  ``elapsed_seconds`` (the engine, from connecting to the result) is printed too, labelled engine-only.
 
 Per round: seconds, the paired ratio (runbook seconds / pg_archive seconds), the longest statement
 of each side (for pg_archive: its longest write transaction and its longest read-only count),
@@ -142,7 +142,7 @@ def module_figures(server, table, older_than, reference=True):
     conn = psycopg2.connect(server.dsn())
     lost, both, late = check_rows(conn, table, result['cutoff'], reference)
     conn.close()
-    return dict(seconds=seconds, engine_s=result['elapsed_s'], rows=result['rows_moved'],
+    return dict(seconds=seconds, engine_s=result['elapsed_seconds'], rows=result['moved'],
                 worst_ms=result['worst_batch_ms'], worst_check_ms=result['worst_check_ms'],
                 median_ms=result['median_batch_ms'], batches=result['batches'], check_ms=result['final_check_ms'],
                 left=result['left_for_next_run'], lost=lost, both=both, late=late, rss_mb=peak / 1048576.0)
@@ -178,7 +178,7 @@ def paired(server, conn, opts):
         print('round %d (%s first, load average %.1f):' % (index + 1, order[0], load))
         print('  runbook INSERT + DELETE: %.2f s, %d rows, longest statement %.0f ms, lost %d, in both %d' % (
             rb['seconds'], rb['rows'], rb['worst_ms'], rb['lost'], rb['both']))
-        print('  pg_archive module process: %.2f s (engine-only elapsed_s %.2f s), %d rows in %d batches '
+        print('  pg_archive module process: %.2f s (engine-only elapsed_seconds %.2f s), %d rows in %d batches '
               '(median %.0f ms, longest %.0f ms), read-only count %.0f ms (longest statement %.0f ms), '
               'lost %d, in both %d, archived at/after cutoff %d, left_for_next_run %d, peak RSS %.1f MB' % (
                   mod['seconds'], mod['engine_s'], mod['rows'], mod['batches'], mod['median_ms'], mod['worst_ms'],

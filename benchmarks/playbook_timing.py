@@ -204,8 +204,8 @@ class PairedBenchmark(object):
             elif result is None or result.get('failed') or proc.returncode != 0:
                 raise RuntimeError('%s failed:\n%s' % (label, proc.stdout[-3000:]))
             extras = {}
-            if isinstance(result.get('elapsed'), (int, float)):
-                extras['engine s'] = result['elapsed']
+            if isinstance(result.get('elapsed_seconds'), (int, float)):
+                extras['engine s'] = result['elapsed_seconds']
             if rss:
                 extras['module RSS MB'] = peak / 1e6
                 extras['module process s'] = lived

@@ -214,7 +214,7 @@ def compare(data, server, args):
         if engine:
             print('  %s: guard=%s, scan_calls=%s, elapsed (engine) %s s' % (
                 method.label, engine[0].get('guard'), engine[0].get('scan_calls'),
-                ' / '.join('%.2f' % result['elapsed'] for result in engine)))
+                ' / '.join('%.2f' % result['elapsed_seconds'] for result in engine)))
 
 
 def phases(data, server, args):
@@ -294,7 +294,7 @@ def big_run(server, scratch, count, nice):
         raise RuntimeError('big run went wrong: %s' % proc.stdout[-2000:])
     print('\n%d matching keys (+1 kept), module through ansible-playbook with max_keys=%d: guard=%s, '
           '%.1f s wall, engine %.1f s; module process peak RSS %.1f MB (%s)' % (
-              count, count, result['guard'], wall, result['elapsed'], peak / 1e6, machine_line()))
+              count, count, result['guard'], wall, result['elapsed_seconds'], peak / 1e6, machine_line()))
     client.close()
 
 

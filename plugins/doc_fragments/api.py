@@ -25,7 +25,9 @@ options:
     type: bool
     default: true
   timeout:
-    description: Seconds to wait for each API call.
-    type: int
-    default: 30
+    description:
+      - How long to wait for each API call, a duration with a unit (C(30s)); from C(1s) to C(1h).
+        A number without a unit is refused.
+    type: str
+    default: 30s
 '''

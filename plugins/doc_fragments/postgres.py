@@ -54,9 +54,11 @@ options:
     description: Client private key file (E(PGSSLKEY)).
     type: path
   connect_timeout:
-    description: Seconds to wait for the connection before failing with a clear error (1 to 3600).
-    type: int
-    default: 10
+    description:
+      - How long to wait for the connection before failing with a clear error, a duration with a unit
+        (C(10s), C(1m)); from C(1s) to C(1h), rounded up to whole seconds. A number without a unit is refused.
+    type: str
+    default: 10s
   application_name:
     description: C(application_name) shown in C(pg_stat_activity) for this session.
     type: str

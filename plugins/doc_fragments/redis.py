@@ -55,10 +55,10 @@ options:
     type: path
   redis_socket_timeout:
     description:
-      - Seconds to wait for a connection or a reply before failing with a clear error.
-      - More than 0 and at most 3600.
-    type: float
-    default: 5.0
+      - How long to wait for a connection or a reply before failing with a clear error, a duration with a unit
+        (C(5s), C(500ms)); more than 0 and at most C(1h). A number without a unit is refused.
+    type: str
+    default: 5s
   redis_sentinel_master:
     description: Name of a Sentinel-monitored master; when set, the master is found through O(redis_sentinel_nodes).
     type: str

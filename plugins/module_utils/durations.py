@@ -53,14 +53,35 @@ def parse_duration(value, name='duration'):
     return sum(number * UNIT_SECONDS[unit] for number, unit in duration_terms(value, name))
 
 
+def duration_option(value, name, minimum=0.0, maximum=None, optional=False):
+    """Seconds (float) of the duration option ``name``, within ``[minimum, maximum]`` seconds.
+
+    ``None`` stays ``None`` when the option is ``optional`` (unset: no limit). A value without a unit,
+    anything else that is not a duration, or one out of bounds raises DurationError with one line
+    naming the option and its bounds in the same units ('between 1ms and 24d20h31m23s647ms').
+    """
+    if value is None and optional:
+        return None
+    if isinstance(value, bool):
+        raise DurationError('%s: %r is not a duration with a unit (for example %r)'
+                            % (name, value, format_duration(max(minimum, 1))))
+    seconds = parse_duration(value, name)
+    if seconds < minimum or (maximum is not None and seconds > maximum):
+        bound = ('between %s and %s' % (format_duration(minimum), format_duration(maximum)) if maximum is not None
+                 else 'at least %s' % format_duration(minimum))
+        hint = ' (leave it unset for no limit)' if optional and seconds < minimum else ''
+        raise DurationError('%s must be %s, got %r%s' % (name, bound, value, hint))
+    return seconds
+
+
 def format_duration(seconds):
-    """A short text for a number of seconds: '2h', '1h30m', '45s'."""
-    seconds = int(round(seconds))
-    if seconds <= 0:
+    """A short text for a number of seconds, to the millisecond: '2h', '1h30m', '45s', '500ms'."""
+    milliseconds = int(round(seconds * 1000))
+    if milliseconds <= 0:
         return '0s'
     out = []
-    for unit, size in (('d', 86400), ('h', 3600), ('m', 60), ('s', 1)):
-        count, seconds = divmod(seconds, size)
+    for unit, size in (('d', 86400000), ('h', 3600000), ('m', 60000), ('s', 1000), ('ms', 1)):
+        count, milliseconds = divmod(milliseconds, size)
         if count:
             out.append('%d%s' % (count, unit))
     return ''.join(out)

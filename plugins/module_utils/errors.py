@@ -22,3 +22,18 @@ class EngineError(Exception):
     def __init__(self, message, result=None):
         super(EngineError, self).__init__(message)
         self.result = dict(result or {})
+
+
+def fail_engine_error(module, error, msg=None, **result):
+    """End an Ansible task for an engine error, the same way in every module.
+
+    ``msg`` is the error's one line unless the module words it itself; the keys of ``error.result``
+    (what the engine had done before it stopped) come next, then ``result`` (keys the module adds or
+    overrides). ``changed`` is False unless one of them says otherwise. Takes the module as an
+    argument, so this file stays free of Ansible imports.
+    """
+    failure = dict(changed=False)
+    failure.update(getattr(error, 'result', None) or {})
+    failure.update(result)
+    failure.pop('msg', None)
+    module.fail_json(msg=msg or str(error), **failure)

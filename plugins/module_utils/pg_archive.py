@@ -69,8 +69,8 @@ DEFAULTS = dict(
     batch_size=5000,
     min_batch_size=100,
     max_batch_size=100000,
-    target_batch_ms=200,
-    max_runtime=None,
+    target_batch_time='200ms',
+    time_budget=None,
     lock_timeout='1s',
     statement_timeout='60s',
     create_archive=False,
@@ -157,7 +157,7 @@ class ArchiveRun(object):
         self.max_batch = opts['max_batch_size']
         self.batch_size = opts['batch_size']
         self.target_ms = opts['target_batch_ms']
-        self.max_runtime = opts['max_runtime']
+        self.time_budget = opts['time_budget']
         self.lock_timeout_ms = opts['lock_timeout_ms']
         self.statement_timeout_ms = opts['statement_timeout_ms']
         self.create_archive = opts['create_archive']
@@ -179,10 +179,10 @@ class ArchiveRun(object):
         self.block_span = FIRST_SPAN
         self.result = dict(
             changed=False, mode='archive' if self.archive_name else 'purge', cutoff=None,
-            source_table=None, archive_table=None, rows_moved=0, rows_batched=0, rows_in_partitions=0,
+            source_table=None, archive_table=None, moved=0, moved_in_batches=0, moved_in_partitions=0,
             partitions_moved=[], batches=0, passes=0, worst_batch_ms=0.0, median_batch_ms=0.0,
-            elapsed_s=0.0, strategy=self.strategy, archive_created=False, left_for_next_run=0,
-            stopped_by_max_runtime=False, final_check_ms=0.0, worst_check_ms=0.0, batches_skipping_locked_rows=0,
+            elapsed_seconds=0.0, strategy=self.strategy, archive_created=False, left_for_next_run=0,
+            stopped_by_time_budget=False, final_check_ms=0.0, worst_check_ms=0.0, batches_skipping_locked_rows=0,
             warnings=[], recovered=[], delete_side_effects=dict(foreign_keys=[], triggers=[], rules=[]))
 
     # ------------------------------------------------------------------ helpers
@@ -228,7 +228,7 @@ class ArchiveRun(object):
         return time.monotonic() - self.started
 
     def _out_of_time(self):
-        return self.max_runtime is not None and self._elapsed() >= float(self.max_runtime)
+        return self.time_budget is not None and self._elapsed() >= self.time_budget
 
     def _note(self, message):
         self.result['warnings'].append(message)
@@ -549,8 +549,8 @@ class ArchiveRun(object):
         rows = int(self._q('SELECT count(*) FROM %s' % table_sql, fetch='one')[0])
         how = self._dispose_detached(table_sql, part['bound'])
         self.result['partitions_moved'].append(dict(partition=display, rows=rows, how=how))
-        self.result['rows_in_partitions'] += rows
-        self.result['rows_moved'] += rows
+        self.result['moved_in_partitions'] += rows
+        self.result['moved'] += rows
         self.result['changed'] = True
 
     def _partition_failed(self, part, error):
@@ -698,12 +698,12 @@ class ArchiveRun(object):
             moved = int(row[0])
             self.batch_ms.append(ms)
             self.result['batches'] += 1
-            self.result['rows_moved'] += moved
-            self.result['rows_batched'] += moved
+            self.result['moved'] += moved
+            self.result['moved_in_batches'] += moved
             if moved:
                 self.result['changed'] = True
             if self.progress:
-                self.progress(dict(rows=moved, ms=ms, total=self.result['rows_moved']))
+                self.progress(dict(rows=moved, ms=ms, total=self.result['moved']))
             last_block = int(row[1].strip('()').split(',')[0]) if row[1] is not None else None
             return moved, last_block, ms
 
@@ -733,7 +733,7 @@ class ArchiveRun(object):
 
         ``span`` is the first statement's block count; then span and row limit follow
         ``target_batch_ms``. Batches do not lock rows first; a batch that meets a row another session
-        holds (lock_timeout) is run again with SKIP LOCKED. Returns False if stopped by max_runtime.
+        holds (lock_timeout) is run again with SKIP LOCKED. Returns False if stopped by time_budget.
         """
         max_span = 1000000
         sql = self._batch_sql(rel_sql, block_range=True, ordered=False, skip_locked=False)
@@ -742,7 +742,7 @@ class ArchiveRun(object):
         end = self._nblocks(rel_sql)
         while lo < end:
             if self._out_of_time():
-                self.result['stopped_by_max_runtime'] = True
+                self.result['stopped_by_time_budget'] = True
                 return False
             hi = lo + span
             args = {'cutoff': self.cutoff_text, 'lo': '(%d,0)' % lo, 'hi': '(%d,0)' % hi,
@@ -765,7 +765,7 @@ class ArchiveRun(object):
         sql = self._batch_sql(rel_sql, block_range=False, ordered=True, skip_locked=True)
         while True:
             if self._out_of_time():
-                self.result['stopped_by_max_runtime'] = True
+                self.result['stopped_by_time_budget'] = True
                 return False
             moved, _last, ms = self._run_batch(sql, {'cutoff': self.cutoff_text, 'limit': self.batch_size})
             self._adapt(ms)
@@ -852,7 +852,7 @@ class ArchiveRun(object):
             self.result['worst_batch_ms'] = round(ms[-1], 1)
             mid = len(ms) // 2
             self.result['median_batch_ms'] = round(ms[mid] if len(ms) % 2 else (ms[mid - 1] + ms[mid]) / 2.0, 1)
-        self.result['elapsed_s'] = round(self._elapsed(), 3)
+        self.result['elapsed_seconds'] = round(self._elapsed(), 3)
         return self.result
 
     def _partial(self):
@@ -879,10 +879,9 @@ class ArchiveRun(object):
         old_parts = self.plan_partitions()
         if self.check_mode:
             due = self.count_due()
-            self.result['rows_due'] = due
-            self.result['would_move'] = due
+            self.result['moved'] = due   # check mode: what would move, in the keys a run returns
             self.result['partitions_to_move'] = ['%s.%s' % (p['schema'], p['name']) for p in old_parts]
-            self.result['would_create_archive'] = bool(self.archive_missing)
+            self.result['archive_created'] = bool(self.archive_missing)
             self.result['changed'] = bool(due or self.archive_missing or old_parts)
             self.result['left_for_next_run'] = due
             if self.want_diff:
@@ -896,13 +895,13 @@ class ArchiveRun(object):
         if old_parts:
             for part in self.plan_partitions():
                 if self._out_of_time():
-                    self.result['stopped_by_max_runtime'] = True
+                    self.result['stopped_by_time_budget'] = True
                     break
                 try:
                     self._move_partition(part)
                 except psycopg2.Error as error:
                     self._partition_failed(part, error)
-        complete = not self.result['stopped_by_max_runtime']
+        complete = not self.result['stopped_by_time_budget']
         self.used = set()
         left = 0
         if complete:
@@ -917,8 +916,8 @@ class ArchiveRun(object):
             left = self.count_due()
         self.result['left_for_next_run'] = left
         if left:
-            if self.result['stopped_by_max_runtime']:
-                self._note('max_runtime reached: %d due rows left for the next run' % left)
+            if self.result['stopped_by_time_budget']:
+                self._note('time_budget spent: %d due rows left for the next run' % left)
             else:
                 self._note('%d due rows were locked by other sessions or became due during the run; '
                            'left for the next run' % left)
@@ -930,7 +929,7 @@ class ArchiveRun(object):
 def run_archive(conn, **options):
     """Run one archive/purge; returns the result dict.
 
-    Raises ArchiveError (one line; ``partial`` holds the result so far: what moved before the error and
+    Raises ArchiveError (one line; ``result`` holds the result so far: what moved before the error and
     ``left_for_next_run``, the due rows still in the source).
     """
     return ArchiveRun(conn, **options).run()

@@ -25,6 +25,7 @@ import re
 from ansible_collections.cerniq.ops.plugins.module_utils.durations import (
     UNIT_SECONDS,
     DurationError,
+    duration_option,
     duration_terms,
     parse_duration,
 )
@@ -37,6 +38,7 @@ _CALENDAR = dict([(unit, 'months') for unit in ('mon', 'mons', 'month', 'months'
                  + [(unit, 'years') for unit in ('y', 'yr', 'yrs', 'year', 'years')])
 MAX_TIMEOUT_MS = 2147483647      # PostgreSQL's limit for lock_timeout / statement_timeout
 MAX_BATCH = 10000000
+MAX_TIME_BUDGET = 10 * 365 * 86400.0
 
 
 def _refuse_bare_number(value, name, postgres_unit, example):
@@ -95,19 +97,12 @@ def _int(options, name, low, high, required=True):
     return number
 
 
-def _number(options, name, low, high):
-    value = options.get(name)
-    if value is None:
-        return None
+def _duration(options, name, low, high, optional=False):
+    """Seconds of a duration option with a unit, ``low`` to ``high`` seconds (None when optional and unset)."""
     try:
-        if isinstance(value, bool):
-            raise TypeError(value)
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError('%s must be a number, got %r' % (name, value))
-    if math.isnan(number) or number < low or number > high:
-        raise ValueError('%s must be between %s and %s, got %r' % (name, low, high, value))
-    return number
+        return duration_option(options.get(name), name, low, high, optional=optional)
+    except DurationError as error:
+        raise ValueError(str(error))
 
 
 def _relation(options, name, required=True):
@@ -164,8 +159,8 @@ def check_options(options):
             out['min_batch_size'], out['max_batch_size']))
     out['batch_size'] = min(max(_int(options, 'batch_size', 1, MAX_BATCH), out['min_batch_size']),
                             out['max_batch_size'])
-    out['target_batch_ms'] = _int(options, 'target_batch_ms', 1, 600000)
-    out['max_runtime'] = _number(options, 'max_runtime', 0, 10 * 365 * 86400.0)
+    out['target_batch_ms'] = int(round(_duration(options, 'target_batch_time', 0.001, 600) * 1000))
+    out['time_budget'] = _duration(options, 'time_budget', 1, MAX_TIME_BUDGET, optional=True)
     out['lock_timeout_ms'] = timeout_ms(options.get('lock_timeout'), 'lock_timeout')
     out['statement_timeout_ms'] = timeout_ms(options.get('statement_timeout'), 'statement_timeout')
     out['lock_retries'] = _int(options, 'lock_retries', 0, 100)

@@ -36,8 +36,10 @@ import shlex
 import subprocess
 import time
 
+from ansible_collections.cerniq.ops.plugins.module_utils.durations import format_duration
 from ansible_collections.cerniq.ops.plugins.module_utils.errors import EngineError
-from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import PostgresConnectError, connect_postgres
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
+    PostgresConnectError, connect_postgres, connect_timeout_seconds)
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_sql import quote_ident, split_qualified_name
 
 PLAIN_TRAILER = b'PostgreSQL database dump complete'
@@ -163,7 +165,7 @@ def _libpq_env(params):
         value = params.get(option)
         if value not in (None, '') and not (option == 'login_host' and params.get('login_unix_socket')):
             env[var] = str(value)
-    env['PGCONNECT_TIMEOUT'] = str(params.get('connect_timeout') or 10)
+    env['PGCONNECT_TIMEOUT'] = str(connect_timeout_seconds(params))
     return env
 
 
@@ -271,7 +273,8 @@ def verify_backup(path=None, pattern='*', list_command=None, max_age_seconds=Non
     if max_age_seconds is not None:
         checks['fresh'] = now - mtime <= max_age_seconds
         if not checks['fresh']:
-            result['problems'].append('newest backup is %d s old (more than %d s)' % (now - mtime, max_age_seconds))
+            result['problems'].append('newest backup is %s old (more than max_age %s)' % (
+                format_duration(now - mtime), format_duration(max_age_seconds)))
     try:
         fmt = detect_format(backup)
         restorable, entries, problem = list_entries(backup, fmt, pg_restore)

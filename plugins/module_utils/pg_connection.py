@@ -13,8 +13,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import math
 import os
 import traceback
+
+from ansible_collections.cerniq.ops.plugins.module_utils.durations import DurationError, duration_option
 
 PSYCOPG2_IMPORT_ERROR = None
 try:
@@ -40,7 +43,7 @@ POSTGRES_COMMON_ARGS = dict(
     ssl_rootcert=dict(type='path', aliases=['ca_cert']),
     ssl_cert=dict(type='path'),
     ssl_key=dict(type='path', no_log=False),
-    connect_timeout=dict(type='int', default=10),
+    connect_timeout=dict(type='str', default='10s'),
     application_name=dict(type='str', default='cerniq.ops'),
 )
 
@@ -111,14 +114,25 @@ def check_connection_params(params):
     port = params.get('login_port')
     if port not in (None, '') and _int_between(port, 1, 65535) is None:
         raise PostgresConnectError('login_port must be a TCP port (1-65535), got %r' % (port,))
-    timeout = params.get('connect_timeout', POSTGRES_COMMON_ARGS['connect_timeout']['default'])
-    # libpq waits forever with 0; never wait without a bound.
-    if timeout is not None and _int_between(timeout, 1, 3600) is None:
-        raise PostgresConnectError('connect_timeout must be 1-3600 seconds, got %r' % (timeout,))
+    connect_timeout_seconds(params)
     for option in _CONNECT_KEYWORDS:
         value = params.get(option)
         if isinstance(value, str) and '\x00' in value:
             raise PostgresConnectError('%s must not contain a NUL byte' % option)
+
+
+def connect_timeout_seconds(params):
+    """Whole seconds libpq waits for the connection: ``connect_timeout`` (a duration, 1s to 1h; 10s unset).
+
+    libpq waits forever with 0 and takes whole seconds, so a bound is always set and rounded up.
+    """
+    value = params.get('connect_timeout')
+    try:
+        seconds = duration_option(POSTGRES_COMMON_ARGS['connect_timeout']['default'] if value is None else value,
+                                  'connect_timeout', 1, 3600)
+    except DurationError as error:
+        raise PostgresConnectError(str(error))
+    return int(math.ceil(seconds))
 
 
 def connection_kwargs(params):
@@ -134,6 +148,7 @@ def connection_kwargs(params):
         value = params.get(option, POSTGRES_COMMON_ARGS[option].get('default'))
         if value is not None and value != '':
             kwargs[keyword] = value
+    kwargs['connect_timeout'] = connect_timeout_seconds(params)
     return kwargs
 
 

@@ -19,6 +19,7 @@ __metaclass__ = type
 
 import math
 
+from ansible_collections.cerniq.ops.plugins.module_utils.durations import DurationError, duration_option, format_duration
 from ansible_collections.cerniq.ops.plugins.module_utils.errors import EngineError
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_sql import quote_ident, split_qualified_name
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_maintenance import cc_kind
@@ -30,7 +31,7 @@ SECTIONS = ('index_usage', 'unused_indexes', 'index_bloat', 'table_bloat', 'inva
 
 DEFAULT_THRESHOLDS = dict(
     unused_index_min_bytes=10 * MB,       # PgHero
-    min_stats_age_days=14,                # stats younger than this make "unused" doubtful
+    min_stats_age='14 days',              # stats younger than this make "unused" doubtful
     index_bloat_pct=50.0,
     index_bloat_min_bytes=100 * MB,
     table_bloat_pct=40.0,
@@ -38,10 +39,13 @@ DEFAULT_THRESHOLDS = dict(
     dead_tuples_pct=5.0,
     min_dead_tuples=100,
     freeze_age=10000000,
-    long_running_seconds=300,
-    idle_in_transaction_seconds=60,
+    long_running='5m',
+    idle_in_transaction='1m',
     connections_warn_pct=80.0,
 )
+
+# Thresholds that are durations with a unit (the others are numbers).
+DURATION_THRESHOLDS = ('min_stats_age', 'long_running', 'idle_in_transaction')
 
 SYSTEM_SCHEMAS = ('pg_catalog', 'information_schema', 'pg_toast')
 MAXALIGN = 8
@@ -84,11 +88,13 @@ _SCHEMA_FILTER = ("(%(schemas)s::text[] IS NULL OR {col} = ANY(%(schemas)s::text
 
 
 def normalize_thresholds(thresholds):
+    """DEFAULT_THRESHOLDS overridden by ``thresholds`` (None = default), checked; durations in seconds."""
     merged = dict(DEFAULT_THRESHOLDS)
     for key, value in (thresholds or {}).items():
         if key not in DEFAULT_THRESHOLDS:
             raise HealthError('unknown threshold %r (known: %s)' % (key, ', '.join(sorted(DEFAULT_THRESHOLDS))))
-        if value is None:
+        if value is None or key in DURATION_THRESHOLDS:
+            merged[key] = DEFAULT_THRESHOLDS[key] if value is None else value
             continue
         try:
             value = float(value)
@@ -97,6 +103,11 @@ def normalize_thresholds(thresholds):
         if math.isnan(value) or math.isinf(value) or value < 0:
             raise HealthError('threshold %s must be a finite number >= 0, got %r' % (key, value))
         merged[key] = value
+    try:
+        for key in DURATION_THRESHOLDS:
+            merged[key] = duration_option(merged[key], 'threshold %s' % key, 0)
+    except DurationError as error:
+        raise HealthError(str(error))
     return merged
 
 
@@ -143,7 +154,7 @@ def index_usage(conn, schemas=None):
 def unused_indexes(conn, thresholds, schemas=None, usage=None, stats=None):
     usage = usage if usage is not None else index_usage(conn, schemas)
     stats = stats or stats_info(conn)
-    young = stats['stats_age_days'] is not None and stats['stats_age_days'] < thresholds['min_stats_age_days']
+    young = stats['stats_age_days'] is not None and stats['stats_age_days'] * 86400 < thresholds['min_stats_age']
     rows = []
     for row in usage:
         if row['idx_scan'] != 0 or row['size_bytes'] < thresholds['unused_index_min_bytes']:
@@ -225,10 +236,10 @@ def sessions(conn, thresholds):
     for row in rows:
         for key in ('query_seconds', 'xact_seconds', 'state_seconds'):
             row[key] = _num(row[key])
-        if row['state'] == 'active' and (row['query_seconds'] or 0) > thresholds['long_running_seconds']:
+        if row['state'] == 'active' and (row['query_seconds'] or 0) > thresholds['long_running']:
             long_running.append(row)
         elif (row['state'] or '').startswith('idle in transaction') and \
-                (row['state_seconds'] or 0) > thresholds['idle_in_transaction_seconds']:
+                (row['state_seconds'] or 0) > thresholds['idle_in_transaction']:
             idle_tx.append(row)
     return dict(long_running=long_running, idle_in_transaction=idle_tx)
 
@@ -507,7 +518,8 @@ def health_report(conn, sections=None, thresholds=None, schemas=None, exact_bloa
     """The report as a dict: one key per requested section plus stats, thresholds, warnings."""
     sections, th, checks = check_report_options(sections, thresholds, schemas, exact_bloat, orphan_checks)
     warnings = []
-    report = dict(thresholds=th, warnings=warnings, server_version_num=int(conn.server_version))
+    shown = dict((key, format_duration(value) if key in DURATION_THRESHOLDS else value) for key, value in th.items())
+    report = dict(thresholds=shown, warnings=warnings, server_version_num=int(conn.server_version))
     report['stats'] = stats_info(conn)
     usage = invalid = bloat = None
     if 'index_usage' in sections or 'unused_indexes' in sections:

@@ -12,8 +12,8 @@ Rules this engine keeps (see docs/pg_maintenance.md):
 * every object is resolved from the catalog first and its SQL is built from
   quoted identifiers; an unknown object refuses the whole run before anything
   is executed;
-* per object, ``lock_timeout`` starts short (100 ms) and doubles up to a cap
-  (1 s) between retries with backoff, inside a per-object budget; an object
+* per object, ``lock_timeout`` starts short ('100ms') and doubles up to a cap
+  ('1s') between retries with backoff, inside a per-object budget; an object
   whose lock cannot be had within the budget is *skipped* with a reason and the
   run goes on.  While we sleep between attempts we hold no place in any lock
   queue, so sessions arriving behind us are never queued behind our request for
@@ -35,23 +35,24 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import math
 import random
 import re
 import time
 
+from ansible_collections.cerniq.ops.plugins.module_utils.durations import DurationError, duration_option, format_duration
 from ansible_collections.cerniq.ops.plugins.module_utils.errors import EngineError
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_sql import execute, fetch_all, quote_ident, split_qualified_name
 
 ACTIONS = ('vacuum', 'analyze', 'reindex', 'drop_invalid_index')
 
+# The settings of a run: durations with a unit, as the module's options take them.
 DEFAULTS = dict(
-    lock_timeout_ms=100,          # first attempt
-    lock_timeout_max_ms=1000,     # cap while doubling
-    lock_wait_budget=30.0,        # seconds per object spent trying to get its locks
-    statement_timeout=3600.0,     # seconds per statement; 0 = none
-    cleanup_budget=60.0,          # seconds to drop what a failed REINDEX CONCURRENTLY left
-    time_budget=0.0,              # seconds for the whole run; 0 = none
+    lock_timeout='100ms',         # first attempt
+    lock_timeout_max='1s',        # cap while doubling
+    lock_wait_budget='30s',       # per object, spent trying to get its locks
+    statement_timeout='1h',       # per statement; '0s' = none (PostgreSQL's meaning)
+    cleanup_budget='1m',          # to drop what a failed REINDEX CONCURRENTLY left
+    time_budget=None,             # for the whole run; unset = no limit
 )
 
 LOCK_NOT_AVAILABLE = '55P03'
@@ -60,7 +61,7 @@ CC_LEFTOVER = re.compile(r'_cc(new|old)[0-9]*$')
 
 TABLE_KINDS = ('r', 'm', 'p')
 INDEX_KINDS = ('i', 'I')
-MAX_TIMEOUT_MS = 2147483647   # PostgreSQL's limit for lock_timeout / statement_timeout
+MAX_TIMEOUT = 2147483.647     # seconds: PostgreSQL's limit for lock_timeout / statement_timeout (2^31-1 ms)
 MAX_BUDGET = 30 * 86400.0
 OUTCOMES = ('done', 'skipped', 'failed', 'planned', 'absent')
 
@@ -197,7 +198,7 @@ def concurrent_reindex_broken(server_version_num):
 
 # --------------------------------------------------------------------------- invalid-index bookkeeping
 
-def invalid_indexes(conn, table_oid):
+def table_invalid_indexes(conn, table_oid):
     """{oid: (schema, name)} of invalid indexes of a table and its TOAST table."""
     rows = fetch_all(conn, """
         SELECT i.indexrelid, n.nspname, c.relname
@@ -236,36 +237,31 @@ def check_tasks(tasks):
 
 
 def check_settings(settings):
-    """DEFAULTS overridden by ``settings`` (None = default), bounds checked; MaintenanceError if refused."""
+    """DEFAULTS overridden by ``settings`` (None = default), checked; MaintenanceError (one line) if refused.
+
+    Returns the values in the units the runner uses: ``lock_timeout_ms``, ``lock_timeout_max_ms`` (int),
+    ``lock_wait_budget``, ``statement_timeout``, ``cleanup_budget`` (seconds) and ``time_budget`` (seconds or
+    None for no limit).
+    """
     merged = dict(DEFAULTS)
     for key, value in settings.items():
         if key not in DEFAULTS:
             raise MaintenanceError('unknown setting %s' % key)
         if value is not None:
             merged[key] = value
-    for key in DEFAULTS:
-        try:
-            if isinstance(merged[key], bool):
-                raise TypeError(key)
-            merged[key] = float(merged[key])
-        except (TypeError, ValueError, OverflowError):
-            raise MaintenanceError('%s must be a number, got %r' % (key.replace('_ms', ''), merged[key]))
-        if math.isnan(merged[key]) or math.isinf(merged[key]):
-            raise MaintenanceError('%s must be a finite number, got %r' % (key.replace('_ms', ''), merged[key]))
-    if not 1 <= merged['lock_timeout_ms'] <= MAX_TIMEOUT_MS:
-        raise MaintenanceError('lock_timeout must be 1 to %d ms, got %r' % (MAX_TIMEOUT_MS, merged['lock_timeout_ms']))
-    if not merged['lock_timeout_ms'] <= merged['lock_timeout_max_ms'] <= MAX_TIMEOUT_MS:
-        raise MaintenanceError('lock_timeout_max must be between lock_timeout and %d ms, got %r' % (
-            MAX_TIMEOUT_MS, merged['lock_timeout_max_ms']))
-    if not 0 <= merged['statement_timeout'] * 1000 <= MAX_TIMEOUT_MS:
-        raise MaintenanceError('statement_timeout must be 0 (none) to %d seconds, got %r' % (
-            MAX_TIMEOUT_MS // 1000, merged['statement_timeout']))
-    for key in ('lock_wait_budget', 'cleanup_budget', 'time_budget'):
-        if not 0 <= merged[key] <= MAX_BUDGET:
-            raise MaintenanceError('%s must be 0 to %d seconds, got %r' % (key, MAX_BUDGET, merged[key]))
-    for key in ('lock_timeout_ms', 'lock_timeout_max_ms'):
-        merged[key] = int(merged[key])
-    return merged
+    try:
+        lock_timeout = duration_option(merged['lock_timeout'], 'lock_timeout', 0.001, MAX_TIMEOUT)
+        lock_timeout_max = duration_option(merged['lock_timeout_max'], 'lock_timeout_max', lock_timeout, MAX_TIMEOUT)
+        checked = dict(
+            lock_timeout_ms=int(round(lock_timeout * 1000)),
+            lock_timeout_max_ms=int(round(lock_timeout_max * 1000)),
+            statement_timeout=duration_option(merged['statement_timeout'], 'statement_timeout', 0, MAX_TIMEOUT),
+            time_budget=duration_option(merged['time_budget'], 'time_budget', 1, MAX_BUDGET, optional=True))
+        for key in ('lock_wait_budget', 'cleanup_budget'):
+            checked[key] = duration_option(merged[key], key, 0, MAX_BUDGET)
+    except DurationError as error:
+        raise MaintenanceError(str(error))
+    return checked
 
 
 # --------------------------------------------------------------------------- the runner
@@ -382,7 +378,7 @@ class MaintenanceRunner(object):
         """Drop the _ccnew/_ccold invalid indexes a failed REINDEX CONCURRENTLY of ours left."""
         dropped, left = [], []
         try:
-            after = invalid_indexes(self.conn, table_oid)
+            after = table_invalid_indexes(self.conn, table_oid)
         except Exception as error:
             return dropped, [dict(index=None, reason='cannot list invalid indexes: %s' % _one_line(error))]
         created = [(oid, names) for oid, names in sorted(after.items())
@@ -410,11 +406,12 @@ class MaintenanceRunner(object):
 
     # ---- running
     def run(self, tasks):
-        """Plan, then run (unless check mode). Returns a result dict."""
+        """Plan, then run (unless check mode). Returns ``dict(operations=[one per task, in order], summary=
+        {outcome: count}, changed, warnings, check_mode)``."""
         steps = self.plan(tasks)
         results = []
         run_start = self.clock()
-        budget = float(self.settings['time_budget'])
+        budget = self.settings['time_budget']
         for step in steps:
             task, rel = step['task'], step['rel']
             if rel is None:
@@ -432,8 +429,9 @@ class MaintenanceRunner(object):
             if self.check_mode:
                 results.append(result)
                 continue
-            if budget and self.clock() - run_start >= budget:
-                result.update(result='skipped', reason='run time budget of %ss exhausted before this object' % budget)
+            if budget is not None and self.clock() - run_start >= budget:
+                result.update(result='skipped', reason='time_budget of %s spent before this object'
+                              % format_duration(budget))
                 results.append(result)
                 continue
             if getattr(self.conn, 'closed', 0):
@@ -450,7 +448,7 @@ class MaintenanceRunner(object):
         for result in results:
             summary[result['result']] = summary.get(result['result'], 0) + 1
         changed = summary['done'] > 0 or (self.check_mode and summary['planned'] > 0)
-        return dict(results=results, summary=summary, changed=changed,
+        return dict(operations=results, summary=summary, changed=changed,
                     warnings=list(self.warnings), check_mode=self.check_mode)
 
     def _run_step(self, step, result):
@@ -458,7 +456,7 @@ class MaintenanceRunner(object):
         is_cc_reindex = task['action'] == 'reindex' and task['concurrently']
         before = {}
         if is_cc_reindex:
-            before = invalid_indexes(self.conn, rel['table_oid'])
+            before = table_invalid_indexes(self.conn, rel['table_oid'])
         cleanup = dict(dropped=[], left=[])
 
         def clean():
@@ -486,16 +484,17 @@ class MaintenanceRunner(object):
             else:
                 result.update(result='done')
         elif outcome == 'lock':
-            result.update(result='skipped', reason='lock not available within %ss (%d attempts, lock_timeout up to '
-                                                   '%d ms); other sessions were not disturbed' % (
-                                                       self.settings['lock_wait_budget'], attempts,
-                                                       int(self.settings['lock_timeout_max_ms'])))
+            result.update(result='skipped', reason='lock not available within %s (%d attempts, lock_timeout up to '
+                                                   '%s); other sessions were not disturbed' % (
+                                                       format_duration(self.settings['lock_wait_budget']), attempts,
+                                                       format_duration(self.settings['lock_timeout_max_ms'] / 1000.0)))
         else:
             if not getattr(self.conn, 'closed', 0):
                 clean()
             reason = _one_line(error)
             if getattr(error, 'pgcode', None) == QUERY_CANCELED and 'statement timeout' in reason:
-                reason = 'statement_timeout (%ss) reached: %s' % (self.settings['statement_timeout'], reason)
+                reason = 'statement_timeout (%s) reached: %s' % (format_duration(self.settings['statement_timeout']),
+                                                                 reason)
             result.update(result='failed', reason=reason)
         result['duration_ms'] = int(round((self.clock() - start) * 1000))
         if is_cc_reindex and (cleanup['dropped'] or cleanup['left']):

@@ -14,9 +14,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import math
 import os
 import traceback
+
+from ansible_collections.cerniq.ops.plugins.module_utils.durations import DurationError, duration_option
 
 REDIS_IMPORT_ERROR = None
 try:
@@ -43,7 +44,7 @@ REDIS_COMMON_ARGS = dict(
     redis_validate_certs=dict(type='bool', default=True),
     redis_client_cert=dict(type='path'),
     redis_client_key=dict(type='path', no_log=False),
-    redis_socket_timeout=dict(type='float', default=5.0),
+    redis_socket_timeout=dict(type='str', default='5s'),
     redis_sentinel_master=dict(type='str'),
     redis_sentinel_nodes=dict(type='list', elements='str', default=[]),
     redis_cluster=dict(type='bool', default=False),
@@ -113,12 +114,22 @@ def _one_line(error, limit=300):
     return line if len(line) <= limit else line[:limit] + '...'
 
 
+def socket_timeout_seconds(params):
+    """Seconds of ``redis_socket_timeout`` (a duration, more than 0 and at most 1h; 5s unset)."""
+    value = params.get('redis_socket_timeout')
+    try:
+        return duration_option(REDIS_COMMON_ARGS['redis_socket_timeout']['default'] if value is None else value,
+                               'redis_socket_timeout', 0.001, MAX_SOCKET_TIMEOUT)
+    except DurationError as error:
+        raise RedisConnectError(str(error))
+
+
 def _client_kwargs(params):
     kwargs = dict(
         username=params.get('redis_username') or None,
         password=params.get('redis_password') or None,
-        socket_timeout=params.get('redis_socket_timeout') or None,
-        socket_connect_timeout=params.get('redis_socket_timeout') or None,
+        socket_timeout=socket_timeout_seconds(params),
+        socket_connect_timeout=socket_timeout_seconds(params),
     )
     if params.get('redis_tls'):
         kwargs.update(
@@ -161,15 +172,7 @@ def check_redis_params(params):
         raise RedisConnectError('redis_host is empty: give a host name or address (default localhost)')
     _integer(params, 'redis_port', 6379, 1, 65535)
     _integer(params, 'redis_db', 0, 0, 2 ** 31 - 1)
-    timeout = params.get('redis_socket_timeout')
-    if timeout is not None:
-        try:
-            timeout = float(timeout)
-        except (TypeError, ValueError):
-            raise RedisConnectError('redis_socket_timeout must be a number of seconds, got %r' % (timeout,))
-        if math.isnan(timeout) or not 0 < timeout <= MAX_SOCKET_TIMEOUT:
-            raise RedisConnectError('redis_socket_timeout must be more than 0 and at most %d seconds, got %r'
-                                    % (MAX_SOCKET_TIMEOUT, timeout))
+    socket_timeout_seconds(params)
     if params.get('redis_cluster') and params.get('redis_sentinel_master'):
         raise RedisConnectError('redis_cluster and redis_sentinel_master exclude each other: choose one')
     if params.get('redis_sentinel_master'):

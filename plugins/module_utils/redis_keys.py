@@ -42,11 +42,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.cerniq.ops.plugins.module_utils.errors import EngineError
-
+import math
 import struct
 import tempfile
 import time
+
+from ansible_collections.cerniq.ops.plugins.module_utils.durations import DurationError, duration_option
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import EngineError
 
 DEFAULT_SCAN_COUNT = 1000
 DEFAULT_BATCH_SIZE = 1000
@@ -54,7 +56,20 @@ DEFAULT_SAMPLE_SIZE = 10
 MAX_SAMPLE_SIZE = 1000
 MAX_SCAN_COUNT = 100000
 MAX_BATCH_SIZE = 5000  # keys unpacked into one UNLINK inside Lua (its C stack holds 8000)
+MAX_IDLE_SECONDS = 10 * 365 * 86400
 KEY_TYPES = ('string', 'list', 'set', 'zset', 'hash', 'stream')
+
+# The options saying which keys a run works on, shared by the redis_keys and redis_keys_info modules
+# (documented once in the cerniq.ops.redis_key_filters doc fragment).
+KEY_FILTER_ARGUMENT_SPEC = dict(
+    patterns=dict(type='list', elements='str', required=True),
+    allow_all=dict(type='bool', default=False),
+    key_type=dict(type='str', choices=list(KEY_TYPES)),
+    no_ttl_only=dict(type='bool', default=False),
+    min_idle_time=dict(type='str'),
+    scan_count=dict(type='int', default=DEFAULT_SCAN_COUNT),
+    sample_size=dict(type='int', default=DEFAULT_SAMPLE_SIZE),
+)
 
 # One server call: take a batch of keys, check the filters, UNLINK what passed (or just count
 # it), atomically, so a key touched after the check is never removed. The batch is either the
@@ -326,6 +341,20 @@ def _check_int(name, value, minimum, maximum=None, optional=False):
     return value
 
 
+def key_filters(params):
+    """The KEY_FILTER_ARGUMENT_SPEC options of ``params`` but ``patterns``, as KeyCleaner takes them."""
+    return dict((name, params[name]) for name in KEY_FILTER_ARGUMENT_SPEC if name != 'patterns')
+
+
+def _idle_seconds(min_idle_time):
+    """Whole seconds of ``min_idle_time`` (a duration with a unit), rounded up: OBJECT IDLETIME counts seconds."""
+    try:
+        seconds = duration_option(min_idle_time, 'min_idle_time', 0, MAX_IDLE_SECONDS, optional=True)
+    except DurationError as error:
+        raise RedisKeysError(str(error))
+    return None if seconds is None else int(math.ceil(seconds))
+
+
 def _send_with_keys(client, head, count, encoded):
     """Send the command ``head`` + ``count`` key names already encoded as RESP bulk strings; its reply.
 
@@ -347,7 +376,7 @@ def _send_with_keys(client, head, count, encoded):
 class KeyCleaner(object):
     """One run over one client (single server, Sentinel master or Redis Cluster)."""
 
-    def __init__(self, client, patterns, key_type=None, no_ttl_only=False, idle_seconds=None,
+    def __init__(self, client, patterns, key_type=None, no_ttl_only=False, min_idle_time=None,
                  max_keys=None, scan_count=DEFAULT_SCAN_COUNT, batch_size=DEFAULT_BATCH_SIZE,
                  sample_size=DEFAULT_SAMPLE_SIZE, allow_all=False):
         self.client = client
@@ -356,7 +385,7 @@ class KeyCleaner(object):
             raise RedisKeysError('key_type must be one of %s, got %r' % (', '.join(KEY_TYPES), key_type))
         self.key_type = key_type
         self.no_ttl_only = bool(no_ttl_only)
-        self.idle_seconds = _check_int('idle_seconds', idle_seconds, 0, optional=True)
+        self.idle_seconds = _idle_seconds(min_idle_time)
         self.max_keys = _check_int('max_keys', max_keys, 0, optional=True)
         self.scan_count = _check_int('scan_count', scan_count, 1, MAX_SCAN_COUNT)
         self.batch_size = _check_int('batch_size', batch_size, 1, MAX_BATCH_SIZE)
@@ -487,7 +516,7 @@ class KeyCleaner(object):
         return dict(
             matched=0, deleted=0, scanned=0, scan_calls=0, sample=[], limit_reached=False,
             patterns=dict((display(p), dict(matched=0, deleted=0)) for p in self.patterns),
-            nodes=0, elapsed=0.0, dry_run=False, counted_first=False, guard='none',
+            nodes=0, elapsed_seconds=0.0, counted_first=False, guard='none',
         )
 
     def _guarded(self, nodes, result):
@@ -517,7 +546,6 @@ class KeyCleaner(object):
         from redis import exceptions as redis_exceptions
         started = time.monotonic()
         result = self._empty_result()
-        result['dry_run'] = bool(dry_run)
         try:
             nodes = self._nodes()
             result['nodes'] = len(nodes)
@@ -528,13 +556,13 @@ class KeyCleaner(object):
             else:
                 self._guarded(nodes, result)
         except RedisKeysError:
-            result['elapsed'] = round(time.monotonic() - started, 3)
+            result['elapsed_seconds'] = round(time.monotonic() - started, 3)
             raise
         except (redis_exceptions.RedisError, OSError) as error:
-            result['elapsed'] = round(time.monotonic() - started, 3)
+            result['elapsed_seconds'] = round(time.monotonic() - started, 3)
             message = ' '.join(str(error).split()) or error.__class__.__name__
             raise RedisKeysError('Redis error after deleting %d keys: %s' % (result['deleted'], message), result)
-        result['elapsed'] = round(time.monotonic() - started, 3)
+        result['elapsed_seconds'] = round(time.monotonic() - started, 3)
         return result
 
 
@@ -546,4 +574,14 @@ def delete_keys(client, patterns, dry_run=False, **options):
 def count_keys(client, patterns, **options):
     """Count the keys ``delete_keys`` would delete; deletes nothing."""
     options.pop('max_keys', None)
-    return KeyCleaner(client, patterns, **options).run(dry_run=True)
+    return count_result(KeyCleaner(client, patterns, **options).run(dry_run=True))
+
+
+def count_result(result):
+    """The facts of a count (``run(dry_run=True)``): what matched, not what a delete would report."""
+    counted = dict((key, value) for key, value in result.items()
+                   if key not in ('deleted', 'limit_reached', 'counted_first', 'guard'))
+    if 'patterns' in counted:
+        counted['patterns'] = dict((pattern, dict(matched=figures.get('matched', 0)))
+                                   for pattern, figures in counted['patterns'].items())
+    return counted

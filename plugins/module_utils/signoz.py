@@ -42,15 +42,15 @@ def _headers(api_key):
     return {API_KEY_HEADER: api_key, 'Content-Type': 'application/json', 'Accept': 'application/json'}
 
 
-def module_request(module, api_key):
-    """The ``request`` callable of an Ansible module (``open_url``; TLS and timeout from its params)."""
+def module_request(module, api_key, timeout):
+    """The ``request`` callable of an Ansible module (``open_url``; TLS from its params, ``timeout`` seconds)."""
     from ansible.module_utils.urls import open_url
 
     def request(method, url, payload=None):
         data = json.dumps(payload) if payload is not None else None
         try:
             response = open_url(url, data=data, method=method, headers=_headers(api_key),
-                                validate_certs=module.params['validate_certs'], timeout=module.params['timeout'],
+                                validate_certs=module.params['validate_certs'], timeout=timeout,
                                 follow_redirects='none')
             return response.getcode(), response.read().decode('utf-8', 'replace')
         except HTTPError as error:

@@ -166,6 +166,7 @@ cluster:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import fail_engine_error
 from ansible_collections.cerniq.ops.plugins.module_utils.alertmanager_silence import (
     ALERTMANAGER_ARGUMENT_SPEC,
     SilenceError,
@@ -200,7 +201,7 @@ def main():
                         duration_seconds=duration, ends_at=params['ends_at'], starts_at=params['starts_at'],
                         check_mode=module.check_mode, cluster_timeout=cluster_timeout)
     except (SilenceError, ValueError) as error:
-        module.fail_json(msg=str(error))
+        fail_engine_error(module, error)
 
     output = dict(changed=result['changed'], action=result['action'], silence=result['silence'],
                   expired_duplicates=result['expired_duplicates'], cluster=result['cluster'])

@@ -123,6 +123,7 @@ read_from:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import fail_engine_error
 from ansible_collections.cerniq.ops.plugins.module_utils.alertmanager_silence import (
     ALERTMANAGER_ARGUMENT_SPEC,
     SilenceError,
@@ -151,7 +152,7 @@ def main():
                        created_by=params['created_by'], comment=params['comment'],
                        labels={k: str(v) for k, v in params['labels'].items()} if params['labels'] else None)
     except (SilenceError, ValueError) as error:
-        module.fail_json(msg=str(error))
+        fail_engine_error(module, error)
     module.exit_json(changed=False, silences=[describe(s) for s in found], read_from=cluster.primary.url)
 
 

@@ -70,11 +70,11 @@ options:
     default: 1
   older_than:
     description:
-      - Seconds. With O(state=retried), retry only jobs that failed at least this long ago.
-      - With O(state=cleaned), delete only jobs finished at least this long ago (the grace period).
-      - From 0 to 3153600000 (100 years).
-    type: int
-    default: 0
+      - A duration with a unit (C(10m), C(1 day)). With O(state=retried), retry only jobs that failed at least this
+        long ago. With O(state=cleaned), delete only jobs finished at least this long ago (the grace period).
+      - Unset - jobs of any age. At most 100 years; a number without a unit is refused (it was a number of
+        seconds before 1.0.0).
+    type: str
   limit:
     description: At most this many jobs are moved or deleted (all when unset); at least 1 when set.
     type: int
@@ -114,7 +114,7 @@ EXAMPLES = r'''
   cerniq.ops.bullmq_queue:
     name: silver:enrich:anaf-fiscal-status
     state: retried
-    older_than: 600
+    older_than: 10m
     limit: 500
 
 - name: Delete completed jobs older than a day
@@ -122,7 +122,7 @@ EXAMPLES = r'''
     name: bronze:ingest:csv
     state: cleaned
     clean_state: completed
-    older_than: 86400
+    older_than: 1 day
 
 - name: Pause, then resume a queue
   cerniq.ops.bullmq_queue:
@@ -211,6 +211,8 @@ diff:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.cerniq.ops.plugins.module_utils.durations import DurationError, duration_option
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import fail_engine_error
 from ansible_collections.cerniq.ops.plugins.module_utils.redis_connection import (
     _one_line as one_line, redis_argument_spec, redis_connect_module)
 from ansible_collections.cerniq.ops.plugins.module_utils.bullmq import BullMQError, Queue
@@ -222,8 +224,8 @@ except ImportError:  # pragma: no cover - redis_connect_module reports the missi
 
 
 # Bounds of the integer options, checked before connecting.
-BOUNDS = dict(batch_size=(1, 10000), max_stalled_count=(0, 1000000), older_than=(0, 3153600000),
-              sample_size=(0, 10000))
+BOUNDS = dict(batch_size=(1, 10000), max_stalled_count=(0, 1000000), sample_size=(0, 10000))
+MAX_OLDER_THAN = 100 * 365 * 86400   # seconds
 
 
 def _counts_text(counts):
@@ -231,7 +233,7 @@ def _counts_text(counts):
 
 
 def _failure(name, error, queue):
-    """fail_json arguments: one line naming the cause, and whether earlier batches changed anything."""
+    """One line naming the cause, and whether earlier batches changed anything."""
     msg = str(error) if isinstance(error, BullMQError) else 'Redis error on queue %s: %s' % (name, one_line(error))
     handled = queue.handled if queue is not None else 0
     if handled:
@@ -248,7 +250,7 @@ def main():
                    choices=['repaired', 'retried', 'cleaned', 'paused', 'resumed', 'promoted']),
         batch_size=dict(type='int', default=500),
         max_stalled_count=dict(type='int', default=1),
-        older_than=dict(type='int', default=0),
+        older_than=dict(type='str'),
         limit=dict(type='int'),
         clean_state=dict(type='str', choices=['completed', 'failed'], default='completed'),
         sample_size=dict(type='int', default=20),
@@ -263,6 +265,11 @@ def main():
         module.fail_json(msg='limit must be >= 1 when set, got %d' % params['limit'])
     if not params['name'] or not params['prefix']:
         module.fail_json(msg='name and prefix must not be empty')
+    try:
+        older_than_ms = int(round(1000 * (duration_option(params['older_than'], 'older_than', 0, MAX_OLDER_THAN,
+                                                          optional=True) or 0)))
+    except DurationError as error:
+        module.fail_json(msg=str(error))
 
     client = redis_connect_module(module)
     check = module.check_mode
@@ -275,19 +282,19 @@ def main():
             result = queue.repair(max_stalled_count=params['max_stalled_count'], limit=params['limit'],
                                   check_mode=check, sample=params['sample_size'])
         elif state == 'retried':
-            result = queue.retry(older_than_ms=params['older_than'] * 1000, limit=params['limit'],
+            result = queue.retry(older_than_ms=older_than_ms, limit=params['limit'],
                                  check_mode=check, sample=params['sample_size'])
         elif state == 'promoted':
             result = queue.promote(limit=params['limit'], check_mode=check, sample=params['sample_size'])
         elif state == 'cleaned':
-            result = queue.clean(params['clean_state'], params['older_than'] * 1000, limit=params['limit'],
+            result = queue.clean(params['clean_state'], older_than_ms, limit=params['limit'],
                                  check_mode=check, sample=params['sample_size'])
         elif state == 'paused':
             result = queue.pause(check_mode=check)
         else:
             result = queue.resume(check_mode=check)
     except (BullMQError, RedisError) as error:
-        module.fail_json(**_failure(params['name'], error, queue))
+        fail_engine_error(module, error, **_failure(params['name'], error, queue))
     result.setdefault('data_model', None)
     if result.get('corrupt_count'):
         module.warn('%d jobs of queue %s failed their check and were left in %s: see corrupt_jobs' % (

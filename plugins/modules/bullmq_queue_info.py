@@ -160,6 +160,7 @@ names:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import fail_engine_error
 from ansible_collections.cerniq.ops.plugins.module_utils.redis_connection import (
     _one_line as one_line, redis_argument_spec, redis_connect_module)
 from ansible_collections.cerniq.ops.plugins.module_utils.bullmq import (
@@ -207,7 +208,7 @@ def main():
                     raise
                 queues[name] = dict(name=name, prefix=params['prefix'], exists=False, msg=str(error))
     except BullMQError as error:
-        module.fail_json(msg=str(error))
+        fail_engine_error(module, error)
     except RedisError as error:
         module.fail_json(msg='Redis error: %s' % one_line(error))
     module.exit_json(changed=False, names=names, queues=queues)

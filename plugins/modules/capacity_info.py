@@ -12,7 +12,7 @@ module: capacity_info
 short_description: CERNIQ capacity report - daily series of runbook 6.1 judged against the 6.2 thresholds
 description:
   - Runs the three capacity queries of runbook 6.1 (daily ingestion with average processing time, enrichment
-    throughput per source, HITL tasks created and resolved with average resolution time) over a window of days,
+    throughput per source, HITL tasks created and resolved with average resolution time) over O(period),
     aggregated on the server (one row per day).
   - Judges the current load against the 6.2 scaling thresholds, per object, with the definitions of the shipped alert
     rules - queue depth (waiting jobs) and processing latency (waiting jobs / jobs finished per second) per queue,
@@ -38,10 +38,13 @@ attributes:
     support: none
     description: Nothing is changed, so there is nothing to compare.
 options:
-  days:
-    description: Window of the daily series, in days.
-    type: int
-    default: 30
+  period:
+    description:
+      - How far back the daily series go, a duration with a unit (C(30 days), C(12w)), rounded up to whole days;
+        C(1d) to C(3660d).
+      - Called C(days) (a number of days) before 1.0.0; a number without a unit is refused.
+    type: str
+    default: 30 days
   tables:
     description: Table names, for schemas that differ from CERNIQ's.
     type: dict
@@ -165,10 +168,13 @@ html:
 '''
 
 import json
+import math
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
 
+from ansible_collections.cerniq.ops.plugins.module_utils.durations import DurationError, duration_option
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import fail_engine_error
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.capacity import (
     CapacityError,
     add_missing_queues,
@@ -190,7 +196,7 @@ from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
 def main():
     argument_spec = postgres_argument_spec()
     argument_spec.update(
-        days=dict(type='int', default=30),
+        period=dict(type='str', default='30 days'),
         tables=dict(type='dict', default={}, options=dict(
             bronze_contacts=dict(type='str'), enrichment_log=dict(type='str'), approval_tasks=dict(type='str'))),
         measurements=dict(type='dict', default={}),
@@ -202,8 +208,10 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
-    if p['days'] < 1 or p['days'] > 3660:
-        module.fail_json(msg='days must be between 1 and 3660')
+    try:
+        days = int(math.ceil(duration_option(p['period'], 'period', 86400, 3660 * 86400) / 86400.0))
+    except DurationError as error:
+        module.fail_json(msg=str(error))
     measured, origin, sources = {}, {}, []
     try:
         for key, value in (p['measurements'] or {}).items():
@@ -211,7 +219,7 @@ def main():
             if rows:
                 measured[key], origin[key] = rows, 'given'
     except CapacityError as error:
-        module.fail_json(msg=str(error))
+        fail_engine_error(module, error)
 
     def fetch_json(url):
         try:
@@ -234,7 +242,7 @@ def main():
     conn = postgres_connect_module(module)
     try:
         tables = {key: value for key, value in (p['tables'] or {}).items() if value}
-        series = daily_series(conn, p['days'], tables)
+        series = daily_series(conn, days, tables)
         connections = connection_usage(conn)
         if 'db_connections' not in measured:
             measured['db_connections'] = [dict(object=describe_server(p), value=connections['percent'], note=None)]
@@ -242,7 +250,7 @@ def main():
         verdicts = judge(add_missing_queues(measured, p['queues']), p['thresholds'])
         sources += ['%s: %s' % (key, origin[key]) for key in sorted(origin)]
     except CapacityError as error:
-        module.fail_json(msg=str(error))
+        fail_engine_error(module, error)
     except Exception as error:  # psycopg2 errors: missing table or column
         module.fail_json(msg='capacity queries failed: %s' % str(error).strip().splitlines()[0])
     finally:

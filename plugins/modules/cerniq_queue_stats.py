@@ -73,6 +73,7 @@ changed_queues:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import fail_engine_error
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.queue_stats import (
     QueueStatsError,
     record_queue_stats,
@@ -96,7 +97,7 @@ def main():
                                            check_mode=module.check_mode)
     except QueueStatsError as error:
         conn.rollback()
-        module.fail_json(msg=str(error))
+        fail_engine_error(module, error)
     except Exception as error:  # psycopg2 errors: wrong columns, permissions
         conn.rollback()
         module.fail_json(msg='recording the queue counts failed: %s' % str(error).strip().splitlines()[0])

@@ -100,6 +100,7 @@ changed_checksum:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import fail_engine_error
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
     postgres_argument_spec, postgres_connect_module)
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.schema import (
@@ -126,7 +127,7 @@ def main():
         else:
             migrations = normalize_migrations(module.params['migrations'])
     except MigrationError as error:
-        module.fail_json(msg=str(error))
+        fail_engine_error(module, error)
     conn = postgres_connect_module(module)
     try:
         result = apply(conn, migrations, table=module.params['table'], check_mode=module.check_mode,
@@ -134,8 +135,7 @@ def main():
     except ValueError as error:
         module.fail_json(msg='invalid table name: %s' % error)
     except MigrationError as error:
-        partial = error.result
-        module.fail_json(msg=str(error), **partial)
+        fail_engine_error(module, error)
     finally:
         conn.close()
     before = sorted(result['already_applied'])

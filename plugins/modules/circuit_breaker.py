@@ -9,78 +9,51 @@ __metaclass__ = type
 
 DOCUMENTATION = r'''
 module: circuit_breaker
-short_description: Read and reset the circuit breakers and rate-limit counters of external sources in Redis
+short_description: Close the OPEN circuit breakers of external sources in Redis
 version_added: 0.1.0
 description:
-  - Reads, for each source, the circuit-breaker state, its failure count and the remaining rate-limit
-    budget (with the time to its reset), from keys named by templates.
-  - With O(state=reset), resets a breaker that is OPEN by deleting its state and failure keys (what the
+  - With O(state=closed), closes a breaker that is OPEN by deleting its state and failure keys (what the
     runbook does by hand with C(redis-cli DEL)); a breaker that is not OPEN is left alone unless O(force).
     The OPEN check and the delete of the state key are one atomic Lua call.
-  - Keys of another Redis type than string are refused, naming the key.
+  - Every source is read (and its keys checked) before any breaker is changed.
+  - M(cerniq.ops.circuit_breaker_info) reads the breakers and the rate-limit counters (it was C(state=read)
+    of this module before 1.0.0, and O(state=closed) was C(state=reset)).
 extends_documentation_fragment:
   - cerniq.ops.redis
+  - cerniq.ops.circuit_keys
 attributes:
   check_mode:
     support: full
-    description: Reports which breakers would be reset; writes nothing.
+    description: Reports which breakers would be closed; writes nothing.
   diff_mode:
     support: full
     description: State and failure count of each source before and after.
 options:
-  sources:
-    description: Source names, for example C(anaf) and C(termene).
-    type: list
-    elements: str
-    required: true
   state:
-    description: V(read) only reads; V(reset) resets OPEN breakers.
+    description: V(closed) - the OPEN breakers of O(sources) are closed (reset).
     type: str
-    choices: [read, reset]
-    default: read
+    choices: [closed]
+    required: true
   force:
-    description: With O(state=reset), reset the breaker whatever its state.
+    description: Close the breaker whatever its state (and clear its failure count).
     type: bool
     default: false
-  open_values:
-    description: State values meaning OPEN (compared without case).
-    type: list
-    elements: str
-    default: [OPEN]
-  state_key:
-    description:
-      - Template of the state key; C({source}) is replaced by the source name.
-      - The three templates must each contain C({source}), must not be empty and must name different keys;
-        anything else is refused before connecting.
-    type: str
-    default: 'circuit:{source}:state'
-  failures_key:
-    description: Template of the failure-count key.
-    type: str
-    default: 'circuit:{source}:failures'
-  rate_limit_key:
-    description: Template of the remaining rate-limit budget key.
-    type: str
-    default: 'rate_limit:{source}:remaining'
+seealso:
+  - module: cerniq.ops.circuit_breaker_info
 author:
   - cerniq.ops contributors (@cerniq)
 '''
 
 EXAMPLES = r'''
-- name: Read the breakers of the enrichment sources
-  cerniq.ops.circuit_breaker:
-    sources: [anaf, termene]
-  register: breakers
-
-- name: Reset the ANAF breaker if it is stuck OPEN
+- name: Close the ANAF breaker if it is stuck OPEN
   cerniq.ops.circuit_breaker:
     sources: [anaf]
-    state: reset
+    state: closed
 '''
 
 RETURN = r'''
 sources:
-  description: Per source, what was read (after the reset for O(state=reset)).
+  description: Per source, what was read after the run (see M(cerniq.ops.circuit_breaker_info)).
   returned: always
   type: dict
   contains:
@@ -101,8 +74,8 @@ sources:
       type: float
   sample:
     anaf: {state: OPEN, open: true, failures: 12, rate_limit_remaining: 0, rate_limit_reset_seconds: 41.2}
-reset:
-  description: Sources that were (or in check mode would be) reset.
+closed:
+  description: Sources whose breaker was (or in check mode would be) closed (C(reset) before 1.0.0).
   returned: always
   type: list
   elements: str
@@ -110,10 +83,11 @@ reset:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import fail_engine_error
 from ansible_collections.cerniq.ops.plugins.module_utils.redis_connection import (
     _one_line as one_line, redis_argument_spec, redis_connect_module)
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.circuit import (
-    CircuitBreakers, CircuitError, checked_templates, key_for)
+    CIRCUIT_ARGUMENT_SPEC, CircuitBreakers, CircuitError, check_options)
 
 try:
     from redis.exceptions import RedisError
@@ -128,47 +102,35 @@ def _line(entry):
 
 def main():
     argument_spec = redis_argument_spec()
+    argument_spec.update(CIRCUIT_ARGUMENT_SPEC)
     argument_spec.update(
-        sources=dict(type='list', elements='str', required=True),
-        state=dict(type='str', choices=['read', 'reset'], default='read'),
+        state=dict(type='str', choices=['closed'], required=True),
         force=dict(type='bool', default=False),
-        open_values=dict(type='list', elements='str', default=['OPEN']),
-        state_key=dict(type='str', default='circuit:{source}:state', no_log=False),
-        failures_key=dict(type='str', default='circuit:{source}:failures', no_log=False),
-        rate_limit_key=dict(type='str', default='rate_limit:{source}:remaining', no_log=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     params = module.params
-    if not params['sources']:
-        module.fail_json(msg='sources must name at least one source')
-    templates = dict((kind, params[kind]) for kind in ('state_key', 'failures_key', 'rate_limit_key'))
     try:
-        checked_templates(templates)
-        for source in params['sources']:
-            key_for(templates['state_key'], source)
+        templates = check_options(params)
     except CircuitError as error:
-        module.fail_json(msg=str(error))
+        fail_engine_error(module, error)
     client = redis_connect_module(module)
-    results, reset, before_text, after_text = {}, [], '', ''
+    results, closed, before_text, after_text = {}, [], '', ''
     try:
         breakers = CircuitBreakers(client, templates=templates, open_values=params['open_values'])
-        # validate every source before changing any
-        reads = dict((source, breakers.read(source)) for source in params['sources'])
+        for source in params['sources']:   # every source checked before any breaker changes
+            breakers.read(source)
         for source in params['sources']:
-            if params['state'] == 'reset':
-                changed, before, after = breakers.reset(source, force=params['force'], check_mode=module.check_mode)
-                if changed:
-                    reset.append(source)
-            else:
-                before = after = reads[source]
+            changed, before, after = breakers.reset(source, force=params['force'], check_mode=module.check_mode)
+            if changed:
+                closed.append(source)
             results[source] = after
             before_text += '%s: %s' % (source, _line(before))
             after_text += '%s: %s' % (source, _line(after))
     except CircuitError as error:
-        module.fail_json(msg=str(error))
+        fail_engine_error(module, error, closed=closed)
     except RedisError as error:
-        module.fail_json(msg='Redis error: %s' % one_line(error))
-    result = dict(changed=bool(reset), sources=results, reset=reset)
+        module.fail_json(msg='Redis error: %s' % one_line(error), changed=bool(closed), closed=closed)
+    result = dict(changed=bool(closed), sources=results, closed=closed)
     if module._diff:
         result['diff'] = dict(before=before_text, after=after_text)
     module.exit_json(**result)

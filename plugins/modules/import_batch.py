@@ -9,16 +9,18 @@ __metaclass__ = type
 
 DOCUMENTATION = r'''
 module: import_batch
-short_description: Find CERNIQ imports stuck in processing and cancel them safely
+short_description: Cancel CERNIQ imports stuck in processing, safely
 description:
   - Runbook 2.1 (Import Stuck in Processing). A batch of C(bronze_import_batches) is stuck when its status
-    is C(processing), it started more than O(stuck_after_minutes) ago, its row has not been updated (no
+    is C(processing), it started more than O(stuck_after) ago, its row has not been updated (no
     progress) for as long and no C(bronze_contacts) row of it was created for as long.
-  - O(state=stuck) reports the stuck batches (progress, rows, minutes without progress, queue and job ids).
+    M(cerniq.ops.import_batch_info) lists them (it was C(state=stuck) of this module before 1.0.0).
   - O(state=cancelled) sets them to C(cancelled) with O(reason) in C(error_message). The conditions are
     re-checked in the C(UPDATE) itself, so a batch that moved on since the diagnosis is not touched and is
     reported in RV(no_longer_stuck). A second run changes nothing.
-  - RV(queues) names the BullMQ queues and job ids of the batches, ready for M(cerniq.ops.bullmq_queue)
+  - O(state) has no default (it was V(stuck), a report, before 1.0.0), so a task written for the old default
+    fails instead of cancelling batches.
+  - RV(queues) names the BullMQ queues and job ids of the cancelled batches, ready for M(cerniq.ops.bullmq_queue)
     (O(cerniq.ops.bullmq_queue#module:state=repaired)).
   - Every option is checked before connecting; a missing O(batches_table) or O(contacts_table) ends the task with
     one line naming it, before anything is read or changed.
@@ -26,6 +28,7 @@ version_added: 0.1.0
 author: cerniq.ops contributors (@cerniq)
 extends_documentation_fragment:
   - cerniq.ops.postgres
+  - cerniq.ops.import_batches
 attributes:
   check_mode:
     support: full
@@ -35,41 +38,22 @@ attributes:
     description: Status of each affected batch before and after.
 options:
   state:
-    description: V(stuck) reports only; V(cancelled) cancels the stuck batches.
+    description: V(cancelled) - the stuck batches are cancelled.
     type: str
-    choices: [stuck, cancelled]
-    default: stuck
-  ids:
-    description: Only these batch ids (UUIDs); all stuck batches when unset, none when empty.
-    type: list
-    elements: str
-  tenant_id:
-    description: Only batches of this tenant (a UUID; every tenant when unset).
-    type: str
-  stuck_after_minutes:
-    description: Minutes without progress (and since the start) after which a processing batch is stuck (1 to
-      525600, one year).
-    type: int
-    default: 30
+    choices: [cancelled]
+    required: true
   reason:
     description: Recorded in C(error_message) of each cancelled batch (not blank, at most 1000 characters).
     type: str
     default: Manually cancelled - stuck processing
-  batches_table:
-    description: Table of the import batches (C([schema.]name)).
-    type: str
-    default: bronze_import_batches
-  contacts_table:
-    description: Table of the imported contacts (C([schema.]name)).
-    type: str
-    default: bronze_contacts
+seealso:
+  - module: cerniq.ops.import_batch_info
 '''
 
 EXAMPLES = r'''
 - name: Diagnose imports stuck for more than 30 minutes
-  cerniq.ops.import_batch:
+  cerniq.ops.import_batch_info:
     login_db: cerniq_db
-    state: stuck
   register: stuck
 
 - name: Cancel them so the tenant can retry
@@ -117,7 +101,7 @@ no_longer_stuck:
   type: list
   elements: str
 queues:
-  description: BullMQ queues of the cancelled (O(state=cancelled)) or stuck (O(state=stuck)) batches.
+  description: BullMQ queues of the cancelled batches (in check mode, of those that would be).
   returned: always
   type: list
   elements: dict
@@ -126,12 +110,13 @@ queues:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import fail_engine_error
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
     postgres_argument_spec, postgres_connect_module)
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.checks import (
     DATABASE_ERRORS, CerniqError, database_error, require_tables)
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.imports import (
-    DEFAULT_REASON, cancel, check_options, find_stuck, queues_of, tables)
+    DEFAULT_REASON, IMPORTS_ARGUMENT_SPEC, cancel, check_options, tables)
 
 
 def _diff(batches, after_status):
@@ -141,41 +126,32 @@ def _diff(batches, after_status):
 
 def main():
     argument_spec = postgres_argument_spec()
+    argument_spec.update(IMPORTS_ARGUMENT_SPEC)
     argument_spec.update(
-        state=dict(type='str', choices=['stuck', 'cancelled'], default='stuck'),
-        ids=dict(type='list', elements='str'),
-        tenant_id=dict(type='str'),
-        stuck_after_minutes=dict(type='int', default=30),
+        state=dict(type='str', choices=['cancelled'], required=True),
         reason=dict(type='str', default=DEFAULT_REASON),
-        batches_table=dict(type='str', default='bronze_import_batches'),
-        contacts_table=dict(type='str', default='bronze_contacts'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
-    common = dict(stuck_after_minutes=p['stuck_after_minutes'], ids=p['ids'], tenant_id=p['tenant_id'],
-                  table=p['batches_table'], contacts_table=p['contacts_table'])
     try:
         check_options(p)
     except CerniqError as error:
-        module.fail_json(msg=str(error))
+        fail_engine_error(module, error)
     conn = postgres_connect_module(module)
     try:
         require_tables(conn, tables(p['batches_table'], p['contacts_table']))
-        if p['state'] == 'stuck':
-            batches = find_stuck(conn, **common)
-            result = dict(changed=False, batches=batches, cancelled=[], no_longer_stuck=[], queues=queues_of(batches))
-        else:
-            outcome = cancel(conn, reason=p['reason'], check_mode=module.check_mode, **common)
-            result = dict(changed=outcome['changed'], batches=outcome['stuck'], cancelled=outcome['cancelled'],
-                          no_longer_stuck=outcome['no_longer_stuck'], queues=outcome['queues'],
-                          diff=_diff(outcome['cancelled'], 'cancelled'))
+        outcome = cancel(conn, reason=p['reason'], check_mode=module.check_mode, stuck_after=p['stuck_after'],
+                         ids=p['ids'], tenant_id=p['tenant_id'], table=p['batches_table'],
+                         contacts_table=p['contacts_table'])
     except CerniqError as error:
-        module.fail_json(msg=str(error))
+        fail_engine_error(module, error)
     except DATABASE_ERRORS as error:
         module.fail_json(msg=database_error(error))
     finally:
         conn.close()
-    module.exit_json(**result)
+    module.exit_json(changed=outcome['changed'], batches=outcome['stuck'], cancelled=outcome['cancelled'],
+                     no_longer_stuck=outcome['no_longer_stuck'], queues=outcome['queues'],
+                     diff=_diff(outcome['cancelled'], 'cancelled'))
 
 
 if __name__ == '__main__':

@@ -55,9 +55,12 @@ options:
     description: End of the incident window (ISO 8601). Default - now.
     type: str
   lookback:
-    description: How far back to look for the first alert when O(start) is not given, in minutes.
-    type: int
-    default: 360
+    description:
+      - How far back to look for the first alert when O(start) is not given, a duration with a unit (C(6h));
+        C(1m) to C(365d).
+      - A number of minutes before 1.0.0; a number without a unit is refused.
+    type: str
+    default: 6h
   matchers:
     description: Only alerts whose labels equal these values (for example C(severity=SEV1) or C(service=enrichment)).
     type: dict
@@ -94,17 +97,22 @@ options:
     type: dict
     default: {}
   step:
-    description: Resolution of the Prometheus range query, in seconds.
-    type: int
-    default: 30
+    description:
+      - Resolution of the Prometheus range query, a duration with a unit (C(30s)), rounded up to whole seconds;
+        C(1s) to C(1d).
+      - A number of seconds before 1.0.0; a number without a unit is refused.
+    type: str
+    default: 30s
   validate_certs:
     description: Verify TLS certificates of Prometheus and Alertmanager.
     type: bool
     default: true
   timeout:
-    description: HTTP timeout in seconds.
-    type: int
-    default: 10
+    description:
+      - How long to wait for each HTTP call, a duration with a unit (C(10s)); C(1s) to C(1h).
+      - A number of seconds before 1.0.0; a number without a unit is refused.
+    type: str
+    default: 10s
 '''
 
 EXAMPLES = r'''
@@ -191,10 +199,13 @@ markdown:
 
 import datetime
 import json
+import math
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.urls import open_url
 
+from ansible_collections.cerniq.ops.plugins.module_utils.durations import DurationError, duration_option, format_duration
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import fail_engine_error
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.incident import (
     IncidentError,
     active_alerts,
@@ -206,7 +217,6 @@ from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.incident import 
     render_markdown,
     window_silences,
 )
-from ansible_collections.cerniq.ops.plugins.module_utils.durations import DurationError, parse_duration
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
     postgres_argument_spec,
     postgres_connect_module,
@@ -221,50 +231,57 @@ def main():
         alertmanager_url=dict(type='str'),
         start=dict(type='str'),
         end=dict(type='str'),
-        lookback=dict(type='int', default=360),
+        lookback=dict(type='str', default='6h'),
         matchers=dict(type='dict', default={}),
         severity=dict(type='str', choices=['SEV1', 'SEV2', 'SEV3', 'SEV4']),
         services=dict(type='list', elements='str'),
         impact_queries=dict(type='dict', default={}),
-        step=dict(type='int', default=30),
+        step=dict(type='str', default='30s'),
         resolved_after=dict(type='str', default='15m'),
         mitigated_at=dict(type='str'),
         mitigated_by=dict(type='str'),
         validate_certs=dict(type='bool', default=True),
-        timeout=dict(type='int', default=10),
+        timeout=dict(type='str', default='10s'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
+    try:   # before connecting
+        lookback = duration_option(p['lookback'], 'lookback', 60, 365 * 86400)
+        step = int(math.ceil(duration_option(p['step'], 'step', 1, 86400)))
+        timeout = duration_option(p['timeout'], 'timeout', 1, 3600)
+        resolved_after = duration_option(p['resolved_after'], 'resolved_after', 0, 365 * 86400)
+    except DurationError as error:
+        module.fail_json(msg=str(error))
     conn = postgres_connect_module(module)
 
     def fetch_json(url):
         try:
-            response = open_url(url, timeout=p['timeout'], validate_certs=p['validate_certs'])
+            response = open_url(url, timeout=timeout, validate_certs=p['validate_certs'])
             return json.loads(response.read().decode('utf-8'))
         except Exception as error:  # pylint: disable=broad-except
             raise IncidentError('cannot read %s: %s' % (url.split('?')[0], str(error).strip().splitlines()[0]))
 
     try:
-        resolved_after = parse_duration(p['resolved_after'], 'resolved_after')
         mitigated_at = parse_time(p['mitigated_at'])
         end = parse_time(p['end']) or datetime.datetime.now(datetime.timezone.utc)
         start = parse_time(p['start'])
         if start is not None and start >= end:
             module.fail_json(msg='start must be before end')
-        search_from = start or end - datetime.timedelta(minutes=p['lookback'])
-        periods = alert_history(p['prometheus_url'], search_from, end, fetch_json, p['step'], p['matchers'])
+        search_from = start or end - datetime.timedelta(seconds=lookback)
+        periods = alert_history(p['prometheus_url'], search_from, end, fetch_json, step, p['matchers'])
         active = active_alerts(p['alertmanager_url'], fetch_json, p['matchers']) if p['alertmanager_url'] else []
         if start is None:
             firsts = [parse_time(x['start']) for x in periods]
             firsts += [parse_time(a['starts_at']) for a in active if a.get('starts_at')]
             firsts = [t for t in firsts if t and t >= search_from]
             if not firsts:
-                module.fail_json(msg='no firing alert in the last %d minutes: give start explicitly' % p['lookback'])
+                module.fail_json(msg='no firing alert in the last %s (lookback): give start explicitly'
+                                 % format_duration(lookback))
             start = min(firsts)
         silences = window_silences(p['alertmanager_url'], fetch_json, start, end) if p['alertmanager_url'] else []
     except (IncidentError, DurationError) as error:
         conn.close()
-        module.fail_json(msg=str(error))
+        fail_engine_error(module, error)
     incident_id = p['incident_id'] or 'INC-%s' % start.strftime('%Y%m%d-%H%M')
     try:
         counts, errors = impact_counts(conn, start, end, p['impact_queries'])

@@ -19,7 +19,7 @@ description:
     C(WITH) query) in its own short transaction, so exactly the deleted rows are archived and the run can be killed
     and run again at any point. Rows never travel through the module.
   - Batches walk the table's physical blocks (PostgreSQL 14+ TID range scans; see O(strategy)) and adapt their size
-    toward O(target_batch_ms). A read-only count in block ranges follows; if due rows are left (rows concurrent
+    toward O(target_batch_time). A read-only count in block ranges follows; if due rows are left (rows concurrent
     updates moved into blocks already passed, or rows other sessions held), a second block pass moves them and
     the count is taken again. A batch that meets a row another session holds waits at most O(lock_timeout), then
     runs again skipping locked rows; those are counted in RV(left_for_next_run).
@@ -101,7 +101,7 @@ options:
       - When set, old partitions are batched rather than moved whole.
     type: str
   batch_size:
-    description: Initial rows per batch; adapts toward O(target_batch_ms) between O(min_batch_size) and O(max_batch_size).
+    description: Initial rows per batch; adapts toward O(target_batch_time) between O(min_batch_size) and O(max_batch_size).
     type: int
     default: 5000
   min_batch_size:
@@ -112,13 +112,16 @@ options:
     description: Upper bound of the adaptive batch size.
     type: int
     default: 100000
-  target_batch_ms:
-    description: Transaction time each batch aims for, in milliseconds.
-    type: int
-    default: 200
-  max_runtime:
-    description: Seconds after which no new batch starts; the rest is left for the next run (RV(left_for_next_run)).
-    type: float
+  target_batch_time:
+    description: Transaction time each batch aims for, a duration with a unit (C(200ms)); C(1ms) to C(10m).
+    type: str
+    default: 200ms
+  time_budget:
+    description:
+      - How long the run may start new batches, a duration with a unit (C(30m)); the rest is left for the next run
+        (RV(left_for_next_run)). Unset for no limit; otherwise C(1s) to 10 years.
+      - Called C(max_runtime) (seconds) before 1.0.0.
+    type: str
   lock_timeout:
     description:
       - C(lock_timeout) of the session, a duration with a unit (C(500ms), C(1s)). It bounds how long a batch waits
@@ -177,7 +180,7 @@ EXAMPLES = r'''
     source_table: bronze_contacts
     older_than: 30 days
     where: processing_status = 'promoted'
-    max_runtime: 1800
+    time_budget: 30m
 
 - name: Count what would move
   cerniq.ops.pg_archive:
@@ -199,16 +202,19 @@ mode:
   description: C(archive) or C(purge).
   returned: always
   type: str
-rows_moved:
-  description: Rows moved (or deleted), including rows of partitions moved whole.
+moved:
+  description:
+    - Rows moved (or deleted when purging), including rows of partitions moved whole. In check mode, the rows
+      that would move.
+    - Called C(rows_moved) before 1.0.0 (and C(would_move) or C(rows_due) in check mode).
   returned: success
   type: int
-rows_batched:
-  description: Rows moved by batches.
+moved_in_batches:
+  description: Rows moved by batches (C(rows_batched) before 1.0.0).
   returned: success
   type: int
-rows_in_partitions:
-  description: Rows of the partitions moved whole.
+moved_in_partitions:
+  description: Rows of the partitions moved whole (C(rows_in_partitions) before 1.0.0).
   returned: success
   type: int
 partitions_moved:
@@ -216,10 +222,6 @@ partitions_moved:
   returned: success
   type: list
   elements: dict
-would_move:
-  description: In check mode, the rows that would move.
-  returned: check mode
-  type: int
 partitions_to_move:
   description: In check mode, the partitions that would be moved whole.
   returned: check mode
@@ -237,14 +239,14 @@ median_batch_ms:
   description: Median batch transaction in milliseconds.
   returned: success
   type: float
-elapsed_s:
-  description: Seconds the run took.
+elapsed_seconds:
+  description: Seconds the run took (C(elapsed_s) before 1.0.0).
   returned: success
   type: float
 left_for_next_run:
   description:
     - Due rows still in the source at the end (locked by other sessions, made due during the run, or left by
-      O(max_runtime)). A later run moves them.
+      O(time_budget)). A later run moves them.
     - Also returned when a run fails part-way (null if they could not be counted).
   returned: always
   type: int
@@ -284,20 +286,12 @@ archive_table:
   description: The archive table, schema-qualified (null when purging).
   returned: always
   type: str
-rows_due:
-  description: In check mode, the due rows now (same as RV(would_move)).
-  returned: check mode
-  type: int
-would_create_archive:
-  description: In check mode, whether the archive table would be created.
-  returned: check mode
-  type: bool
-stopped_by_max_runtime:
-  description: Whether O(max_runtime) ended the run early.
+stopped_by_time_budget:
+  description: Whether O(time_budget) ended the run early (C(stopped_by_max_runtime) before 1.0.0).
   returned: success
   type: bool
 archive_created:
-  description: Whether the archive table was created.
+  description: Whether the archive table was created (in check mode, would be).
   returned: success
   type: bool
 strategy:
@@ -318,6 +312,7 @@ warnings_list:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import fail_engine_error
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
     postgres_argument_spec,
     postgres_connect_module,
@@ -344,8 +339,8 @@ def main():
         batch_size=dict(type='int', default=5000),
         min_batch_size=dict(type='int', default=100),
         max_batch_size=dict(type='int', default=100000),
-        target_batch_ms=dict(type='int', default=200),
-        max_runtime=dict(type='float'),
+        target_batch_time=dict(type='str', default='200ms'),
+        time_budget=dict(type='str'),
         lock_timeout=dict(type='str', default='1s'),
         statement_timeout=dict(type='str', default='60s'),
         lock_retries=dict(type='int', default=5),
@@ -360,15 +355,13 @@ def main():
     try:
         check_options(**options)  # every refusal that needs no server, before connecting
     except ArchiveError as error:
-        module.fail_json(msg=str(error), changed=False)
+        fail_engine_error(module, error)
     conn = postgres_connect_module(module)
     try:
         result = run_archive(conn, check_mode=module.check_mode, want_diff=module._diff, **options)
     except ArchiveError as error:
-        partial = dict(error.result)
-        partial['warnings_list'] = partial.pop('warnings', [])
-        partial.pop('diff', None)
-        module.fail_json(msg=str(error), **partial)
+        error.result.pop('diff', None)
+        fail_engine_error(module, error, warnings_list=error.result.pop('warnings', []))
     finally:
         conn.close()
     result['warnings_list'] = result.pop('warnings')

@@ -51,8 +51,11 @@ options:
         the newest existing path is checked.
     type: str
   max_age:
-    description: Maximum age of the newest backup, in hours; older is a problem.
-    type: float
+    description:
+      - Maximum age of the newest backup, a duration with a unit (C(26h), C(2 days)); older is a problem.
+        Unset - the age is not checked. At least C(1s).
+      - A number of hours before 1.0.0; a number without a unit is refused.
+    type: str
   restore:
     description: Restore the backup into a scratch database and compare row counts of O(tables).
     type: bool
@@ -101,7 +104,7 @@ EXAMPLES = r'''
   cerniq.ops.pg_backup_verify:
     path: /var/backups/postgresql
     pattern: 'cerniq_db-*.dump'
-    max_age: 26
+    max_age: 26h
     restore: true
     tables: [bronze_contacts, silver_companies, approval_tasks]
     login_user: postgres
@@ -111,7 +114,7 @@ EXAMPLES = r'''
 - name: Only check that the newest backup is recent and readable
   cerniq.ops.pg_backup_verify:
     list_command: /usr/local/bin/list-backups --format paths
-    max_age: 26
+    max_age: 26h
 '''
 
 RETURN = r'''
@@ -167,6 +170,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.cerniq.ops.plugins.module_utils.durations import DurationError, duration_option
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_backup import (
     BackupError,
     backup_metrics,
@@ -187,7 +191,7 @@ def main():
         path=dict(type='path'),
         pattern=dict(type='str', default='*'),
         list_command=dict(type='str'),
-        max_age=dict(type='float'),
+        max_age=dict(type='str'),
         restore=dict(type='bool', default=False),
         tables=dict(type='list', elements='str', default=[]),
         scratch_db=dict(type='str', default='cerniq_restore_check'),
@@ -209,9 +213,12 @@ def main():
     if p['textfile_path'] and not os.path.isdir(os.path.dirname(os.path.abspath(p['textfile_path']))):
         module.fail_json(msg='directory of textfile_path %s does not exist' % p['textfile_path'])
     try:
+        max_age = duration_option(p['max_age'], 'max_age', 1, optional=True)
+    except DurationError as error:
+        module.fail_json(msg=str(error))
+    try:
         result = verify_backup(
-            path=p['path'], pattern=p['pattern'], list_command=p['list_command'],
-            max_age_seconds=p['max_age'] * 3600 if p['max_age'] is not None else None,
+            path=p['path'], pattern=p['pattern'], list_command=p['list_command'], max_age_seconds=max_age,
             restore=restore, params=p, tables=p['tables'], scratch_db=p['scratch_db'],
             tolerance_percent=p['row_count_tolerance'], pg_restore=p['pg_restore_path'], psql=p['psql_path'])
     except (BackupError, PostgresConnectError) as error:

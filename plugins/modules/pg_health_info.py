@@ -41,12 +41,15 @@ options:
               connections, orphans, reindex_candidates]
   thresholds:
     description:
-      - Overrides of the thresholds. Keys (defaults) C(unused_index_min_bytes) (10 MiB), C(min_stats_age_days) (14),
+      - Overrides of the thresholds. Keys (defaults) C(unused_index_min_bytes) (10 MiB), C(min_stats_age) (C(14 days)),
         C(index_bloat_pct) (50), C(index_bloat_min_bytes) (100 MiB), C(table_bloat_pct) (40),
         C(table_bloat_min_bytes) (100 MiB), C(dead_tuples_pct) (5), C(min_dead_tuples) (100),
-        C(freeze_age) (10000000), C(long_running_seconds) (300), C(idle_in_transaction_seconds) (60),
+        C(freeze_age) (10000000), C(long_running) (C(5m)), C(idle_in_transaction) (C(1m)),
         C(connections_warn_pct) (80).
-      - Each must be a finite number >= 0; an unknown key or another value fails the task before connecting.
+      - C(min_stats_age), C(long_running) and C(idle_in_transaction) are durations with a unit (a number without a
+        unit is refused); they were C(min_stats_age_days), C(long_running_seconds) and C(idle_in_transaction_seconds)
+        (numbers) before 1.0.0. Every other key is a finite number >= 0. An unknown key or another value fails the
+        task before connecting.
     type: dict
     default: {}
   schemas:
@@ -142,13 +145,14 @@ reindex_candidates:
   type: list
   elements: dict
 thresholds:
-  description: The thresholds used.
+  description: The thresholds used (the durations written with a unit, for example C(long_running) C(5m)).
   returned: always
   type: dict
 '''
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import fail_engine_error
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
     POSTGRES_ERRORS,
     error_line,
@@ -178,12 +182,12 @@ def main():
     try:
         check_report_options(**options)  # before connecting
     except HealthError as error:
-        module.fail_json(msg=str(error))
+        fail_engine_error(module, error)
     conn = postgres_connect_module(module, autocommit=True)
     try:
         report = health_report(conn, **options)
     except HealthError as error:
-        module.fail_json(msg=str(error))
+        fail_engine_error(module, error)
     except POSTGRES_ERRORS as error:
         module.fail_json(msg='health report failed: %s' % error_line(error))
     finally:

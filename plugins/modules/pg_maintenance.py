@@ -14,8 +14,8 @@ version_added: 0.1.0
 description:
   - Runs VACUUM, ANALYZE, REINDEX (CONCURRENTLY by default) and drops of invalid leftover indexes, for listed
     tables and indexes or for the candidates found by the health report (O(targets=auto)).
-  - Each object gets a short C(lock_timeout) (O(lock_timeout) ms, doubling up to O(lock_timeout_max)) with retries and
-    backoff inside O(lock_wait_budget) seconds. An object whose lock cannot be had in time is skipped and reported;
+  - Each object gets a short C(lock_timeout) (O(lock_timeout), doubling up to O(lock_timeout_max)) with retries and
+    backoff inside O(lock_wait_budget). An object whose lock cannot be had in time is skipped and reported;
     the run continues. Other sessions are never cancelled or terminated.
   - Between attempts the module holds no place in any lock queue, so queries arriving behind it wait at most the
     current C(lock_timeout).
@@ -24,16 +24,17 @@ description:
   - All objects are looked up first; a missing object, a bad name or a refused action fails the task before anything
     runs. The exception is an index to drop with V(drop_invalid_index) that does not exist (any more) - its result is
     V(absent) and it changes nothing, so running the same task again is ok and reports C(changed=false).
-  - Option bounds and task specs are checked before connecting.
+  - Option bounds and task specs are checked before connecting. Every duration is a string with a unit
+    (C(100ms), C(30s), C(1h)); a number without a unit is refused.
 extends_documentation_fragment:
   - cerniq.ops.postgres
 attributes:
   check_mode:
     support: full
-    description: Looks objects up and returns the plan (RV(results[].sql)) without running any statement.
+    description: Looks objects up and returns the plan (RV(operations[].sql)) without running any statement.
   diff_mode:
     support: none
-    description: Nothing to diff; RV(results) lists every statement.
+    description: Nothing to diff; RV(operations) lists every statement.
 options:
   targets:
     description:
@@ -107,36 +108,41 @@ options:
     type: bool
     default: false
   lock_timeout:
-    description: First C(lock_timeout) in milliseconds (1 to 2147483647).
-    type: int
-    default: 100
+    description: First C(lock_timeout) of each object, a duration with a unit (C(100ms)); from C(1ms) to
+      C(24d20h31m23s647ms), PostgreSQL's limit.
+    type: str
+    default: 100ms
   lock_timeout_max:
-    description: Cap of C(lock_timeout) (milliseconds) while doubling between retries; at least O(lock_timeout).
-    type: int
-    default: 1000
+    description: Cap of C(lock_timeout) while doubling between retries, a duration with a unit; at least
+      O(lock_timeout).
+    type: str
+    default: 1s
   lock_wait_budget:
-    description: Seconds per object spent trying to get its locks before skipping it (0 to 30 days).
-    type: float
-    default: 30
+    description: How long to keep trying to get one object's locks before skipping it, a duration with a unit
+      (C(30s)); C(0s) to C(30d).
+    type: str
+    default: 30s
   statement_timeout:
-    description: C(statement_timeout) per statement in seconds; V(0) for none (at most 2147483 seconds).
-    type: float
-    default: 3600
+    description: C(statement_timeout) of each statement, a duration with a unit (C(1h)); C(0s) for none (at most
+      C(24d20h31m23s647ms)).
+    type: str
+    default: 1h
   cleanup_budget:
-    description: Seconds to spend dropping the invalid indexes a failed REINDEX CONCURRENTLY left (0 to 30 days).
-    type: float
-    default: 60
+    description: How long to spend dropping the invalid indexes a failed REINDEX CONCURRENTLY left, a duration with
+      a unit (C(0s) to C(30d)).
+    type: str
+    default: 1m
   time_budget:
-    description: Seconds for the whole run; objects not started when it is spent are skipped. V(0) for none (at most
-      30 days).
-    type: float
-    default: 0
+    description:
+      - How long the whole run may start new objects, a duration with a unit (C(1h)); objects not started when it
+        is spent are skipped. Unset for no limit; otherwise C(1s) to C(30d).
+    type: str
   fail_on_skipped:
     description: Fail the task when an object was skipped (by default skipped objects only produce a warning).
     type: bool
     default: false
 notes:
-  - The task fails when an object failed (its error is in RV(results[].reason)); the other objects still ran.
+  - The task fails when an object failed (its error is in RV(operations[].reason)); the other objects still ran.
 seealso:
   - module: cerniq.ops.pg_health_info
 author:
@@ -169,8 +175,10 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
-results:
-  description: One entry per object, in order.
+operations:
+  description:
+    - One entry per operation (VACUUM, ANALYZE, REINDEX, DROP INDEX), in order.
+    - Called C(results) before 1.0.0 (the key Ansible reads as the results of a loop).
   returned: always
   type: list
   elements: dict
@@ -215,14 +223,20 @@ results:
       result: done
       duration_ms: 41
 summary:
-  description: Count of results by outcome.
+  description: Count of RV(operations) by outcome.
   returned: always
   type: dict
   sample: {done: 3, skipped: 1, failed: 0, planned: 0, absent: 0}
+candidates:
+  description: With O(targets=auto), what the health report found - C(vacuum) (its RV(cerniq.ops.pg_health_info#module:vacuum_candidates))
+    and C(reindex) (its RV(cerniq.ops.pg_health_info#module:reindex_candidates)).
+  returned: when targets is auto
+  type: dict
 '''
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import fail_engine_error
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
     POSTGRES_ERRORS,
     error_line,
@@ -235,6 +249,7 @@ from ansible_collections.cerniq.ops.plugins.module_utils.pg_health import (
     health_report,
 )
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_maintenance import (
+    DEFAULTS as SETTINGS,
     MaintenanceError,
     MaintenanceRunner,
     check_settings,
@@ -263,12 +278,12 @@ def main():
         thresholds=dict(type='dict', default={}),
         schemas=dict(type='list', elements='str'),
         allow_vacuum_full=dict(type='bool', default=False),
-        lock_timeout=dict(type='int', default=100),
-        lock_timeout_max=dict(type='int', default=1000),
-        lock_wait_budget=dict(type='float', default=30),
-        statement_timeout=dict(type='float', default=3600),
-        cleanup_budget=dict(type='float', default=60),
-        time_budget=dict(type='float', default=0),
+        lock_timeout=dict(type='str', default='100ms'),
+        lock_timeout_max=dict(type='str', default='1s'),
+        lock_wait_budget=dict(type='str', default='30s'),
+        statement_timeout=dict(type='str', default='1h'),
+        cleanup_budget=dict(type='str', default='1m'),
+        time_budget=dict(type='str'),
         fail_on_skipped=dict(type='bool', default=False),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
@@ -277,9 +292,7 @@ def main():
         module.fail_json(msg='tasks is empty: list tasks or set targets=auto')
     if params['targets'] == 'auto' and params['tasks']:
         module.fail_json(msg='targets=auto and tasks are mutually exclusive')
-    settings = dict(lock_timeout_ms=params['lock_timeout'], lock_timeout_max_ms=params['lock_timeout_max'],
-                    lock_wait_budget=params['lock_wait_budget'], statement_timeout=params['statement_timeout'],
-                    cleanup_budget=params['cleanup_budget'], time_budget=params['time_budget'])
+    settings = dict((name, params[name]) for name in SETTINGS)
     report_options = dict(sections=['vacuum_candidates', 'reindex_candidates'], thresholds=params['thresholds'],
                           schemas=params['schemas'])
     try:  # every refusal that needs no server, before connecting
@@ -289,7 +302,7 @@ def main():
         else:
             check_tasks(params['tasks'])
     except (MaintenanceError, HealthError) as error:
-        module.fail_json(msg=str(error), results=[], changed=False)
+        fail_engine_error(module, error, operations=[])
 
     conn = postgres_connect_module(module, autocommit=True)
     try:
@@ -304,20 +317,20 @@ def main():
                                    **settings)
         outcome = runner.run(tasks)
     except (MaintenanceError, HealthError) as error:
-        module.fail_json(msg=str(error), results=[], changed=False)
+        fail_engine_error(module, error, operations=[])
     except POSTGRES_ERRORS as error:
-        module.fail_json(msg='maintenance failed before any statement ran: %s' % error_line(error), results=[],
+        module.fail_json(msg='maintenance failed before any statement ran: %s' % error_line(error), operations=[],
                          changed=False)
     finally:
         conn.close()
 
     for warning in outcome['warnings']:
         module.warn(warning)
-    skipped = [r for r in outcome['results'] if r['result'] == 'skipped']
-    failed = [r for r in outcome['results'] if r['result'] == 'failed']
+    skipped = [r for r in outcome['operations'] if r['result'] == 'skipped']
+    failed = [r for r in outcome['operations'] if r['result'] == 'failed']
     for row in skipped:
         module.warn('skipped %s of %s: %s' % (row['action'], row['object'], row['reason']))
-    result = dict(changed=outcome['changed'], results=outcome['results'], summary=outcome['summary'])
+    result = dict(changed=outcome['changed'], operations=outcome['operations'], summary=outcome['summary'])
     if candidates is not None:
         result['candidates'] = candidates
     if failed or (skipped and params['fail_on_skipped']):

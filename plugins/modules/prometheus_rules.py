@@ -249,6 +249,7 @@ import pwd
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.cerniq.ops.plugins.module_utils.durations import parse_duration
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import fail_engine_error
 from ansible_collections.cerniq.ops.plugins.module_utils.http_request import module_request
 from ansible_collections.cerniq.ops.plugins.module_utils.prometheus_rules import HAS_YAML, Prometheus, RulesError, deploy
 
@@ -334,8 +335,7 @@ def main():
                         exclusive=params['exclusive'], mode=mode, uid=uid, gid=gid, prometheus=prometheus,
                         check_mode=module.check_mode)
     except RulesError as error:
-        details = {k: v for k, v in error.result.items() if k != 'changed'}
-        module.fail_json(msg=str(error), changed=False, **details)
+        fail_engine_error(module, error, changed=False)   # rolled back: nothing stays changed
     except ValueError as error:
         module.fail_json(msg=str(error))
 

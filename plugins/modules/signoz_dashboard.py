@@ -59,9 +59,11 @@ options:
     type: bool
     default: true
   timeout:
-    description: Seconds to wait for each API call.
-    type: int
-    default: 30
+    description:
+      - How long to wait for each API call, a duration with a unit (C(30s)); C(1s) to C(1h).
+      - A number of seconds before 1.0.0; a number without a unit is refused.
+    type: str
+    default: 30s
 notes:
   - Tested against a local HTTP server that implements the four calls above and keeps state
     (tests/integration/test_signoz_dashboard.py); SigNoz itself does not run in the test environment.
@@ -106,6 +108,8 @@ title:
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 
+from ansible_collections.cerniq.ops.plugins.module_utils.durations import DurationError, duration_option
+from ansible_collections.cerniq.ops.plugins.module_utils.errors import fail_engine_error
 from ansible_collections.cerniq.ops.plugins.module_utils.signoz import (
     SignozDashboards,
     SignozError,
@@ -123,19 +127,23 @@ def main():
             title=dict(type='str'),
             state=dict(type='str', choices=['present', 'absent'], default='present'),
             validate_certs=dict(type='bool', default=True),
-            timeout=dict(type='int', default=30),
+            timeout=dict(type='str', default='30s'),
         ),
         required_if=[('state', 'present', ['dashboard']), ('state', 'absent', ['title', 'dashboard'], True)],
         supports_check_mode=True,
     )
     params = module.params
     title = params['title'] or (params['dashboard'] or {}).get('title')
-    dashboards = SignozDashboards(params['url'], module_request(module, params['api_key']))
+    try:
+        timeout = duration_option(params['timeout'], 'timeout', 1, 3600)
+    except DurationError as error:
+        module.fail_json(msg=str(error), title=title)
+    dashboards = SignozDashboards(params['url'], module_request(module, params['api_key'], timeout))
     try:
         result = ensure(dashboards, data=params['dashboard'], title=title, state=params['state'],
                         check_mode=module.check_mode)
     except SignozError as error:
-        module.fail_json(msg=str(error), title=title)
+        fail_engine_error(module, error, title=title)
     except (OSError, ValueError) as error:
         module.fail_json(msg='SigNoz at %s is not reachable: %s' % (params['url'], error), title=title)
 

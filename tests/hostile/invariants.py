@@ -76,7 +76,7 @@ def circuit_invariant(example):
     sources = args.get('sources') or []
     owned = set(templates[k].replace('{source}', s).encode('utf-8') for k in templates for s in sources
                 if isinstance(s, str))
-    if args.get('state', 'read') == 'read':
+    if args.get('state') != 'closed':   # refused: the module has no other state
         return read_only(example)
     problems = _outside_unchanged(example, lambda key: key in owned)
     grown = [k for k in example.after['keys'] if k not in example.before['keys']]
@@ -97,8 +97,6 @@ def redis_keys_invariant(example):
     unmatched = [k for k in removed if k[1] not in matching]
     if unmatched:
         problems.append('deleted keys no pattern matches: %s' % unmatched[:5])
-    if args.get('state', 'absent') == 'count' and removed:
-        problems.append('state=count deleted keys')
     if len(removed) != result.get('deleted', 0):
         problems.append('deleted %d keys, reported deleted=%s' % (len(removed), result.get('deleted')))
     every = example.state['keys_in_db']
@@ -141,8 +139,9 @@ def prepare_redis(client, module, args, state):
 
 
 INVARIANTS = dict(bullmq_queue=bullmq_invariant, bullmq_queue_info=read_only, circuit_breaker=circuit_invariant,
-                  redis_keys=redis_keys_invariant)
-REDIS_MODULES = ('bullmq_queue', 'bullmq_queue_info', 'circuit_breaker', 'redis_keys')
+                  circuit_breaker_info=read_only, redis_keys=redis_keys_invariant, redis_keys_info=read_only)
+REDIS_MODULES = ('bullmq_queue', 'bullmq_queue_info', 'circuit_breaker', 'circuit_breaker_info', 'redis_keys',
+                 'redis_keys_info')
 
 
 
@@ -242,9 +241,9 @@ def _ids(items):
 
 
 def approval_invariant(example):
-    result, action = example.result, example.args.get('action', 'report')
+    result, state = example.result, example.args.get('state')
     tables = ('approval_tasks', 'approval_tasks_data', 'approval_task_escalations')
-    if action == 'escalate':
+    if state == 'escalated':
         escalated = result.get('escalated') or []
         problems = _only(example, tables, dict(approval_tasks=_ids(escalated)))
         added = _count(example, 'approval_task_escalations', after=True) - _count(example, 'approval_task_escalations')
@@ -254,7 +253,7 @@ def approval_invariant(example):
         if accepted != len(escalated):
             problems.append('the API accepted %d escalations, %d recorded' % (accepted, len(escalated)))
         return problems
-    key = dict(release='released', auto_approve='approved').get(action)
+    key = state if state in ('released', 'approved') else None
     return _only(example, tables, dict(approval_tasks=_ids(result.get(key)) if key else set()))
 
 
@@ -270,10 +269,10 @@ def import_invariant(example):
 
 
 def quality_invariant(example):
-    result, action = example.result, example.args.get('action', 'report')
-    count = dict(reset=result.get('reset_count', 0), trigger=result.get('requested_count', 0)).get(action, 0)
+    result, state = example.result, example.args.get('state')
+    count = dict(reset=result.get('reset_count', 0), triggered=result.get('requested_count', 0)).get(state, 0)
     problems = _only(example, ('silver_companies',), dict(silver_companies=count if isinstance(count, int) else -1))
-    if action == 'trigger':
+    if state == 'triggered':
         accepted = example.after.get('api', 0) - example.before.get('api', 0)
         batches = len(result.get('batches') or [])
         if accepted != batches:
@@ -389,9 +388,9 @@ def archive_invariant(example):
         if arrived != len(left) or missing:
             problems.append('%d rows left %s, %d reached %s (missing there: %s)' % (
                 len(left), source, arrived, archive, sorted(missing)[:5]))
-    moved = result.get('rows_moved')
-    if isinstance(moved, int) and moved != len(left) and source not in PARTITION_TREE:
-        problems.append('rows_moved=%s but %d rows left the source' % (moved, len(left)))
+    moved = result.get('moved')
+    if isinstance(moved, int) and not example.check_mode and moved != len(left) and source not in PARTITION_TREE:
+        problems.append('moved=%s but %d rows left the source' % (moved, len(left)))
     return problems
 
 
@@ -408,6 +407,7 @@ DETAIL_TABLES = dict(approval_tasks=('approval_tasks',), import_batch=('bronze_i
                      pg_archive=('events', 'events_archive', 'pt', 'pt_old', 'pt_mid', 'pt_new', 'pt_archive',
                                  'new_archive'))
 INVARIANTS.update(approval_tasks=approval_invariant, import_batch=import_invariant, quality_scores=quality_invariant,
+                  approval_tasks_info=pg_read_only, import_batch_info=pg_read_only, quality_scores_info=pg_read_only,
                   pg_maintenance=maintenance_invariant, pg_health_info=pg_read_only, capacity_info=pg_read_only,
                   incident_info=pg_read_only, pg_backup_verify=backup_invariant, cerniq_schema=schema_invariant,
                   cerniq_synthetic_data=synthetic_invariant, pg_archive=archive_invariant)

@@ -9,11 +9,13 @@ the inputs that trigger it and one concrete example. While an entry is ``open``:
 """
 
 
-PG_MODULES = ('approval_tasks', 'import_batch', 'quality_scores', 'pg_archive', 'pg_maintenance', 'pg_health_info',
-              'capacity_info', 'cerniq_schema', 'cerniq_synthetic_data', 'pg_backup_verify', 'incident_info')
+PG_MODULES = ('approval_tasks', 'approval_tasks_info', 'import_batch', 'import_batch_info', 'quality_scores',
+              'quality_scores_info', 'pg_archive', 'pg_maintenance', 'pg_health_info', 'capacity_info', 'cerniq_schema',
+              'cerniq_synthetic_data', 'pg_backup_verify', 'incident_info')
 PG_CONNECTION = ('login_host', 'login_db', 'login_user', 'login_password', 'application_name', 'login_unix_socket',
                  'ssl_rootcert', 'ssl_cert', 'ssl_key')
-REDIS_MODULES = ('bullmq_queue', 'bullmq_queue_info', 'circuit_breaker', 'redis_keys', 'cerniq_synthetic_data')
+REDIS_MODULES = ('bullmq_queue', 'bullmq_queue_info', 'circuit_breaker', 'circuit_breaker_info', 'redis_keys',
+                 'redis_keys_info', 'cerniq_synthetic_data')
 
 
 class Known:
@@ -86,7 +88,7 @@ KNOWN = [
           "a reference_time that is not a time ('not a time', 'infinity') is a psycopg2 traceback",
           lambda args, state, check: args.get('reference_time') not in (None, '2026-01-01T00:00:00Z'),
           dict(module='cerniq_synthetic_data', template='hostile_tpl_cerniq', check_mode=True,
-               state=dict(corruptions=[]), args=dict(action='load', seed='13', scale=0.01, tenants=1,
+               state=dict(corruptions=[]), args=dict(seed='13', scale=0.01, tenants=1,
                                                      reference_time='not a time')), is_open=False),
     Known('backup-tool-path', 'pg_backup_verify', 'defect 12 (class)', 'not assigned to a helper',
           "a pg_restore_path or psql_path that is not a program ('', 'a*b') is a PermissionError or "
@@ -101,30 +103,30 @@ KNOWN = [
           lambda args, state, check: bool({'cascading foreign key', 'delete trigger'} & set(state['corruptions'])),
           dict(module='pg_archive', template='hostile_tpl_archive',
                args=dict(source_table='events', archive_table='events_archive', older_than='90 days'),
-               check_mode=False, state=dict(corruptions=['cascading foreign key']))),
+               check_mode=False, state=dict(corruptions=['cascading foreign key'])), is_open=False),
     Known('archive-unitless-or-future-cutoff', 'pg_archive', 'defect 2', 'h-pg',
           'older_than without a unit is read as seconds; a negative interval, "ago" or a cutoff such as 2999-01-01 or '
           'infinity puts the cutoff in the future, and the run archives rows newer than now',
           lambda args, state, check: _refused_for(args, ('no unit', 'in the future')),
-          _archive_case(dict(older_than='-90 days'))),
+          _archive_case(dict(older_than='-90 days')), is_open=False),
     Known('archive-unbalanced-where', 'pg_archive', 'defect 8', 'h-pg',
           "a where with unbalanced parentheses escapes the cutoff (status='done') OR (true moves every row)",
           lambda args, state, check: _refused_for(args, ('not a balanced',)),
-          _archive_case(dict(older_than='90 days', where="status='done') OR (true"))),
+          _archive_case(dict(older_than='90 days', where="status='done') OR (true")), is_open=False),
     Known('archive-own-partition-tree', 'pg_archive', 'defect 9', 'h-pg',
           'archiving a partition into its own parent (or the source into itself) never ends',
           lambda args, state, check: _refused_for(args, ('partition tree',)),
           _archive_case(dict(source_table='pt_old', archive_table='pt', older_than='1 day', partition_mode='batch',
-                             max_runtime=20.0))),
+                             time_budget='20s')), is_open=False),
     Known('archive-text-timestamp', 'pg_archive', 'defect 10', 'h-pg',
           "a text timestamp_column is accepted and compared as text ('0' and '1 day' move)",
           lambda args, state, check: _refused_for(args, ('is text',)),
-          _archive_case(dict(older_than='90 days', timestamp_column='ts_text'))),
+          _archive_case(dict(older_than='90 days', timestamp_column='ts_text')), is_open=False),
 ]
 
 # Reserved result keys still returned by modules of other branches (tests/unit/test_result_keys.py holds their
 # strict xfail): ignored by the oracle while listed here.
-RESERVED_OPEN = {'pg_maintenance': {'results'}}   # h-pg (issue 13 defect 4 class)
+RESERVED_OPEN = {}
 
 # Keys modules return without documenting them in RETURN (the real output must match RETURN): ignored by the
 # oracle while listed here; test_known_failures.py checks each set against RETURN (strict xfail).
@@ -132,11 +134,7 @@ UNDOCUMENTED = {
     # h-bullmq: every state returns name, prefix, state; repaired adds the rest.
     'bullmq_queue': {'name', 'prefix', 'state', 'batches', 'data_model_source', 'over_limit_treatment', 'paused',
                      'stalled_counter_field'},
-    'pg_maintenance': {'candidates'},   # h-pg: targets=auto returns the health report's candidates
-    'pg_archive': {'archive_table', 'passes', 'source_table', 'rows_due', 'would_create_archive'},   # h-pg
     'pg_health_info': {'server_version_num'},   # not assigned to a helper
-    'redis_keys': {'dry_run'},   # h-redis: returned by a refusal (max_keys) with the partial result
-    'cerniq_synthetic_data': {'seed'},   # not assigned to a helper
 }
 
 

@@ -71,7 +71,7 @@ TEMPLATES = {CERNIQ: build_cerniq, ARCHIVE: build_archive, EMPTY: build_empty}
 PG_CONNECTION_HOSTILE = {
     'login_db': st.sampled_from(['nonexistent', '', 'a\x00b', 'postgres']),
     'login_port': st.sampled_from([0, -1, 70000, 1]),
-    'connect_timeout': st.sampled_from([-1, 0, 2 ** 40]),
+    'connect_timeout': st.sampled_from([-1, 0, 2 ** 40, '0s', '10', '1 year']),
     'ssl_mode': st.sampled_from(['require', 'verify-full']),
     'ssl_rootcert': st.just('/nonexistent/root.crt'),
     'application_name': st.sampled_from(['x' * 1000, 'ț', 'a\x00b', '']),

@@ -33,5 +33,5 @@ def test_module_has_a_hostile_property_test(module):
 
 
 def test_documented_bounds_are_read():
-    assert documented_bounds('import_batch')['stuck_after_minutes'] == (1, 525600)
-    assert documented_bounds('approval_tasks')['max_tasks'] == (1, 1000000)
+    assert documented_bounds('quality_scores')['batch_size'] == (1, 10000)
+    assert documented_bounds('approval_tasks')['limit'] == (1, 1000000)

@@ -59,7 +59,7 @@ def hostile_run(pg_workspace, data, module, template, pool, hints, detail_tables
 
 
 def _api_hints(api):
-    return dict(api_url=st.just(api.url), api_token=st.just('hostile-token'), timeout=st.just(5))
+    return dict(api_url=st.just(api.url), api_token=st.just('hostile-token'), timeout=st.just('5s'))
 
 
 @budget(25)
@@ -69,32 +69,56 @@ def test_approval_tasks(pg_workspace, api_standin, data):
                  operators=st.one_of(st.none(), st.just(['operator1.t1.s%s@cerniq.invalid' % SEED]),
                                      st.just(['nobody@cerniq.invalid'])),
                  fallback_escalate_to=st.sampled_from([None, 'manager2.t1.s%s@cerniq.invalid' % SEED]),
-                 max_tasks=st.one_of(st.none(), st.integers(1, 4)), max_count=st.one_of(st.none(), st.integers(1, 3)),
-                 min_confidence=st.sampled_from([0.5, 0.9, 1.0]), window_minutes=st.sampled_from([0, 120, 100000]),
+                 limit=st.one_of(st.none(), st.integers(1, 4)),
+                 min_confidence=st.sampled_from([0.5, 0.9, 1.0]), due_within=st.sampled_from(['0s', '2h', '70 days']),
                  tasks_table=st.sampled_from(['approval_tasks'] * 4 + TABLE_NAMES))
     hostile_run(pg_workspace, data, 'approval_tasks', CERNIQ, CERNIQ_CORRUPTIONS, hints,
                 DETAIL_TABLES['approval_tasks'], api=api_standin)
 
 
+@budget(10)
+@given(data=st.data())
+def test_approval_tasks_info(pg_workspace, data):
+    hints = dict(tenant_id=st.one_of(st.none(), UUIDS), max_tasks_per_operator=st.integers(0, 20),
+                 tasks_table=st.sampled_from(['approval_tasks'] * 4 + TABLE_NAMES))
+    hostile_run(pg_workspace, data, 'approval_tasks_info', CERNIQ, CERNIQ_CORRUPTIONS, hints)
+
+
 @budget(20)
 @given(data=st.data())
 def test_import_batch(pg_workspace, data):
-    hints = dict(tenant_id=st.one_of(st.none(), UUIDS), stuck_after_minutes=st.sampled_from([30, 1, 100000]),
-                 ids=st.one_of(st.none(), st.just([]), st.just(['00000000-0000-0000-0000-000000000000'])),
-                 batches_table=st.sampled_from(['bronze_import_batches'] * 4 + ['ops.bronze_import_batches',
-                                                                                'missing']))
-    hostile_run(pg_workspace, data, 'import_batch', CERNIQ, CERNIQ_CORRUPTIONS, hints, DETAIL_TABLES['import_batch'])
+    hostile_run(pg_workspace, data, 'import_batch', CERNIQ, CERNIQ_CORRUPTIONS, IMPORT_HINTS,
+                DETAIL_TABLES['import_batch'])
+
+
+IMPORT_HINTS = dict(tenant_id=st.one_of(st.none(), UUIDS), stuck_after=st.sampled_from(['30m', '1m', '70 days']),
+                    ids=st.one_of(st.none(), st.just([]), st.just(['00000000-0000-0000-0000-000000000000'])),
+                    batches_table=st.sampled_from(['bronze_import_batches'] * 4 + ['ops.bronze_import_batches',
+                                                                                   'missing']))
+
+
+@budget(10)
+@given(data=st.data())
+def test_import_batch_info(pg_workspace, data):
+    hostile_run(pg_workspace, data, 'import_batch_info', CERNIQ, CERNIQ_CORRUPTIONS, IMPORT_HINTS)
 
 
 @budget(20)
 @given(data=st.data())
 def test_quality_scores(pg_workspace, api_standin, data):
     hints = dict(_api_hints(api_standin), tenant_id=st.one_of(st.none(), UUIDS), batch_size=st.integers(1, 4),
-                 max_companies=st.one_of(st.none(), st.integers(1, 5)),
-                 retrigger_after_minutes=st.sampled_from([0, 60]),
+                 limit=st.one_of(st.none(), st.integers(1, 5)), retrigger_after=st.sampled_from(['0s', '1h']),
                  enrichment_statuses=st.sampled_from([['complete'], ['complete', 'pending'], ['x']]))
     hostile_run(pg_workspace, data, 'quality_scores', CERNIQ, CERNIQ_CORRUPTIONS, hints,
                 DETAIL_TABLES['quality_scores'], api=api_standin)
+
+
+@budget(10)
+@given(data=st.data())
+def test_quality_scores_info(pg_workspace, data):
+    hints = dict(tenant_id=st.one_of(st.none(), UUIDS),
+                 enrichment_statuses=st.sampled_from([['complete'], ['complete', 'pending'], ['x']]))
+    hostile_run(pg_workspace, data, 'quality_scores_info', CERNIQ, CERNIQ_CORRUPTIONS, hints)
 
 
 TASK_TABLES = ['approval_tasks', 'approval_tasks', 'users', 'missing', 'pg_catalog.pg_class', '"odd name"']
@@ -125,8 +149,8 @@ def maintenance_tasks():
 @given(data=st.data())
 def test_pg_maintenance(pg_workspace, data):
     hints = dict(tasks=maintenance_tasks(), targets=st.sampled_from(['tasks', 'tasks', 'auto']),
-                 lock_wait_budget=st.sampled_from([1.0, 5.0]), statement_timeout=st.sampled_from([30.0, 600.0]),
-                 cleanup_budget=st.sampled_from([5.0]), schemas=st.sampled_from([None, ['public'], ['ops', 'public']]))
+                 lock_wait_budget=st.sampled_from(['1s', '5s']), statement_timeout=st.sampled_from(['30s', '10m']),
+                 cleanup_budget=st.sampled_from(['5s']), schemas=st.sampled_from([None, ['public'], ['ops', 'public']]))
 
     def auto_without_tasks(args):   # targets=auto takes no tasks (a hostile draw may still give both)
         if args.get('targets') == 'auto' and data.draw(st.sampled_from([True, True, False]), label='auto alone'):
@@ -173,7 +197,7 @@ def test_cerniq_queue_stats(pg_workspace, data):
 @budget(12)
 @given(data=st.data())
 def test_capacity_info(pg_workspace, data):
-    hints = dict(days=st.integers(1, 40), measurements=st.sampled_from([{}, dict(queue_depth=5, memory=50),
+    hints = dict(period=st.sampled_from(['1d', '30 days', '6w', '12h', None]), measurements=st.sampled_from([{}, dict(queue_depth=5, memory=50),
                                                                         dict(disk='full'), dict(memory=float('nan'))]),
                  thresholds=st.sampled_from([{}, dict(memory=dict(warning=1, critical=2, action='x')),
                                              dict(memory=dict(warning='a')), dict(nope=1)]))
@@ -201,8 +225,8 @@ def test_cerniq_schema(pg_workspace, data):
                 hints)
 
 
-SAFE_SIZES = dict(scale=5, tenants=5, stuck_minutes=10 ** 6, overdue_tasks=500, overloaded_tasks=500,
-                  missing_scores=500, delayed_jobs=500, retention_bronze=2000, retention_log=5000)
+SAFE_SIZES = dict(scale=5, tenants=5, overdue_tasks=500, overloaded_tasks=500, missing_scores=500, delayed_jobs=500,
+                  retention_due_contacts=2000, retention_due_log_rows=5000)
 
 
 def unbounded_size(args):
@@ -246,7 +270,7 @@ def test_pg_archive(pg_workspace, data):
                  older_than=st.sampled_from(OLDER), cutoff=st.sampled_from(CUTOFFS), where=st.sampled_from(WHERES),
                  timestamp_column=st.sampled_from(['created_at'] * 8 + ['ts_text', 'status', 'missing']),
                  batch_size=st.integers(1, 50), min_batch_size=st.integers(1, 10), max_batch_size=st.integers(10, 100),
-                 lock_retries=st.integers(0, 2), max_runtime=st.sampled_from([None, 30.0]),
+                 lock_retries=st.integers(0, 2), time_budget=st.sampled_from([None, '30s']),
                  create_archive=st.booleans())
 
     def one_cutoff(args):   # older_than or cutoff, as the module requires (hostile draws may break that)

@@ -1,4 +1,4 @@
-"""Hostile input for the Redis modules: bullmq_queue, bullmq_queue_info, circuit_breaker, redis_keys.
+"""Hostile input for the Redis modules: bullmq_queue(_info), circuit_breaker(_info), redis_keys(_info).
 
 Each example seeds a corrupt state into a real, emptied Redis (jobs whose key is a string, a list or
 missing, non-numeric counters, locked jobs, duplicate ids, queue keys of the wrong type, breakers of the
@@ -37,7 +37,7 @@ def test_bullmq_queue(redis_workspace, data):
         name=st.sampled_from([q['name'] for q in queues] * 3 + ['missing']),
         prefix=st.sampled_from(sorted(set(q['prefix'] for q in queues))),
         batch_size=st.integers(1, 4), limit=st.one_of(st.none(), st.integers(1, 5)),
-        max_stalled_count=st.integers(0, 2), older_than=st.sampled_from([0, 0, 1, 3600]),
+        max_stalled_count=st.integers(0, 2), older_than=st.sampled_from([None, None, '1s', '1h', '0s']),
         sample_size=st.integers(0, 5)))
 
 
@@ -59,6 +59,16 @@ def test_circuit_breaker(redis_workspace, data):
     sources = [b['source'] for b in state['breakers']]
     hostile_run(redis_workspace, data, 'circuit_breaker', state, dict(
         sources=st.lists(st.sampled_from(sources + ['absent']), min_size=1, max_size=3),
+        open_values=st.sampled_from([['OPEN'], ['OPEN', 'HALF_OPEN'], ['open']]), state=st.just('closed')))
+
+
+@budget(10)
+@given(data=st.data())
+def test_circuit_breaker_info(redis_workspace, data):
+    state = data.draw(breaker_states(), label='state')
+    sources = [b['source'] for b in state['breakers']]
+    hostile_run(redis_workspace, data, 'circuit_breaker_info', state, dict(
+        sources=st.lists(st.sampled_from(sources + ['absent']), min_size=1, max_size=3),
         open_values=st.sampled_from([['OPEN'], ['OPEN', 'HALF_OPEN'], ['open']])))
 
 
@@ -74,4 +84,13 @@ def test_redis_keys(redis_workspace, data):
         patterns=st.lists(st.sampled_from(PATTERNS), min_size=1, max_size=3),
         max_keys=st.one_of(st.none(), st.integers(0, 10)), scan_count=st.integers(1, 20),
         batch_size=st.integers(1, 5), sample_size=st.integers(0, 5),
-        idle_seconds=st.one_of(st.none(), st.integers(0, 5))))
+        min_idle_time=st.sampled_from([None, None, '0s', '5s', '1500ms'])))
+
+
+@budget(10)
+@given(data=st.data())
+def test_redis_keys_info(redis_workspace, data):
+    state = dict(plain=data.draw(plain_keys(), label='keys'), queues=[])
+    hostile_run(redis_workspace, data, 'redis_keys_info', state, dict(
+        patterns=st.lists(st.sampled_from(PATTERNS), min_size=1, max_size=3), scan_count=st.integers(1, 20),
+        sample_size=st.integers(0, 5), min_idle_time=st.sampled_from([None, None, '0s', '5s', '1500ms'])))

@@ -65,14 +65,14 @@ def test_incident_info(pg_workspace, monitoring, data):
     urls = [prometheus.url] * 3 + ['http://127.0.0.1:9', 'not a url', prometheus.url + '/nope']
     hints = dict(prometheus_url=st.sampled_from(urls),
                  alertmanager_url=st.sampled_from([None, alertmanager.url, 'http://127.0.0.1:9']),
-                 lookback=st.sampled_from([360, 360, 60, 1]), step=st.sampled_from([30, 1, 3600]),
+                 lookback=st.sampled_from(['6h', '6h', '1h', '1m', 360]), step=st.sampled_from(['30s', '1s', '1h']),
                  start=st.sampled_from([None] * 4 + ['2026-01-01T00:00:00Z', 'yesterday', '2999-01-01T00:00:00Z']),
                  end=st.sampled_from([None] * 5 + ['2020-01-01T00:00:00Z', 'not a time']),
                  matchers=st.sampled_from([{}, dict(severity='SEV2'), dict(nope='x')]),
                  impact_queries=st.sampled_from([{}, dict(n='SELECT count(*) FROM users'),
                                                  dict(bad='DELETE FROM users'), dict(two='SELECT 1; SELECT 2'),
                                                  dict(p='SELECT %(start)s::text')]),
-                 timeout=st.just(5))
+                 timeout=st.sampled_from(['5s', '5s', 5]))
     _pg_example(pg_workspace, data, 'incident_info', hints)
 
 
@@ -87,7 +87,7 @@ def test_pg_backup_verify(pg_workspace, backups, data):
                                                                        'hostile_tpl_cerniq', '"q"']),
                  textfile_path=st.sampled_from([None, str(backups / 'metrics' / 'backup.prom'),
                                                 '/nonexistent/dir/backup.prom']),
-                 max_age=st.sampled_from([None, 1.0, -1.0, 0.0]),
+                 max_age=st.sampled_from([None, '1h', '-1h', '0s', 26]),
                  list_command=st.sampled_from([None]))
     _pg_example(pg_workspace, data, 'pg_backup_verify', hints, superuser=True)
 
@@ -119,7 +119,7 @@ def test_signoz_dashboard(signoz_fake, data):
     hints = dict(url=st.sampled_from([signoz_fake.url] * 4 + ['http://127.0.0.1:9', 'ftp://x', signoz_fake.url + '/x']),
                  api_key=st.sampled_from([API_KEY] * 6 + ['wrong', '']),
                  dashboard=st.sampled_from([DASHBOARD] * 4 + [dict(DASHBOARD, layout='x'), dict(title=''), {}]),
-                 title=st.sampled_from([None, 'Hostile', 'Other', 'Absent']), timeout=st.just(5))
+                 title=st.sampled_from([None, 'Hostile', 'Other', 'Absent']), timeout=st.sampled_from(['5s', '5s', 5]))
     args = data.draw(module_args('signoz_dashboard', hints), label='args')
     check_mode = data.draw(st.booleans(), label='check_mode')
     state = dict(stored=existing)

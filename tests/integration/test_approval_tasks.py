@@ -38,19 +38,21 @@ def _one(pg_conn, sql, *args):
 
 
 def test_report_and_release(pg_db, pg_conn, breach):
-    rep = run_module('approval_tasks', dict(pg_db, action='report'))
+    rep = run_module('approval_tasks_info', pg_db)
     assert not rep.failed and not rep['changed'], rep
+    assert rep['breached_count'] == len(breach['overdue_task_ids']) and rep['overloaded_count'] == 1
+    assert run_module('approval_tasks_info', pg_db, check_mode=True)['breached'] == rep['breached']
     assert sorted(t['id'] for t in rep['breached']) == sorted(breach['overdue_task_ids'])
     assert [o['user_id'] for o in rep['overloaded']] == [breach['overloaded_operator_id']]
     assert rep['overloaded'][0]['pending_tasks'] > 10 and rep['overloaded'][0]['avg_wait_hours'] > 0
 
-    check = run_module('approval_tasks', dict(pg_db, action='release'), check_mode=True, diff=True)
+    check = run_module('approval_tasks', dict(pg_db, state='released'), check_mode=True, diff=True)
     assert not check.failed and check['changed'] and len(check['released']) == 7, check
     assert breach['overloaded_operator_id'] in check['diff']['before']
     assert _one(pg_conn, "SELECT count(*) FROM approval_tasks WHERE status = 'assigned' AND assigned_to = %s",
                 breach['overloaded_operator_id'])[0] == 15
 
-    done = run_module('approval_tasks', dict(pg_db, action='release', window_minutes=120))
+    done = run_module('approval_tasks', dict(pg_db, state='released', due_within='2h'))
     assert not done.failed and done['changed'] and len(done['released']) == 7
     released = [t['id'] for t in done['released']]
     assert _one(pg_conn, "SELECT count(*) FROM approval_tasks WHERE id = ANY(%s::uuid[]) AND status = 'pending' "
@@ -58,10 +60,10 @@ def test_report_and_release(pg_db, pg_conn, breach):
     # the tasks due later stay with the operator; a rerun changes nothing
     assert _one(pg_conn, "SELECT count(*) FROM approval_tasks WHERE status = 'assigned' AND assigned_to = %s",
                 breach['overloaded_operator_id'])[0] == 8
-    again = run_module('approval_tasks', dict(pg_db, action='release'))
+    again = run_module('approval_tasks', dict(pg_db, state='released'))
     assert not again.failed and not again['changed']
 
-    bad = run_module('approval_tasks', dict(pg_db, action='release', operators=['nobody@cerniq.invalid']))
+    bad = run_module('approval_tasks', dict(pg_db, state='released', operators=['nobody@cerniq.invalid']))
     assert bad.failed and 'nobody@cerniq.invalid' in bad['msg']
 
 
@@ -72,7 +74,7 @@ def test_release_to_a_named_operator(pg_db, pg_conn, breach):
     overloaded = breach['overloaded_operator_id']
     helper = cerniq_synthetic.operator_id(SEED, 1, 4)
     assert helper != overloaded
-    args = dict(pg_db, action='release', operators=[overloaded], assign_to='OPERATOR4.t1.s%s@cerniq.invalid' % SEED)
+    args = dict(pg_db, state='released', operators=[overloaded], assign_to='OPERATOR4.t1.s%s@cerniq.invalid' % SEED)
     check = run_module('approval_tasks', args, check_mode=True, diff=True)
     assert not check.failed and len(check['released']) == 7 and check['assigned_to'] == helper, check
     assert 'assigned to %s' % helper in check['diff']['after']
@@ -88,11 +90,11 @@ def test_release_to_a_named_operator(pg_db, pg_conn, breach):
     with pg_conn.cursor() as cur:
         cur.execute('UPDATE users SET is_active = false WHERE id = %s', (helper,))
     for option in ('assign_to', 'escalate_to'):
-        action = 'release' if option == 'assign_to' else 'escalate'
-        refused = run_module('approval_tasks', dict(pg_db, action=action, api_url='http://127.0.0.1:9',
+        state = 'released' if option == 'assign_to' else 'escalated'
+        refused = run_module('approval_tasks', dict(pg_db, state=state, api_url='http://127.0.0.1:9',
                                                     api_token=TOKEN, **{option: helper}))
         assert_refused(refused, option, 'not active')
-    unknown = run_module('approval_tasks', dict(pg_db, action='release', assign_to='nobody@cerniq.invalid'))
+    unknown = run_module('approval_tasks', dict(pg_db, state='released', assign_to='nobody@cerniq.invalid'))
     assert_refused(unknown, 'assign_to', 'nobody@cerniq.invalid')
 
 
@@ -101,7 +103,7 @@ def test_escalate_once_through_the_api(pg_db, pg_conn, breach):
     with HttpRecorder() as api:
         failing = breach['overdue_task_ids'][0]
         api.responses['/api/v1/approvals/%s/escalate' % failing] = (503, {'error': 'unavailable'})
-        args = dict(pg_db, action='escalate', api_url=api.url, api_token=TOKEN)
+        args = dict(pg_db, state='escalated', api_url=api.url, api_token=TOKEN)
 
         check = run_module('approval_tasks', args, check_mode=True)
         assert not check.failed and len(check['escalated']) == 8 and api.requests == []
@@ -139,8 +141,8 @@ def test_escalate_once_through_the_api(pg_db, pg_conn, breach):
 
 
 def test_escalate_unreachable_api_changes_nothing(pg_db, pg_conn, breach):
-    result = run_module('approval_tasks', dict(pg_db, action='escalate', api_url='http://127.0.0.1:9',
-                                               api_token=TOKEN, timeout=5))
+    result = run_module('approval_tasks', dict(pg_db, state='escalated', api_url='http://127.0.0.1:9',
+                                               api_token=TOKEN, timeout='5s'))
     assert result.failed and 'request failed' in result['msg'] and TOKEN not in json.dumps(result)
     assert _one(pg_conn, 'SELECT count(*) FROM approval_tasks WHERE escalation_level > 0')[0] == 0
 
@@ -149,10 +151,10 @@ def test_auto_approve_by_policy(pg_db, pg_conn, breach):
     with pg_conn.cursor() as cur:  # a confidence that is not a number is never approved, never an error
         cur.execute("INSERT INTO approval_tasks (approval_type, status, due_at, metadata) VALUES "
                     "('dedup_review', 'pending', now() - interval '1 hour', '{\"confidence\": \"high\"}')")
-    args = dict(pg_db, action='auto_approve', approval_types=['dedup_review'], min_confidence=0.9)
-    check = run_module('approval_tasks', dict(args, max_count=1), check_mode=True)
+    args = dict(pg_db, state='approved', approval_types=['dedup_review'], min_confidence=0.9)
+    check = run_module('approval_tasks', dict(args, limit=1), check_mode=True)
     assert not check.failed and len(check['approved']) == 1
-    first = run_module('approval_tasks', dict(args, max_count=1), diff=True)
+    first = run_module('approval_tasks', dict(args, limit=1), diff=True)
     assert not first.failed and len(first['approved']) == 1 and first['approved'][0]['confidence'] == 0.96
     rest = run_module('approval_tasks', args)
     assert not rest.failed and [t['confidence'] for t in rest['approved']] == [0.92]
@@ -176,7 +178,7 @@ def test_task_locked_by_another_run_is_not_escalated(pg_db, pg_conn, breach):
         with other.cursor() as cur:   # another escalation run holds this task
             cur.execute('SELECT 1 FROM approval_tasks WHERE id = %s FOR UPDATE', (busy,))
         with HttpRecorder() as api:
-            result = run_module('approval_tasks', dict(pg_db, action='escalate', api_url=api.url, api_token=TOKEN))
+            result = run_module('approval_tasks', dict(pg_db, state='escalated', api_url=api.url, api_token=TOKEN))
             assert not result.failed, result
             assert busy in [s['id'] for s in result['not_escalated']]
             assert all(busy not in r['path'] for r in api.requests) and len(api.requests) == 7
@@ -217,7 +219,7 @@ def test_escalation_result_is_not_read_as_skipped_or_failed(pg_db, pg_conn, brea
     play = tmp_path / 'escalate.yml'
     play.write_text(ESCALATE_PLAY)
     with HttpRecorder() as api:
-        args = dict(pg_db, action='escalate', api_url=api.url, api_token=TOKEN)
+        args = dict(pg_db, state='escalated', api_url=api.url, api_token=TOKEN)
         failing = breach['overdue_task_ids'][0]
         api.responses['/api/v1/approvals/%s/escalate' % failing] = (503, {'error': 'unavailable'})
         first = run_playbook(str(play), extra_vars=dict(escalate_args=args, expect_failure=True,
@@ -234,39 +236,43 @@ def test_escalation_result_is_not_read_as_skipped_or_failed(pg_db, pg_conn, brea
 
 
 def test_max_tasks_counts_escalations_sent(pg_db, pg_conn, breach):
-    """Defect 11: max_tasks=1 escalated nothing (the limit counted the unassigned tasks it then skipped) and 0
+    """Defect 11: limit=1 escalated nothing (the limit counted the unassigned tasks it then skipped) and 0
     meant unlimited. Now a limit counts escalations sent; 0 and negative limits are refused like max_count."""
     with HttpRecorder() as api:
-        args = dict(pg_db, action='escalate', api_url=api.url, api_token=TOKEN)
+        args = dict(pg_db, state='escalated', api_url=api.url, api_token=TOKEN)
         for limit in (0, -1):
-            assert_refused(run_module('approval_tasks', dict(args, max_tasks=limit)), 'max_tasks', 'between 1 and')
+            assert_refused(run_module('approval_tasks', dict(args, limit=limit)), 'limit', 'between 1 and')
         assert api.requests == []
-        check = run_module('approval_tasks', dict(args, max_tasks=2), check_mode=True)
+        check = run_module('approval_tasks', dict(args, limit=2), check_mode=True)
         assert not check.failed and len(check['escalated']) == 2 and api.requests == []
-        one = run_module('approval_tasks', dict(args, max_tasks=1))
+        one = run_module('approval_tasks', dict(args, limit=1))
         assert not one.failed and len(one['escalated']) == 1 and len(api.requests) == 1, one
-        over = [t for t in one['not_escalated'] if 'max_tasks' in t['reason']]
+        over = [t for t in one['not_escalated'] if 'over limit' in t['reason']]
         assert len(over) == 7 and len(one['not_escalated']) == 11
-        rest = run_module('approval_tasks', dict(args, max_tasks=100))
+        rest = run_module('approval_tasks', dict(args, limit=100))
         assert not rest.failed and len(rest['escalated']) == 7 and len(api.requests) == 8
     assert _one(pg_conn, 'SELECT count(*) FROM approval_task_escalations')[0] == 8
-    approve = dict(pg_db, action='auto_approve', approval_types=['dedup_review'])
+    approve = dict(pg_db, state='approved', approval_types=['dedup_review'])
     for limit in (0, -1):
-        assert_refused(run_module('approval_tasks', dict(approve, max_count=limit)), 'max_count', 'between 1 and')
+        assert_refused(run_module('approval_tasks', dict(approve, limit=limit)), 'limit', 'between 1 and')
 
 
 @pytest.mark.parametrize('args, words', [
-    (dict(action='report', tenant_id='bad'), ('tenant_id', 'UUID')),
-    (dict(action='release', window_minutes=999999999999), ('window_minutes', '525600')),
-    (dict(action='escalate', max_tasks=-1), ('max_tasks',)),
-    (dict(action='escalate', task_ids=['x']), ('task_ids[0]', 'UUID')),
-    (dict(action='escalate', reason='a\x00b'), ('reason', 'NUL')),
-    (dict(action='escalate', api_url='ftp://x'), ('api_url',)),
-    (dict(action='escalate', timeout=0), ('timeout',)),
-    (dict(action='auto_approve', min_confidence=float('nan')), ('min_confidence',)),
-    (dict(action='release', operators=[]), ('operators',)),
-    (dict(action='report', tasks_table='a.b.c'), ('tasks_table',)),
-    (dict(action='report', max_tasks_per_operator=-5), ('max_tasks_per_operator',)),
+    (dict(state='released', tenant_id='bad'), ('tenant_id', 'UUID')),
+    (dict(state='released', due_within='9999 weeks'), ('due_within', 'between 0s and 365d')),
+    (dict(state='released', due_within=120), ('due_within', 'is not a duration with a unit')),
+    (dict(state='escalated', limit=-1), ('limit',)),
+    (dict(state='escalated', task_ids=['x']), ('task_ids[0]', 'UUID')),
+    (dict(state='escalated', reason='a\x00b'), ('reason', 'NUL')),
+    (dict(state='escalated', api_url='ftp://x'), ('api_url',)),
+    (dict(state='escalated', timeout='0s'), ('timeout must be between 1s and 1h',)),
+    (dict(state='escalated', timeout=30), ('timeout', 'is not a duration with a unit')),
+    (dict(state='approved', min_confidence=float('nan')), ('min_confidence',)),
+    (dict(state='released', operators=[]), ('operators',)),
+    (dict(state='approved', tasks_table='a.b.c'), ('tasks_table',)),
+    (dict(state='released', max_tasks_per_operator=-5), ('max_tasks_per_operator',)),
+    (dict(), ('state',)),
+    (dict(state='report'), ('state',)),
 ])
 def test_bad_options_are_refused_before_connecting(args, words):
     """Defect 12: tracebacks for tenant_id=bad, window_minutes=999999999999, max_tasks=-1. Every option is
@@ -276,14 +282,17 @@ def test_bad_options_are_refused_before_connecting(args, words):
     assert_refused(run_module('approval_tasks', dict(base, **args)), *words)
 
 
-@pytest.mark.parametrize('action, option', [('report', 'tasks_table'), ('release', 'users_table'),
-                                            ('escalate', 'escalations_table'), ('auto_approve', 'tasks_table')])
-def test_missing_table_is_named_before_anything_changes(pg_db, pg_conn, breach, action, option):
-    """Defect 12: a missing tasks_table was a traceback. Each action checks its tables first."""
+@pytest.mark.parametrize('state, option', [(None, 'tasks_table'), ('released', 'users_table'),
+                                           ('escalated', 'escalations_table'), ('approved', 'tasks_table')])
+def test_missing_table_is_named_before_anything_changes(pg_db, pg_conn, breach, state, option):
+    """Defect 12: a missing tasks_table was a traceback. Each state (and the info module) checks its tables first."""
     before = _tasks_state(pg_conn)
     with HttpRecorder() as api:
-        result = run_module('approval_tasks', dict(pg_db, action=action, api_url=api.url, api_token=TOKEN,
-                                                   **{option: 'no_such_table'}))
+        if state is None:
+            result = run_module('approval_tasks_info', dict(pg_db, **{option: 'no_such_table'}))
+        else:
+            result = run_module('approval_tasks', dict(pg_db, state=state, api_url=api.url, api_token=TOKEN,
+                                                       **{option: 'no_such_table'}))
         assert_refused(result, '"no_such_table"', option, 'does not exist')
         assert api.requests == []
     assert _tasks_state(pg_conn) == before
@@ -296,7 +305,7 @@ def test_a_failing_escalation_record_stops_before_the_call(pg_db, pg_conn, breac
         cur.execute('ALTER TABLE approval_task_escalations ADD CONSTRAINT refuse_all CHECK (level < 0) NOT VALID')
     before = _tasks_state(pg_conn)
     with HttpRecorder() as api:
-        result = run_module('approval_tasks', dict(pg_db, action='escalate', api_url=api.url, api_token=TOKEN))
+        result = run_module('approval_tasks', dict(pg_db, state='escalated', api_url=api.url, api_token=TOKEN))
         assert_refused(result, 'PostgreSQL error', 'refuse_all')
         assert api.requests == []
     assert _tasks_state(pg_conn) == before
@@ -310,8 +319,8 @@ def test_out_of_range_confidences_are_never_an_error(pg_db, pg_conn, breach):
             cur.execute("INSERT INTO approval_tasks (approval_type, status, due_at, metadata) VALUES "
                         "('dedup_review', 'pending', now() - interval '1 hour', jsonb_build_object('confidence', %s))",
                         (value,))
-    rep = run_module('approval_tasks', dict(pg_db, action='report'))
+    rep = run_module('approval_tasks_info', pg_db)
     assert not rep.failed, rep
     assert sum(1 for t in rep['breached'] if t['confidence'] is None) >= 6
-    approved = run_module('approval_tasks', dict(pg_db, action='auto_approve', approval_types=['dedup_review']))
+    approved = run_module('approval_tasks', dict(pg_db, state='approved', approval_types=['dedup_review']))
     assert not approved.failed and [t['confidence'] for t in approved['approved']] == [0.96, 0.92], approved

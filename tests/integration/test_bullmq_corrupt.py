@@ -269,12 +269,15 @@ def test_info_reports_corrupt_active_jobs_instead_of_failing(redis_client, redis
 
 
 @pytest.mark.parametrize('option,value', [('batch_size', 0), ('batch_size', 10001), ('max_stalled_count', -1),
-                                          ('max_stalled_count', 10 ** 7), ('older_than', -1),
-                                          ('older_than', 10 ** 12), ('sample_size', -1), ('sample_size', 10 ** 6)])
+                                          ('max_stalled_count', 10 ** 7), ('older_than', '-1s'),
+                                          ('older_than', '1000 weeks 100000 days'), ('sample_size', -1),
+                                          ('sample_size', 10 ** 6), ('older_than', 3600)])
 def test_option_bounds_are_checked_before_connecting(option, value):
     # nothing listens on port 1: a bound checked after connecting would report "cannot connect"
     result = run_module('bullmq_queue', {'name': 'q', 'redis_port': 1, option: value})
-    assert result.failed and result['msg'].startswith('%s must be between ' % option), result['msg']
+    assert result.failed and result['msg'].startswith(option), result['msg']
+    expected = 'is not a duration with a unit' if value in ('-1s', 3600) else 'must be between '
+    assert expected in result['msg'] and '\n' not in result['msg'], result['msg']
 
 
 def test_failure_after_earlier_batches_reports_changed(redis_client):
@@ -322,7 +325,7 @@ def test_no_result_key_ansible_reserves(redis_client, redis_params):
         for check in (True, False):
             runs.append(run_module('bullmq_queue', dict(redis_params, name='q', state=state), check_mode=check,
                                    diff=True))
-    runs.append(run_module('circuit_breaker', dict(redis_params, sources=['anaf'], state='reset'), diff=True))
+    runs.append(run_module('circuit_breaker', dict(redis_params, sources=['anaf'], state='closed'), diff=True))
     runs.append(run_module('bullmq_queue', dict(redis_params, name='missing')))
     for result in runs:
         assert not set(result) & RESERVED - ({'failed'} if result.failed else set()), result

@@ -92,7 +92,7 @@ def test_wrong_key_type_is_refused_and_nothing_written(redis_client, redis_param
 def test_bad_options_are_refused(redis_client, redis_params):
     redis_client.lpush(b'bull:q:active', 'a')
     for args, text in ((dict(batch_size=0), 'batch_size'), (dict(limit=0), 'limit'),
-                       (dict(older_than=-1), 'older_than'), (dict(state='exploded'), 'state')):
+                       (dict(older_than='-1s'), 'older_than'), (dict(older_than=60), 'older_than'), (dict(state='exploded'), 'state')):
         result = run_module('bullmq_queue', dict(redis_params, name='q', **args))
         assert result.failed and text in result['msg']
     assert redis_client.llen(b'bull:q:active') == 1

@@ -21,7 +21,7 @@ def test_retry_failed_jobs_with_limit_then_all(redis_server, redis_client, redis
     finish(start_worker(PY_CURRENT, redis_server.port, Q, '--fail', '--record', 'test:failing', '--until', 30))
     assert redis_client.zcard(_key('failed')) == 30
     # older_than excludes everything that just failed
-    young = run_module('bullmq_queue', dict(redis_params, name=Q, state='retried', older_than=3600))
+    young = run_module('bullmq_queue', dict(redis_params, name=Q, state='retried', older_than='1h'))
     assert young['changed'] is False and young['moved'] == 0
     before = snapshot(redis_client)
     checked = run_module('bullmq_queue', dict(redis_params, name=Q, state='retried', limit=10), check_mode=True)
@@ -45,7 +45,7 @@ def test_clean_completed_deletes_job_keys(redis_server, redis_client, redis_para
     finish(start_worker(PY_CURRENT, redis_server.port, Q, '--record', 'test:processed', '--until', 25))
     ids = [i.decode() for i in redis_client.zrange(_key('completed'), 0, -1)]
     redis_client.rpush(_key(ids[0]) + b':logs', 'a log line')
-    kept = run_module('bullmq_queue', dict(redis_params, name=Q, state='cleaned', older_than=3600))
+    kept = run_module('bullmq_queue', dict(redis_params, name=Q, state='cleaned', older_than='1h'))
     assert kept['changed'] is False and kept['deleted'] == 0
     checked = run_module('bullmq_queue', dict(redis_params, name=Q, state='cleaned', limit=5), check_mode=True)
     assert checked['deleted'] == 5 and redis_client.zcard(_key('completed')) == 25

@@ -37,8 +37,13 @@ def known_data(pg_conn):
 
 
 def test_series_match_the_data(known_data, pg_db):
-    result = run_module('capacity_info', dict(pg_db, days=30))
+    result = run_module('capacity_info', dict(pg_db, period='30 days'))
     assert not result.failed, result
+    longer = run_module('capacity_info', dict(pg_db, period='6w'))   # reaches the day -40 contacts
+    assert [row['contacts_ingested'] for row in longer['series']['ingestion']] == [7, 10, 30], longer
+    for bad, words in ((30, 'is not a duration with a unit'), ('12h', 'period must be between 1d and 3660d')):
+        refused = run_module('capacity_info', dict(pg_db, period=bad))
+        assert refused.failed and words in refused['msg'], refused
     ingestion = result['series']['ingestion']
     assert [(row['contacts_ingested'], row['avg_processing_seconds']) for row in ingestion] == [(10, 60.0), (30, 120.0)]
     enrichment = {row['source']: row for row in result['series']['enrichment']}

@@ -141,7 +141,7 @@ def test_inject_every_incident(pg_db, redis_client, redis_params):
 def test_inject_needs_loaded_data_and_known_incident(pg_db):
     conn = schema_db(pg_db)
     try:
-        with pytest.raises(cerniq_synthetic.SyntheticError, match='run the load action'):
+        with pytest.raises(cerniq_synthetic.SyntheticError, match='load the baseline first'):
             cerniq_synthetic.inject(conn, 9, ['sla_breach'])
         with pytest.raises(cerniq_synthetic.SyntheticError, match='unknown incident'):
             cerniq_synthetic.inject(conn, 9, ['meteor_strike'])
@@ -158,18 +158,43 @@ def test_module_load_and_inject(pg_db, redis_params, redis_client):
     assert not first.failed and first['changed'] and first['inserted']['bronze_contacts'] == 50
     assert not run_module('cerniq_synthetic_data', args)['changed']
     inject_args = dict(args, **redis_params)
-    inject_args.update(action='inject', incidents=['stuck_import', 'sla_breach'])
+    inject_args.update(incidents=['stuck_import', 'sla_breach'])
     injected = run_module('cerniq_synthetic_data', inject_args)
     assert not injected.failed and injected['changed'], injected
+    assert injected['inserted']['bronze_contacts'] == 0 and set(injected['incidents']) == {'stuck_import', 'sla_breach'}
     assert redis_client.llen('bull:bronze:ingest:csv:active') == 1
     assert not run_module('cerniq_synthetic_data', inject_args)['changed']
-    bad = run_module('cerniq_synthetic_data', dict(args, action='inject', incidents=['flood']))
+    bad = run_module('cerniq_synthetic_data', dict(args, incidents=['flood']))
     assert bad.failed and 'flood' in bad['msg']
+    for old in (dict(action='load'), dict(stuck_minutes=120), dict(stuck_for=120)):
+        refused = run_module('cerniq_synthetic_data', dict(args, **old))
+        assert refused.failed and '\n' not in refused['msg'].strip(), refused
+
+
+def test_module_loads_and_injects_in_one_transaction(pg_db):
+    """An empty database and incidents: check mode predicts both (rolled back), the run does both at once."""
+    schema_db(pg_db).close()
+    args = dict(pg_db, seed='12', scale=0.05, tenants=1, incidents=['sla_breach', 'missing_scores'],
+                stuck_for='3h')
+    check = run_module('cerniq_synthetic_data', args, check_mode=True)
+    assert not check.failed and check['changed'] and check['inserted']['bronze_contacts'] == 50, check
+    assert set(check['incidents']) == {'sla_breach', 'missing_scores'}
+    conn = schema_db(pg_db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute('SELECT count(*) FROM bronze_contacts')
+            assert cur.fetchone()[0] == 0
+    finally:
+        conn.close()
+    done = run_module('cerniq_synthetic_data', args)
+    assert not done.failed and done['inserted']['bronze_contacts'] == 50 and set(done['incidents']) == set(
+        check['incidents'])
+    assert not run_module('cerniq_synthetic_data', args)['changed']
 
 
 @pytest.mark.parametrize('reference_time', ['not a time', 'infinity', '0001-01-01T00:00:00Z', ''])
 def test_a_reference_time_that_is_not_a_time_is_refused_before_connecting(pg_db, reference_time):
-    result = run_module('cerniq_synthetic_data', dict(pg_db, login_port=1, action='load', seed='13',
+    result = run_module('cerniq_synthetic_data', dict(pg_db, login_port=1, seed='13',
                                                       reference_time=reference_time))
     assert result.failed and 'reference_time must' in result['msg'], result
     assert 'Traceback' not in result.stderr and '\n' not in result['msg'].strip()

@@ -1,4 +1,4 @@
-"""circuit_breaker module against a real Redis (and a cluster for key templates across slots)."""
+"""circuit_breaker and circuit_breaker_info against a real Redis (and a cluster for key templates across slots)."""
 
 from tests.support.ansible_run import run_module
 from tests.support.bullmq_helpers import snapshot
@@ -15,7 +15,7 @@ def _seed(client):
 
 def test_read_reports_state_failures_and_rate_limit(redis_client, redis_params):
     _seed(redis_client)
-    result = run_module('circuit_breaker', dict(redis_params, sources=['anaf', 'termene', 'other']))
+    result = run_module('circuit_breaker_info', dict(redis_params, sources=['anaf', 'termene', 'other']))
     assert not result.failed and result['changed'] is False
     anaf = result['sources']['anaf']
     assert anaf['state'] == 'OPEN' and anaf['open'] is True and anaf['failures'] == 12
@@ -28,20 +28,20 @@ def test_read_reports_state_failures_and_rate_limit(redis_client, redis_params):
 def test_reset_only_open_breakers_check_mode_and_idempotence(redis_client, redis_params):
     _seed(redis_client)
     before = snapshot(redis_client)
-    args = dict(redis_params, sources=['anaf', 'termene'], state='reset')
+    args = dict(redis_params, sources=['anaf', 'termene'], state='closed')
     checked = run_module('circuit_breaker', args, check_mode=True, diff=True)
-    assert checked['changed'] is True and checked['reset'] == ['anaf']
+    assert checked['changed'] is True and checked['closed'] == ['anaf']
     assert 'anaf: state=OPEN failures=12' in checked['diff']['before']
     assert 'anaf: state=None failures=None' in checked['diff']['after']
     assert snapshot(redis_client) == before
     done = run_module('circuit_breaker', args)
-    assert done['changed'] is True and done['reset'] == ['anaf']
+    assert done['changed'] is True and done['closed'] == ['anaf']
     assert not redis_client.exists('circuit:anaf:state', 'circuit:anaf:failures')
     assert redis_client.get('rate_limit:anaf:remaining') == b'0'  # the rate limit resets by itself
     assert redis_client.get('circuit:termene:state') == b'CLOSED'
     assert redis_client.get('circuit:termene:failures') == b'2'
     again = run_module('circuit_breaker', args)
-    assert again['changed'] is False and again['reset'] == []
+    assert again['changed'] is False and again['closed'] == []
     forced = run_module('circuit_breaker', dict(args, sources=['termene'], force=True))
     assert forced['changed'] is True and not redis_client.exists('circuit:termene:state')
 
@@ -49,7 +49,7 @@ def test_reset_only_open_breakers_check_mode_and_idempotence(redis_client, redis
 def test_custom_templates_and_open_values(redis_client, redis_params):
     redis_client.set('cb/anaf', 'half-open')
     redis_client.set('cb/anaf/n', 3)
-    args = dict(redis_params, sources=['anaf'], state='reset', state_key='cb/{source}',
+    args = dict(redis_params, sources=['anaf'], state='closed', state_key='cb/{source}',
                 failures_key='cb/{source}/n', open_values=['open', 'HALF-OPEN'])
     result = run_module('circuit_breaker', args)
     assert result['changed'] is True and not redis_client.exists('cb/anaf', 'cb/anaf/n')
@@ -58,13 +58,13 @@ def test_custom_templates_and_open_values(redis_client, redis_params):
 def test_refusals(redis_client, redis_params, redis_auth_server):
     redis_client.hset('circuit:anaf:state', 'x', 1)
     redis_client.set('circuit:termene:state', 'OPEN')
-    wrong = run_module('circuit_breaker', dict(redis_params, sources=['termene', 'anaf'], state='reset'))
+    wrong = run_module('circuit_breaker', dict(redis_params, sources=['termene', 'anaf'], state='closed'))
     assert wrong.failed and wrong['msg'] == \
         "refusing source 'anaf': key circuit:anaf:state has type hash, expected string"
     assert redis_client.get('circuit:termene:state') == b'OPEN'  # nothing written
-    bad = run_module('circuit_breaker', dict(redis_params, sources=['anaf'], state_key='circuit:state'))
+    bad = run_module('circuit_breaker_info', dict(redis_params, sources=['anaf'], state_key='circuit:state'))
     assert bad.failed and 'no {source} placeholder' in bad['msg']
-    denied = run_module('circuit_breaker', dict(redis_auth_server.params(redis_password='nope'), sources=['a']))
+    denied = run_module('circuit_breaker_info', dict(redis_auth_server.params(redis_password='nope'), sources=['a']))
     assert denied.failed and 'authentication failed' in denied['msg'] and 'nope' not in denied['msg']
 
 
@@ -74,9 +74,9 @@ def test_cluster(redis_cluster):
     client.flushall()
     client.set('circuit:anaf:state', 'OPEN')
     client.set('circuit:anaf:failures', 5)
-    result = run_module('circuit_breaker', dict(redis_cluster.params(), sources=['anaf'], state='reset'))
+    result = run_module('circuit_breaker', dict(redis_cluster.params(), sources=['anaf'], state='closed'))
     assert not result.failed, result
-    assert result['reset'] == ['anaf'] and not client.exists('circuit:anaf:state')
+    assert result['closed'] == ['anaf'] and not client.exists('circuit:anaf:state')
     assert not client.exists('circuit:anaf:failures')
     client.close()
 
@@ -91,7 +91,7 @@ def test_empty_or_clashing_templates_are_refused_before_connecting(redis_client,
             (dict(rate_limit_key='circuit:{source}:state'),
              "rate_limit_key and state_key name the same key 'circuit:{source}:state'")):
         for params in (redis_params, dict(redis_params, redis_port=1)):  # port 1: nothing listens
-            result = run_module('circuit_breaker', dict(params, sources=['anaf'], state='reset', **template))
+            result = run_module('circuit_breaker', dict(params, sources=['anaf'], state='closed', **template))
             assert result.failed and result['msg'].startswith(msg), result
     assert redis_client.get('circuit:anaf:state') == b'OPEN'
 
@@ -99,7 +99,18 @@ def test_empty_or_clashing_templates_are_refused_before_connecting(redis_client,
 def test_counts_that_are_no_numbers_are_reported_as_stored(redis_client, redis_params):
     redis_client.set('circuit:anaf:failures', 'inf')
     redis_client.set('rate_limit:anaf:remaining', '1e999')
-    result = run_module('circuit_breaker', dict(redis_params, sources=['anaf']))
+    result = run_module('circuit_breaker_info', dict(redis_params, sources=['anaf']))
     assert not result.failed, result
     assert result['sources']['anaf']['failures'] == 'inf'
     assert result['sources']['anaf']['rate_limit_remaining'] == '1e999'
+
+
+def test_state_is_required_and_read_is_the_info_module(redis_client, redis_params):
+    """1.0: no default state - a call written for the old default (read) fails instead of changing Redis."""
+    redis_client.set('circuit:anaf:state', 'OPEN')
+    for args in (dict(), dict(state='read'), dict(state='reset')):
+        result = run_module('circuit_breaker', dict(redis_params, sources=['anaf'], **args))
+        assert result.failed and 'state' in result['msg'], result
+    assert redis_client.get('circuit:anaf:state') == b'OPEN'
+    checked = run_module('circuit_breaker_info', dict(redis_params, sources=['anaf']), check_mode=True)
+    assert not checked.failed and checked['changed'] is False and checked['sources']['anaf']['open'] is True

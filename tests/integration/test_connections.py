@@ -75,7 +75,7 @@ def test_redis_auth_errors(redis_auth_server, password, cause):
 def test_redis_unreachable():
     port = free_port()
     with pytest.raises(RedisConnectError, match='127.0.0.1:%d: server unreachable' % port):
-        connect_redis(dict(redis_host='127.0.0.1', redis_port=port, redis_socket_timeout=2))
+        connect_redis(dict(redis_host='127.0.0.1', redis_port=port, redis_socket_timeout='2s'))
 
 
 def test_redis_cluster_connects(redis_cluster):
@@ -127,7 +127,7 @@ def redis_tls(tmp_path_factory):
                                  '--tls-key-file', os.path.join(directory, 'server.key'),
                                  '--tls-ca-cert-file', ca, '--tls-auth-clients', 'no']):
         yield dict(params=dict(redis_host='127.0.0.1', redis_port=tls_port, redis_tls=True, redis_ca_certs=ca,
-                               redis_socket_timeout=5),
+                               redis_socket_timeout='5s'),
                    other_ca=other_ca, directory=directory)
 
 
@@ -171,11 +171,11 @@ def test_redis_password_from_rediscli_auth(redis_auth_server):
     """REDISCLI_AUTH (as redis-cli reads it) gives the password, as a module process and through ansible-playbook."""
     client = redis_auth_server.client()
     client.set(b'cache:env', b'v')
-    args = dict(redis_host='127.0.0.1', redis_port=redis_auth_server.port, patterns=['cache:*'], state='count')
-    assert 'authentication required (no password given)' in run_module('redis_keys', args)['msg']
-    counted = run_module('redis_keys', args, env=dict(REDISCLI_AUTH=redis_auth_server.password))
+    args = dict(redis_host='127.0.0.1', redis_port=redis_auth_server.port, patterns=['cache:*'])
+    assert 'authentication required (no password given)' in run_module('redis_keys_info', args)['msg']
+    counted = run_module('redis_keys_info', args, env=dict(REDISCLI_AUTH=redis_auth_server.password))
     assert not counted.failed and counted['matched'] == 1, counted
-    wrong = run_module('redis_keys', dict(args, redis_password='wrong-pass'),
+    wrong = run_module('redis_keys_info', dict(args, redis_password='wrong-pass'),
                        env=dict(REDISCLI_AUTH=redis_auth_server.password))
     assert wrong.failed and 'authentication failed' in wrong['msg']  # an explicit password wins
 

@@ -47,8 +47,10 @@ def _status(pg_conn, batch_id):
 
 def test_diagnose_cancel_and_repair(pg_db, pg_conn, stuck_db, redis_params, redis_client):
     stuck_id = stuck_db['batch_ids'][0]
-    found = run_module('import_batch', dict(pg_db, state='stuck'))
+    found = run_module('import_batch_info', pg_db)
     assert not found.failed and not found['changed'], found
+    assert 'cancelled' not in found and 'no_longer_stuck' not in found
+    assert run_module('import_batch_info', dict(pg_db, stuck_after='1 day'))['batches'] == []
     assert [b['id'] for b in found['batches']] == [stuck_id]
     batch = found['batches'][0]
     assert batch['progress_percent'] == 37.0 and batch['processed_rows'] == 185 and batch['stalled_minutes'] > 100
@@ -132,32 +134,38 @@ def _batches(pg_conn):
 
 
 @pytest.mark.parametrize('args, words', [
-    (dict(stuck_after_minutes=99999999999), ('stuck_after_minutes', '525600')),
-    (dict(stuck_after_minutes=0), ('stuck_after_minutes',)),
+    (dict(stuck_after='9999 weeks'), ('stuck_after', 'between 1m and 365d')),
+    (dict(stuck_after='0s'), ('stuck_after',)),
+    (dict(stuck_after=30), ('stuck_after', 'is not a duration with a unit')),
     (dict(tenant_id='bad'), ('tenant_id', 'UUID')),
     (dict(tenant_id=''), ('tenant_id', 'UUID')),
+    (dict(state='stuck'), ('state',)),
     (dict(state='cancelled', reason='stuck\x00'), ('reason', 'NUL')),
     (dict(batches_table='"unterminated'), ('batches_table',)),
 ])
 def test_bad_options_are_refused_before_connecting(args, words):
     """Defect 12: stuck_after_minutes=99999999999 was a traceback (interval out of range). Every option is
     checked before connecting: the server given here does not exist, the message still names the option."""
-    assert_refused(run_module('import_batch', dict(login_host='127.0.0.1', login_port=9, **args)), *words)
+    assert_refused(run_module('import_batch', dict(dict(login_host='127.0.0.1', login_port=9, state='cancelled'),
+                                                   **args)), *words)
+    if 'state' not in args and 'reason' not in args:
+        assert_refused(run_module('import_batch_info', dict(login_host='127.0.0.1', login_port=9, **args)), *words)
 
 
 @pytest.mark.parametrize('option', ['batches_table', 'contacts_table'])
-@pytest.mark.parametrize('state', ['stuck', 'cancelled'])
-def test_missing_table_is_named(pg_db, pg_conn, stuck_db, option, state):
+@pytest.mark.parametrize('module, args', [('import_batch_info', {}), ('import_batch', dict(state='cancelled'))])
+def test_missing_table_is_named(pg_db, pg_conn, stuck_db, option, module, args):
     """Defect 12: a missing batches_table or contacts_table was a traceback."""
     before = _batches(pg_conn)
-    result = run_module('import_batch', dict(pg_db, state=state, **{option: 'audit.no_such_table'}))
+    result = run_module(module, dict(pg_db, **dict(args, **{option: 'audit.no_such_table'})))
     assert_refused(result, '"audit"."no_such_table"', option, 'does not exist')
     assert _batches(pg_conn) == before
 
 
 def test_result_has_no_ansible_status_key(pg_db, stuck_db):
     """Defect 4: the result carried a ``skipped`` list, which Ansible reads as the task's status."""
-    for state in ('stuck', 'cancelled'):
-        result = run_module('import_batch', dict(pg_db, state=state))
-        assert not result.failed, result
-        assert 'skipped' not in result and result['no_longer_stuck'] == []
+    result = run_module('import_batch', dict(pg_db, state='cancelled'))
+    assert not result.failed, result
+    assert 'skipped' not in result and result['no_longer_stuck'] == []
+    info = run_module('import_batch_info', pg_db)
+    assert not info.failed and 'skipped' not in info, info

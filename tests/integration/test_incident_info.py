@@ -68,7 +68,7 @@ def test_report_from_live_alerts_and_impact(monitoring, impact_db, pg_db):
     prometheus, alertmanager = monitoring
     start = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=30)).isoformat()
     result = run_module('incident_info', dict(pg_db, prometheus_url=prometheus.url, alertmanager_url=alertmanager.url,
-                                              start=start, step=1, incident_id='INC-42'))
+                                              start=start, step='1s', incident_id='INC-42'))
     assert not result.failed, result
     names = {p['alertname'] for p in result['periods']}
     assert names == {'CerniqEnrichmentStalled', 'CerniqDiskWarning'}
@@ -89,7 +89,7 @@ def test_report_from_live_alerts_and_impact(monitoring, impact_db, pg_db):
 def test_matchers_start_from_first_alert_and_bad_input(monitoring, impact_db, pg_db):
     prometheus, alertmanager = monitoring
     result = run_module('incident_info', dict(pg_db, prometheus_url=prometheus.url, alertmanager_url=alertmanager.url,
-                                              matchers={'service': 'database'}, step=1, lookback=60))
+                                              matchers={'service': 'database'}, step='1s', lookback='1h'))
     assert not result.failed, result
     assert [p['alertname'] for p in result['periods']] == ['CerniqDiskWarning']
     assert result['severity'] == 'SEV3'
@@ -99,6 +99,11 @@ def test_matchers_start_from_first_alert_and_bad_input(monitoring, impact_db, pg
     down = run_module('incident_info', dict(pg_db, prometheus_url='http://127.0.0.1:1', start=start_iso()))
     assert down.failed and down['msg'].startswith('cannot read http://127.0.0.1:1/api/v1/query_range')
     assert 'Traceback' not in down['msg']
+    for option, value, words in (('lookback', 360, 'is not a duration with a unit'), ('step', '0s', 'between 1s and'),
+                                 ('timeout', 10, 'is not a duration with a unit')):
+        refused = run_module('incident_info', dict(pg_db, login_port=1, prometheus_url=prometheus.url,
+                                                   **{option: value}))
+        assert refused.failed and refused['msg'].startswith(option) and words in refused['msg'], refused
 
 
 def start_iso():
@@ -134,7 +139,7 @@ def test_silences_of_the_window_are_in_the_report(monitoring, impact_db, pg_db):
         alertmanager.wait_for(lambda: {a['labels']['alertname']: a['status']['state'] for a in alertmanager.alerts()}
                               .get('CerniqDiskWarning') == 'suppressed', 'the alert silenced')
         result = run_module('incident_info', dict(pg_db, prometheus_url=prometheus.url,
-                                                  alertmanager_url=alertmanager.url, start=start_iso(), step=1))
+                                                  alertmanager_url=alertmanager.url, start=start_iso(), step='1s'))
     finally:
         run_module('alertmanager_silence', dict(window, state='expired'))
     assert not result.failed, result

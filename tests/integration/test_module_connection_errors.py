@@ -15,23 +15,28 @@ from tests.support.servers import free_port
 
 # Minimal valid arguments of each module, besides the connection options.
 POSTGRES_MODULES = {
-    'approval_tasks': dict(action='report'),
+    'approval_tasks': dict(state='released'),
+    'approval_tasks_info': dict(),
     'capacity_info': dict(),
     'cerniq_queue_stats': dict(queues={'q': {'wait': 1}}),
     'cerniq_schema': dict(migrations=[dict(name='001_x.sql', sql='SELECT 1')]),
-    'cerniq_synthetic_data': dict(action='load', inject_redis=False),
-    'import_batch': dict(state='stuck'),
+    'cerniq_synthetic_data': dict(inject_redis=False),
+    'import_batch': dict(state='cancelled'),
+    'import_batch_info': dict(),
     'incident_info': dict(prometheus_url='http://127.0.0.1:1', start='2026-01-01T00:00:00Z'),
     'pg_archive': dict(source_table='t', older_than='1 day'),
     'pg_health_info': dict(sections=['connections']),
     'pg_maintenance': dict(tasks=[dict(action='analyze', table='t')]),
-    'quality_scores': dict(action='report'),
+    'quality_scores': dict(state='reset'),
+    'quality_scores_info': dict(),
 }
 REDIS_MODULES = {
     'bullmq_queue_info': dict(names=['q']),
     'bullmq_queue': dict(name='q'),
-    'circuit_breaker': dict(sources=['anaf']),
+    'circuit_breaker': dict(sources=['anaf'], state='closed'),
+    'circuit_breaker_info': dict(sources=['anaf']),
     'redis_keys': dict(patterns=['cache:*']),
+    'redis_keys_info': dict(patterns=['cache:*']),
 }
 # Modules that connect only for part of their work, tested in their own files.
 EXEMPT = {
@@ -73,7 +78,7 @@ def test_redis_modules_errors(module, redis_auth_server):
     _assert_one_line(run_module(module, dict(redis_auth_server.params(redis_password=SECRET), **args)),
                      'authentication failed', '127.0.0.1:%d' % redis_auth_server.port)
     _assert_one_line(run_module(module, dict(redis_host='127.0.0.1', redis_port=free_port(),
-                                             redis_socket_timeout=2, **args)), 'server unreachable')
+                                             redis_socket_timeout='2s', **args)), 'server unreachable')
 
 
 @pytest.fixture(scope='module')

@@ -19,7 +19,7 @@ import psycopg2
 import pytest
 
 from tests.support.ansible_run import collections_root, run_module
-from ansible_collections.cerniq.ops.plugins.module_utils.pg_archive import ArchiveError, run_archive
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_archive import ArchiveError, ArchiveRun, run_archive
 
 CUTOFF = '2026-01-01 00:00:00+00'
 
@@ -125,14 +125,14 @@ def test_concurrent_writers_match_oracle(pg_db, pg_conn):
     try:
         time.sleep(0.3)
         result = run_archive(pg_conn, source_table='events', archive_table='events_archive', create_archive=True,
-                             cutoff=CUTOFF, batch_size=100, max_batch_size=150, target_batch_ms=5)
+                             cutoff=CUTOFF, batch_size=100, max_batch_size=150, target_batch_time='5ms')
     finally:
         for writer in writers:
             writer.stop.set()
         for writer in writers:
             writer.join(30)
     assert all(w.error is None for w in writers), [w.error for w in writers]
-    assert result['rows_moved'] > 0 and result['batches'] > 1
+    assert result['moved'] > 0 and result['batches'] > 1
     # Rows made due after the sweep (or locked) are moved by the next run.
     second = run_archive(pg_conn, source_table='events', archive_table='events_archive', cutoff=CUTOFF)
     assert second['left_for_next_run'] == 0
@@ -157,7 +157,7 @@ def test_sigkill_mid_run_then_rerun(pg_db, pg_conn, tmp_path):
     _make_events(pg_conn, rows=30000)
     due = set(r[0] for r in _q(pg_conn, 'SELECT id FROM events WHERE created_at < %s', (CUTOFF,)))
     args = dict(pg_db, source_table='events', archive_table='events_archive', create_archive=True,
-                cutoff=CUTOFF, batch_size=100, min_batch_size=50, max_batch_size=100, target_batch_ms=5,
+                cutoff=CUTOFF, batch_size=100, min_batch_size=50, max_batch_size=100, target_batch_time='5ms',
                 application_name='pg_archive_kill_test',
                 _ansible_check_mode=False, _ansible_diff=False, _ansible_remote_tmp=tempfile.gettempdir(),
                 _ansible_tmpdir=str(tmp_path), _ansible_keep_remote_files=False)
@@ -195,7 +195,7 @@ def test_sigkill_mid_run_then_rerun(pg_db, pg_conn, tmp_path):
     result = run_module('pg_archive', dict(pg_db, source_table='events', archive_table='events_archive',
                                            cutoff=CUTOFF))
     assert not result.failed, result
-    assert result['rows_moved'] == len(due) - len(after_kill)
+    assert result['moved'] == len(due) - len(after_kill)
     assert set(_ids(pg_conn, 'events_archive')) == due
     _assert_partitioned_exactly_once(pg_conn, 'events', 'events_archive', range(1, 30001))
 
@@ -211,11 +211,11 @@ def test_purge_with_extra_condition(pg_db, pg_conn):
                                            where="status = 'promoted'", batch_size=500))
     assert not result.failed, result
     assert result['mode'] == 'purge' and result['changed']
-    assert result['rows_moved'] == len(expect_gone)
+    assert result['moved'] == len(expect_gone)
     assert set(_ids(pg_conn, 'events')) == set(before) - expect_gone
     again = run_module('pg_archive', dict(pg_db, source_table='events', cutoff=CUTOFF,
                                           where="status = 'promoted'"))
-    assert not again.failed and again['changed'] is False and again['rows_moved'] == 0
+    assert not again.failed and again['changed'] is False and again['moved'] == 0
 
 
 def test_where_with_statement_separator_refused(pg_db, pg_conn):
@@ -234,20 +234,20 @@ def test_check_mode_counts_and_changes_nothing_then_idempotent(pg_db, pg_conn):
     args = dict(pg_db, source_table='events', archive_table='events_archive', create_archive=True, cutoff=CUTOFF)
     check = run_module('pg_archive', args, check_mode=True, diff=True)
     assert not check.failed, check
-    assert check['changed'] and check['would_move'] == due and check['would_create_archive']
+    assert check['changed'] and check['moved'] == due and check['archive_created']
     assert check['diff'] == {'before': {'rows_due': due}, 'after': {'rows_due': 0}}
     assert _q(pg_conn, "SELECT to_regclass('events_archive')")[0][0] is None
     assert _q(pg_conn, 'SELECT count(*) FROM events')[0][0] == 5000
 
     first = run_module('pg_archive', args, diff=True)
     assert not first.failed, first
-    assert first['changed'] and first['rows_moved'] == due and first['archive_created']
+    assert first['changed'] and first['moved'] == due and first['archive_created']
     assert first['cutoff'].startswith('2026-01-01T00:00:00')
     assert first['diff'] == {'before': {'rows_due': due}, 'after': {'rows_due': 0}}
     second = run_module('pg_archive', args)
-    assert not second.failed and second['changed'] is False and second['rows_moved'] == 0
+    assert not second.failed and second['changed'] is False and second['moved'] == 0
     check_again = run_module('pg_archive', args, check_mode=True)
-    assert check_again['changed'] is False and check_again['would_move'] == 0
+    assert check_again['changed'] is False and check_again['moved'] == 0
 
 
 def test_older_than_cutoff_computed_on_server(pg_db, pg_conn):
@@ -256,7 +256,7 @@ def test_older_than_cutoff_computed_on_server(pg_db, pg_conn):
     result = run_module('pg_archive', dict(pg_db, source_table='logs', archive_table='logs_archive',
                                            create_archive=True, older_than='90 days'))
     assert not result.failed, result
-    assert result['rows_moved'] == 110  # days 91..200
+    assert result['moved'] == 110  # days 91..200
     assert _q(pg_conn, 'SELECT min(id) FROM logs_archive')[0][0] == 91
 
 
@@ -267,7 +267,7 @@ def test_archive_accepts_identity_and_generated_values(pg_db, pg_conn):
     result = run_module('pg_archive', dict(pg_db, source_table='t', archive_table='t_archive', create_archive=True,
                                            timestamp_column='created_at', cutoff='2026-01-01'))
     assert not result.failed, result
-    assert result['rows_moved'] == 30
+    assert result['moved'] == 30
     assert _q(pg_conn, 'SELECT count(*) FROM t_archive WHERE n2 = n * 2 AND id = n')[0][0] == 30
 
 
@@ -286,7 +286,7 @@ def test_odd_identifiers_are_identifiers(pg_db, pg_conn):
         archive_table='"we ird;schema"."arch ive; DROP TABLE y"', create_archive=True,
         timestamp_column='ts col; --', cutoff=CUTOFF))
     assert not result.failed, result
-    assert result['rows_moved'] == 49
+    assert result['moved'] == 49
     assert _q(pg_conn, "SELECT to_regclass('y') IS NOT NULL")[0][0]
     assert _q(pg_conn, 'SELECT count(*) FROM "we ird;schema"."arch ive; DROP TABLE y"')[0][0] == 49
 
@@ -299,7 +299,7 @@ def test_percent_signs_in_names_and_condition(pg_db, pg_conn):
                                            create_archive=True, timestamp_column='at%s', cutoff=CUTOFF,
                                            where='"na%(me)s" LIKE \'a%\''))
     assert not result.failed, result
-    assert result['rows_moved'] == 24  # even ids 2..48
+    assert result['moved'] == 24  # even ids 2..48
     assert _q(pg_conn, 'SELECT count(*) FROM "arch%(x)s"')[0][0] == 24
     estring = run_module('pg_archive', dict(pg_db, source_table='"50% off"', cutoff=CUTOFF,
                                             where="\"na%(me)s\" = E'\\''; DROP TABLE y; SELECT '"))
@@ -341,7 +341,7 @@ def test_archive_with_other_column_order_gets_right_values(pg_db, pg_conn):
     _q(pg_conn, 'CREATE TABLE events_archive (payload text, status text, version int, created_at timestamptz, '
                 'id bigint PRIMARY KEY, archived_at timestamptz DEFAULT now())')
     result = run_archive(pg_conn, source_table='events', archive_table='events_archive', cutoff=CUTOFF)
-    assert result['rows_moved'] > 0
+    assert result['moved'] > 0
     assert _q(pg_conn, 'SELECT count(*) FROM events_archive WHERE payload <> md5(id::text) '
                        'OR archived_at IS NULL')[0][0] == 0
 
@@ -353,14 +353,16 @@ def test_engine_refuses_conflicting_options(pg_conn):
         run_archive(pg_conn, source_table='x')
 
 
-def test_max_runtime_leaves_rest_for_next_run(pg_db, pg_conn):
+def test_time_budget_leaves_rest_for_next_run(pg_db, pg_conn):
     _make_events(pg_conn, rows=5000)
     due = _q(pg_conn, 'SELECT count(*) FROM events WHERE created_at < %s', (CUTOFF,))[0][0]
-    first = run_archive(pg_conn, source_table='events', archive_table='a', create_archive=True, cutoff=CUTOFF,
-                        max_runtime=0)
-    assert first['stopped_by_max_runtime'] and first['left_for_next_run'] == due and first['rows_moved'] == 0
+    run = ArchiveRun(pg_conn, source_table='events', archive_table='a', create_archive=True, cutoff=CUTOFF,
+                     time_budget='1s')
+    run.started -= 10   # as if the run had already spent its budget before its first batch
+    first = run.run()
+    assert first['stopped_by_time_budget'] and first['left_for_next_run'] == due and first['moved'] == 0
     second = run_archive(pg_conn, source_table='events', archive_table='a', cutoff=CUTOFF)
-    assert second['rows_moved'] == due and second['left_for_next_run'] == 0
+    assert second['moved'] == due and second['left_for_next_run'] == 0
 
 
 def test_index_strategy_same_result(pg_db, pg_conn):
@@ -368,7 +370,7 @@ def test_index_strategy_same_result(pg_db, pg_conn):
     due = set(r[0] for r in _q(pg_conn, 'SELECT id FROM events WHERE created_at < %s', (CUTOFF,)))
     result = run_archive(pg_conn, source_table='events', archive_table='a', create_archive=True, cutoff=CUTOFF,
                          strategy='index', batch_size=200)
-    assert result['strategy'] == 'index' and result['rows_moved'] == len(due)
+    assert result['strategy'] == 'index' and result['moved'] == len(due)
     assert set(_ids(pg_conn, 'a')) == due
 
 
@@ -406,14 +408,14 @@ def test_partitioned_source_moves_old_partitions_whole(pg_db, pg_conn, archive_k
                     "FOR VALUES FROM ('2026-01-01 00:00+00') TO ('2026-02-01 00:00+00')")
         args.update(archive_table='pevents_archive')
     check = run_module('pg_archive', args, check_mode=True)
-    assert check['would_move'] == len(due)
+    assert check['moved'] == len(due)
     assert sorted(check['partitions_to_move']) == ['public.pevents_%d' % m for m in range(4)]
     result = run_module('pg_archive', args)
     assert not result.failed, result
     moved = sorted(p['partition'] for p in result['partitions_moved'])
     assert moved == ['public.pevents_%d' % m for m in range(4)]  # Sep..Dec whole; Jan is the boundary
-    assert result['rows_moved'] == len(due)
-    assert 0 < result['rows_batched'] < len(due)
+    assert result['moved'] == len(due)
+    assert 0 < result['moved_in_batches'] < len(due)
     hows = set(p['how'] for p in result['partitions_moved'])
     assert hows == {'plain': {'copied into archive'}, 'partitioned': {'attached to archive'},
                     'purge': {'dropped'}}[archive_kind]
@@ -438,7 +440,7 @@ def test_partitioned_with_default_and_where_is_batched(pg_db, pg_conn):
                                (cutoff,)))
     result = run_archive(pg_conn, source_table='pevents', archive_table='pevents_archive', create_archive=True,
                          cutoff=cutoff, where="payload <> 'keep'")
-    assert result['partitions_moved'] == [] and result['rows_moved'] == len(due)
+    assert result['partitions_moved'] == [] and result['moved'] == len(due)
     assert set(_ids(pg_conn, 'pevents_archive')) == due
     _assert_partitioned_exactly_once(pg_conn, 'pevents', 'pevents_archive', all_ids, cutoff)
     # Without where and with a default partition: plain DETACH (no CONCURRENTLY) moves old partitions.
@@ -446,7 +448,7 @@ def test_partitioned_with_default_and_where_is_batched(pg_db, pg_conn):
                 "WHERE created_at < '2025-10-01'")
     more = run_archive(pg_conn, source_table='pevents', archive_table='pevents_archive', cutoff=cutoff)
     assert sorted(p['partition'] for p in more['partitions_moved']) == ['public.pevents_%d' % m for m in range(4)]
-    assert more['rows_in_partitions'] > 0
+    assert more['moved_in_partitions'] > 0
     assert more['left_for_next_run'] == 0
 
 
@@ -495,7 +497,7 @@ def test_rows_locked_by_another_session_are_skipped_and_reported(pg_db, pg_conn)
         result = run_module('pg_archive', dict(pg_db, source_table='events', archive_table='events_archive',
                                                create_archive=True, cutoff=CUTOFF, lock_timeout='200ms'))
         assert not result.failed, result
-        assert result['rows_moved'] == len(due) - 7
+        assert result['moved'] == len(due) - 7
         assert result['left_for_next_run'] == 7
         # The batch that met them waited lock_timeout, then ran again skipping them; the count found
         # them, so a second pass tried once more.
@@ -507,7 +509,7 @@ def test_rows_locked_by_another_session_are_skipped_and_reported(pg_db, pg_conn)
         holder.close()
     again = run_module('pg_archive', dict(pg_db, source_table='events', archive_table='events_archive',
                                           cutoff=CUTOFF))
-    assert again['rows_moved'] == 7 and again['left_for_next_run'] == 0
+    assert again['moved'] == 7 and again['left_for_next_run'] == 0
     assert set(_ids(pg_conn, 'events_archive')) == due
     assert set(locked) <= due
 
@@ -554,7 +556,7 @@ def test_table_lock_held_elsewhere_fails_cleanly_after_retries(pg_db, pg_conn):
         holder.rollback()
         holder.close()
     assert result.failed and 'lock timeout' in result['msg'], result
-    assert result['rows_moved'] == 0
+    assert result['moved'] == 0
     assert _q(pg_conn, 'SELECT count(*) FROM events')[0][0] == 2000
 
 
@@ -568,14 +570,14 @@ def test_partitioned_source_with_concurrent_writers(pg_db, pg_conn):
     try:
         time.sleep(0.3)
         result = run_archive(pg_conn, source_table='pevents', archive_table='pevents_archive', create_archive=True,
-                             cutoff=cutoff, batch_size=200, max_batch_size=400, target_batch_ms=20)
+                             cutoff=cutoff, batch_size=200, max_batch_size=400, target_batch_time='20ms')
     finally:
         for writer in writers:
             writer.stop.set()
         for writer in writers:
             writer.join(30)
     assert all(w.error is None for w in writers), [w.error for w in writers]
-    assert len(result['partitions_moved']) == 4 and result['rows_batched'] > 0
+    assert len(result['partitions_moved']) == 4 and result['moved_in_batches'] > 0
     run_archive(pg_conn, source_table='pevents', archive_table='pevents_archive', cutoff=cutoff)
     everything = list(all_ids) + [i for w in writers for i in w.inserted]
     _assert_partitioned_exactly_once(pg_conn, 'pevents', 'pevents_archive', everything, cutoff)
@@ -594,11 +596,11 @@ def test_auto_strategy_follows_the_share_of_due_rows(pg_db, pg_conn):
     _q(pg_conn, "UPDATE events SET created_at = %s::timestamptz - interval '1 day' WHERE id <= 30", (CUTOFF,))
     _q(pg_conn, 'VACUUM ANALYZE events')
     few = run_archive(pg_conn, source_table='events', archive_table='a', create_archive=True, cutoff=CUTOFF)
-    assert few['strategy'] == 'index' and few['rows_moved'] == 30
+    assert few['strategy'] == 'index' and few['moved'] == 30
     _q(pg_conn, "UPDATE events SET created_at = %s::timestamptz - interval '1 day' WHERE id %% 2 = 0", (CUTOFF,))
     _q(pg_conn, 'ANALYZE events')
     many = run_archive(pg_conn, source_table='events', archive_table='a', cutoff=CUTOFF)
-    assert many['strategy'] == 'block' and many['rows_moved'] == 9985
+    assert many['strategy'] == 'block' and many['moved'] == 9985
 
 
 def test_partition_mode_batch_and_orphan_newer_than_cutoff_reattached(pg_db, pg_conn):
@@ -614,7 +616,7 @@ def test_partition_mode_batch_and_orphan_newer_than_cutoff_reattached(pg_db, pg_
     result = run_archive(pg_conn, source_table='pevents', archive_table='pevents_archive', create_archive=True,
                          cutoff=cutoff, partition_mode='batch')
     assert any('re-attached public.pevents_5' in r for r in result['recovered']), result
-    assert result['partitions_moved'] == [] and result['rows_batched'] == len(due)
+    assert result['partitions_moved'] == [] and result['moved_in_batches'] == len(due)
     assert set(_ids(pg_conn, 'pevents_archive')) == due
     _assert_partitioned_exactly_once(pg_conn, 'pevents', 'pevents_archive', all_ids, cutoff)
     assert _q(pg_conn, "SELECT count(*) FROM pg_inherits WHERE inhparent = 'pevents'::regclass")[0][0] == 6

@@ -87,7 +87,7 @@ def test_durations_with_units_move_exactly_the_old_rows(pg_db, pg_conn, older_th
     result = run_module('pg_archive', dict(pg_db, source_table='logs', archive_table='logs_archive',
                                            create_archive=True, older_than=older_than))
     assert not result.failed, result
-    assert abs(result['rows_moved'] - expected) <= 1  # the clock moved by less than an hour between the two
+    assert abs(result['moved'] - expected) <= 1  # the clock moved by less than an hour between the two
     assert _q(pg_conn, "SELECT count(*) FROM logs_archive WHERE created_at >= %s", (result['cutoff'],))[0][0] == 0
 
 
@@ -133,7 +133,7 @@ def test_cascading_foreign_key_refused_and_listed(pg_db, pg_conn, on_delete):
         assert _snapshot(pg_conn) == before
     allowed = run_module('pg_archive', dict(args, allow_delete_side_effects=True))
     assert not allowed.failed, allowed
-    assert allowed['rows_moved'] == 8
+    assert allowed['moved'] == 8
     assert allowed['delete_side_effects']['foreign_keys'][0]['on_delete'] == on_delete
 
 
@@ -181,10 +181,10 @@ def test_disabled_trigger_and_restrict_foreign_key_are_not_side_effects(pg_db, p
     result = run_module('pg_archive', dict(pg_db, source_table='approval_tasks', archive_table='a',
                                            create_archive=True, cutoff=CUTOFF, where='id > 8'))
     assert not result.failed, result
-    assert result['rows_moved'] == 8 and result['delete_side_effects'] == dict(foreign_keys=[], triggers=[], rules=[])
+    assert result['moved'] == 8 and result['delete_side_effects'] == dict(foreign_keys=[], triggers=[], rules=[])
     failing = run_module('pg_archive', dict(pg_db, source_table='approval_tasks', archive_table='a', cutoff=CUTOFF))
     _refused(failing, 'approval_task_escalations')
-    assert failing['rows_moved'] == 0 and failing['left_for_next_run'] == 8
+    assert failing['moved'] == 0 and failing['left_for_next_run'] == 8
     assert _q(pg_conn, 'SELECT count(*) FROM approval_tasks')[0][0] == 8
 
 
@@ -291,7 +291,7 @@ def test_legacy_inheritance_parent_archives_only_its_own_rows(pg_db, pg_conn):
     _partitioned(pg_conn)
     result = run_archive(pg_conn, source_table='legacy', archive_table='legacy_archive', create_archive=True,
                          cutoff=CUTOFF)
-    assert result['rows_moved'] == 1 and result['left_for_next_run'] == 0
+    assert result['moved'] == 1 and result['left_for_next_run'] == 0
     assert any('inheritance child' in w for w in result['warnings'])
     assert _q(pg_conn, 'SELECT id FROM legacy_child')[0][0] == 2
     assert _q(pg_conn, 'SELECT id FROM legacy_archive') == [(1,)]
@@ -319,7 +319,7 @@ def test_timestamp_domain_and_timestamp_without_zone_accepted(pg_db, pg_conn):
                 "'2025-12-25'::timestamp + g * interval '1 day' FROM generate_series(1, 20) g")
     first = run_archive(pg_conn, source_table='t', timestamp_column='ts', cutoff=CUTOFF, check_mode=True)
     second = run_archive(pg_conn, source_table='t', timestamp_column='local_ts', cutoff='2026-01-01 00:00')
-    assert first['would_move'] == 6 and second['rows_moved'] == 6
+    assert first['moved'] == 6 and second['moved'] == 6
 
 
 # ---------------------------------------------------------------- defect 12: conflicts and bad options
@@ -337,8 +337,8 @@ def test_conflicting_key_in_archive_is_reported_and_counted(pg_db, pg_conn):
     message = _refused(result, 'already holds a row with the key of a due row', '(id)=(1999)')
     due_left = _q(pg_conn, 'SELECT count(*) FROM ev WHERE created_at < %s', (CUTOFF,))[0][0]
     assert due_left > 0 and result['left_for_next_run'] == due_left, message
-    assert result['rows_moved'] == _q(pg_conn, 'SELECT count(*) FROM ev_archive')[0][0] - 1
-    assert result['changed'] is (result['rows_moved'] > 0)
+    assert result['moved'] == _q(pg_conn, 'SELECT count(*) FROM ev_archive')[0][0] - 1
+    assert result['changed'] is (result['moved'] > 0)
     ids = [r[0] for r in _q(pg_conn, 'SELECT id FROM ev UNION ALL SELECT id FROM ev_archive WHERE id <> 1999')]
     assert sorted(ids) == list(range(1, 2001))
 
@@ -348,11 +348,14 @@ def test_conflicting_key_in_archive_is_reported_and_counted(pg_db, pg_conn):
     (dict(batch_size=10 ** 12), 'batch_size'),
     (dict(min_batch_size=500, max_batch_size=100), 'min_batch_size'),
     (dict(max_batch_size=0), 'max_batch_size'),
-    (dict(target_batch_ms=0), 'target_batch_ms'),
-    (dict(target_batch_ms=-5), 'target_batch_ms'),
-    (dict(max_runtime=-1), 'max_runtime'),
-    (dict(max_runtime='nan'), 'max_runtime'),
-    (dict(max_runtime='inf'), 'max_runtime'),
+    (dict(target_batch_time='0s'), 'target_batch_time must be between 1ms and 10m'),
+    (dict(target_batch_time='-5ms'), 'target_batch_time'),
+    (dict(target_batch_time=200), "target_batch_time: '200' is not a duration with a unit"),
+    (dict(time_budget='-1s'), 'time_budget'),
+    (dict(time_budget='nan'), 'time_budget'),
+    (dict(time_budget='inf'), 'time_budget'),
+    (dict(time_budget='0s'), 'time_budget must be between 1s and 3650d'),
+    (dict(time_budget=1800), "time_budget: '1800' is not a duration with a unit"),
     (dict(lock_retries=-1), 'lock_retries'),
     (dict(lock_retries=10 ** 9), 'lock_retries'),
     (dict(lock_timeout='soon'), 'lock_timeout'),
@@ -378,7 +381,7 @@ def test_bad_options_refused_before_connecting(change, expected):
 def test_engine_errors_carry_consistent_partial_results(pg_db, pg_conn):
     with pytest.raises(ArchiveError) as info:
         run_archive(pg_conn, source_table='nope', older_than='1 day')
-    assert info.value.result['rows_moved'] == 0 and info.value.result['changed'] is False
+    assert info.value.result['moved'] == 0 and info.value.result['changed'] is False
     with pytest.raises(ArchiveError):
         run_archive(pg_conn, source_table='nope', older_than='1 day', batch_size='many')
     with pytest.raises(ArchiveError):

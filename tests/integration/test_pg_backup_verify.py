@@ -32,7 +32,7 @@ def _databases(pg_server):
 def test_good_custom_dump_restores_and_counts_match(pg_server, pg_db, source, tmp_path):
     _dump(pg_server, pg_db['login_db'], tmp_path / 'cerniq-1.dump', 'c')
     prom = tmp_path / 'backup.prom'
-    result = run_module('pg_backup_verify', dict(source, path=str(tmp_path), pattern='*.dump', max_age=1, restore=True,
+    result = run_module('pg_backup_verify', dict(source, path=str(tmp_path), pattern='*.dump', max_age='1h', restore=True,
                                                  tables=['bronze_contacts', 'public.approval_tasks'],
                                                  textfile_path=str(prom), scratch_db='restore_check_good'))
     assert not result.failed, result
@@ -95,12 +95,12 @@ def test_stale_backup_and_rows_missing_from_backup(pg_server, pg_db, source, tmp
     os.utime(dump, (old, old))
     with pg_conn.cursor() as cur:
         cur.execute("INSERT INTO bronze_contacts SELECT g, 'n' FROM generate_series(501, 1000) g")
-    result = run_module('pg_backup_verify', dict(source, path=str(dump), max_age=26, restore=True,
+    result = run_module('pg_backup_verify', dict(source, path=str(dump), max_age='26h', restore=True,
                                                  tables=['bronze_contacts', 'no_such_table'],
                                                  fail_on_problem=False, scratch_db='restore_check_stale'))
     problems = ' | '.join(result['problems'])
     assert result['checks'] == {'found': True, 'fresh': False, 'readable': True, 'restored': False}
-    assert 'old (more than 93600 s)' in problems
+    assert 'old (more than max_age 1d2h)' in problems
     assert 'bronze_contacts: 500 rows in the backup, 1000 in the source' in problems
     assert 'no_such_table is missing from the restored backup' in problems
 

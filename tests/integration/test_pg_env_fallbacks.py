@@ -88,7 +88,7 @@ def test_pgdatabase(pg_db, pg_conn):
                              "FROM generate_series(1, 7) g")
     args = dict(_without(pg_db, 'login_db'), source_table='only_here', older_than='1 day')
     result = _ok(run_module('pg_archive', args, check_mode=True, env=dict(PGDATABASE=pg_db['login_db'])))
-    assert result['would_move'] == 7
+    assert result['moved'] == 7
     _fails(run_module('pg_archive', args, check_mode=True, env=dict(PGDATABASE='no_such_db')),
            'database does not exist')
 

@@ -202,7 +202,7 @@ def test_sessions_and_connections(pg_db, pg_server):
         _wait_for(lambda: _q(watcher, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'idle-in-tx' "
                                       "AND now() > state_change")[0][0], 'idle in transaction to age')
         report = _report(pg_db, sections=['sessions', 'connections'],
-                         thresholds=dict(long_running_seconds=0, idle_in_transaction_seconds=0))
+                         thresholds=dict(long_running='0s', idle_in_transaction='0s'))
         apps_long = [r['application_name'] for r in report['sessions']['long_running']]
         apps_idle = [r['application_name'] for r in report['sessions']['idle_in_transaction']]
         assert 'long-query' in apps_long and 'pg_sleep' in report['sessions']['long_running'][0]['query']
@@ -259,7 +259,8 @@ def test_module_sections_thresholds_and_bad_options(pg_db, schema):
     (dict(schemas=['public', 'bad\x00']), 'schemas'),
     (dict(orphan_checks=[dict(name='x')]), 'orphan check x: missing'),
     (dict(orphan_checks=[dict(name='x', query='SELECT 1', child_table='t')]), 'not both'),
-    (dict(connect_timeout=0), 'connect_timeout'),
+    (dict(connect_timeout='0s'), 'connect_timeout must be between 1s and 1h'),
+    (dict(connect_timeout=10), "connect_timeout: '10' is not a duration with a unit"),
     (dict(login_port=70000), 'login_port'),
 ])
 def test_bad_options_refused_before_connecting(change, expected):

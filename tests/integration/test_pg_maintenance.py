@@ -129,9 +129,9 @@ def test_module_runs_vacuum_analyze_reindex(pg_db, tables):
     ]))
     assert not result.failed, result
     assert result['changed'] is True
-    assert [r['result'] for r in result['results']] == ['done'] * 4
-    assert result['results'][0]['sql'] == 'VACUUM (ANALYZE, TRUNCATE false) "public"."items"'
-    assert result['results'][2]['sql'] == 'REINDEX TABLE CONCURRENTLY "public"."items"'
+    assert [r['result'] for r in result['operations']] == ['done'] * 4
+    assert result['operations'][0]['sql'] == 'VACUUM (ANALYZE, TRUNCATE false) "public"."items"'
+    assert result['operations'][2]['sql'] == 'REINDEX TABLE CONCURRENTLY "public"."items"'
     assert result['summary']['done'] == 4
     assert _last_vacuum(tables, 'items') is not None
     assert _invalid(tables) == []
@@ -141,8 +141,8 @@ def test_check_mode_runs_nothing(pg_db, tables):
     result = run_module('pg_maintenance', dict(pg_db, tasks=[
         dict(action='vacuum', table='items'), dict(action='reindex', index='items_v')]), check_mode=True)
     assert not result.failed, result
-    assert [r['result'] for r in result['results']] == ['planned', 'planned']
-    assert result['results'][1]['sql'] == 'REINDEX INDEX CONCURRENTLY "public"."items_v"'
+    assert [r['result'] for r in result['operations']] == ['planned', 'planned']
+    assert result['operations'][1]['sql'] == 'REINDEX INDEX CONCURRENTLY "public"."items_v"'
     assert result['changed'] is True  # would change
     assert _last_vacuum(tables, 'items') is None
     assert _q(tables, "SELECT vacuum_count + autovacuum_count FROM pg_stat_user_tables WHERE relname = 'items'")[0][0] == 0
@@ -160,8 +160,8 @@ def test_vacuum_full_refused_without_allow_vacuum_full(pg_db, tables):
     result = run_module('pg_maintenance', dict(pg_db, allow_vacuum_full=True, tasks=[
         dict(action='vacuum', table='items', full=True)]))
     assert not result.failed, result
-    assert result['results'][0]['result'] == 'done'
-    assert result['results'][0]['lock'] == 'ACCESS EXCLUSIVE'
+    assert result['operations'][0]['result'] == 'done'
+    assert result['operations'][0]['lock'] == 'ACCESS EXCLUSIVE'
     assert any('ACCESS EXCLUSIVE' in w for w in _warnings(result))
 
 
@@ -175,8 +175,8 @@ def test_odd_names_are_identifiers_and_unknown_names_touch_nothing(pg_db, pg_con
         dict(action='analyze', table='"My Table"'),
     ]))
     assert not result.failed, result
-    assert [r['result'] for r in result['results']] == ['done', 'done']
-    assert result['results'][0]['sql'] == 'VACUUM (ANALYZE, TRUNCATE false) "odd.schema"."we""ird; name"'
+    assert [r['result'] for r in result['operations']] == ['done', 'done']
+    assert result['operations'][0]['sql'] == 'VACUUM (ANALYZE, TRUNCATE false) "odd.schema"."we""ird; name"'
 
     result = run_module('pg_maintenance', dict(pg_db, tasks=[
         dict(action='vacuum', table='"My Table"'),
@@ -227,8 +227,8 @@ def test_lock_conflict_skips_the_object_continues_and_never_queues_others(pg_db,
             dict(action='vacuum', table='items', full=False),
             dict(action='reindex', index='items_v'),
             dict(action='analyze', table='other'),
-        ], lock_timeout_ms=20, lock_timeout_max_ms=80, lock_wait_budget=0.6)
-        by_object = dict(((r['object'], r['action']), r) for r in result['results'])
+        ], lock_timeout='20ms', lock_timeout_max='80ms', lock_wait_budget='600ms')
+        by_object = dict(((r['object'], r['action']), r) for r in result['operations'])
         assert by_object[('public.other', 'analyze')]['result'] == 'done'
         for key in (('public.items', 'vacuum'), ('public.items_v', 'reindex')):
             row = by_object[key]
@@ -261,14 +261,14 @@ def test_module_under_vacuum_full_contention_reports_skip(pg_db, tables):
     try:
         _q(holder, 'SELECT count(*) FROM items')  # ACCESS SHARE, held until commit
         result = run_module('pg_maintenance', dict(
-            pg_db, allow_vacuum_full=True, lock_timeout=20, lock_timeout_max=100, lock_wait_budget=0.5,
+            pg_db, allow_vacuum_full=True, lock_timeout='20ms', lock_timeout_max='100ms', lock_wait_budget='500ms',
             tasks=[dict(action='vacuum', table='items', full=True), dict(action='vacuum', table='other')]))
         assert not result.failed, result
-        assert [r['result'] for r in result['results']] == ['skipped', 'done']
+        assert [r['result'] for r in result['operations']] == ['skipped', 'done']
         assert any('skipped vacuum of public.items' in w for w in _warnings(result))
         assert result['changed'] is True
         strict = run_module('pg_maintenance', dict(
-            pg_db, allow_vacuum_full=True, lock_timeout=20, lock_timeout_max=50, lock_wait_budget=0.2,
+            pg_db, allow_vacuum_full=True, lock_timeout='20ms', lock_timeout_max='50ms', lock_wait_budget='200ms',
             fail_on_skipped=True, tasks=[dict(action='vacuum', table='items', full=True)]))
         assert strict.failed and 'lock not available' in strict['msg']
     finally:
@@ -306,8 +306,8 @@ def test_failed_reindex_concurrently_leaves_no_invalid_index_of_its_own(pg_db, p
     thread.start()
     try:
         result = run_module('pg_maintenance', dict(
-            pg_db, application_name='reindex-under-test', lock_timeout=60000, lock_timeout_max=60000,
-            cleanup_budget=60, tasks=[dict(action='reindex', index='items_v')]))
+            pg_db, application_name='reindex-under-test', lock_timeout='1m', lock_timeout_max='1m',
+            cleanup_budget='1m', tasks=[dict(action='reindex', index='items_v')]))
     finally:
         thread.join(60)
         writer.rollback()
@@ -315,7 +315,7 @@ def test_failed_reindex_concurrently_leaves_no_invalid_index_of_its_own(pg_db, p
         canceller.close()
     assert 'items_v_ccnew' in seen['invalid_while_waiting']  # the failure really left a _ccnew behind
     assert result.failed
-    row = result['results'][0]
+    row = result['operations'][0]
     assert row['result'] == 'failed'
     assert 'canceling statement due to user request' in row['reason']
     assert row['cleanup']['dropped'] == ['public.items_v_ccnew']
@@ -339,16 +339,16 @@ def test_drop_invalid_index_is_idempotent(pg_db, tables):
     assert _invalid(tables) == ['other_d_unique']
     args = dict(pg_db, tasks=[dict(action='drop_invalid_index', index='other_d_unique')])
     check = run_module('pg_maintenance', args, check_mode=True)
-    assert not check.failed and check['changed'] is True and check['results'][0]['result'] == 'planned'
+    assert not check.failed and check['changed'] is True and check['operations'][0]['result'] == 'planned'
     first = run_module('pg_maintenance', args)
     assert not first.failed, first
-    assert first['changed'] is True and first['results'][0]['result'] == 'done'
+    assert first['changed'] is True and first['operations'][0]['result'] == 'done'
     assert _invalid(tables) == []
     for check_mode in (False, True):
         again = run_module('pg_maintenance', args, check_mode=check_mode)
         assert not again.failed, again
         assert again['changed'] is False
-        assert again['results'][0]['result'] == 'absent', again['results']
+        assert again['operations'][0]['result'] == 'absent', again['operations']
         assert again['summary'] == dict(done=0, skipped=0, failed=0, planned=0, absent=1)
 
 
@@ -359,15 +359,19 @@ def test_other_missing_objects_still_refuse_the_run(pg_db, tables):
 
 
 @pytest.mark.parametrize('change, expected', [
-    (dict(lock_timeout=0), 'lock_timeout'),
-    (dict(lock_timeout=100, lock_timeout_max=50), 'lock_timeout_max'),
-    (dict(lock_timeout=10 ** 12), 'lock_timeout'),
-    (dict(lock_wait_budget=-1), 'lock_wait_budget'),
+    (dict(lock_timeout='0s'), 'lock_timeout must be between 1ms and 24d20h31m23s647ms'),
+    (dict(lock_timeout='100ms', lock_timeout_max='50ms'), 'lock_timeout_max must be between 100ms and'),
+    (dict(lock_timeout='100 weeks'), 'lock_timeout must be between'),
+    (dict(lock_timeout=100), "lock_timeout: '100' is not a duration with a unit"),
+    (dict(lock_wait_budget='-1s'), 'lock_wait_budget'),
     (dict(lock_wait_budget='nan'), 'lock_wait_budget'),
+    (dict(lock_wait_budget=30), "lock_wait_budget: '30' is not a duration with a unit"),
     (dict(statement_timeout='inf'), 'statement_timeout'),
-    (dict(statement_timeout=10 ** 12), 'statement_timeout'),
-    (dict(cleanup_budget=-0.5), 'cleanup_budget'),
+    (dict(statement_timeout='1000 days'), 'statement_timeout must be between 0s and'),
+    (dict(statement_timeout=3600), "statement_timeout: '3600' is not a duration with a unit"),
+    (dict(cleanup_budget='-0.5s'), 'cleanup_budget'),
     (dict(time_budget='nan'), 'time_budget'),
+    (dict(time_budget='0s'), 'time_budget must be between 1s and 30d, got \'0s\' (leave it unset for no limit)'),
     (dict(tasks=[dict(action='vacuum', table='a.b.c')]), 'a.b.c'),
     (dict(tasks=[dict(action='vacuum')]), 'needs exactly one of table or index'),
     (dict(targets='auto', thresholds=dict(dead_tuples_pct='nan')), 'dead_tuples_pct'),
@@ -401,7 +405,7 @@ def test_auto_targets_from_health(pg_db, tables):
                                                        index_bloat_min_bytes=10 ** 12))
     plan = run_module('pg_maintenance', args, check_mode=True)
     assert not plan.failed, plan
-    planned = [(r['action'], r['object']) for r in plan['results']]
+    planned = [(r['action'], r['object']) for r in plan['operations']]
     assert ('vacuum', 'public.items') in planned
     assert ('drop_invalid_index', 'public.items_v_ccnew') in planned
     assert _last_vacuum(tables, 'items') is None
@@ -409,7 +413,7 @@ def test_auto_targets_from_health(pg_db, tables):
 
     done = run_module('pg_maintenance', args)
     assert not done.failed, done
-    assert all(r['result'] == 'done' for r in done['results'])
+    assert all(r['result'] == 'done' for r in done['operations'])
     assert _last_vacuum(tables, 'items') is not None
     assert _invalid(tables) == []
 
@@ -417,13 +421,14 @@ def test_auto_targets_from_health(pg_db, tables):
 def test_run_time_budget_skips_objects_not_started(pg_db, tables):
     conn = connect_postgres(pg_db)
     try:
-        runner = MaintenanceRunner(conn, time_budget=0.000001)
+        ticks = iter(range(0, 10000, 2))   # a clock two seconds further at each look: the budget is soon spent
+        runner = MaintenanceRunner(conn, time_budget='1s', clock=lambda: next(ticks))
         result = runner.run([dict(action='analyze', table='items'), dict(action='analyze', table='other')])
     finally:
         conn.close()
-    reasons = [r['reason'] or '' for r in result['results']]
-    assert result['results'][-1]['result'] == 'skipped'
-    assert 'time budget' in reasons[-1]
+    reasons = [r['reason'] or '' for r in result['operations']]
+    assert result['operations'][-1]['result'] == 'skipped'
+    assert 'time_budget of 1s spent before this object' in reasons[-1]
 
 
 def test_sessions_queued_behind_our_lock_request_get_through_while_we_still_retry(pg_db, tables):
@@ -446,7 +451,7 @@ def test_sessions_queued_behind_our_lock_request_get_through_while_we_still_retr
         def maintain():
             outcome['result'] = run_maintenance(
                 maint, [dict(action='vacuum', table='items', full=True)], allow_vacuum_full=True,
-                lock_timeout_ms=50, lock_timeout_max_ms=200, lock_wait_budget=4)
+                lock_timeout='50ms', lock_timeout_max='200ms', lock_wait_budget='4s')
 
         worker = threading.Thread(target=maintain)
         worker.start()
@@ -463,7 +468,7 @@ def test_sessions_queued_behind_our_lock_request_get_through_while_we_still_retr
     assert outcome['read'] == 2000 - 666
     assert outcome['maintenance_still_retrying'] is True
     assert outcome['holder_still_open'] is True
-    row = outcome['result']['results'][0]
+    row = outcome['result']['operations'][0]
     assert row['result'] == 'skipped' and row['attempts'] > 1
     assert any('ACCESS EXCLUSIVE' in w for w in outcome['result']['warnings'])
 
@@ -487,13 +492,13 @@ def test_failed_reindex_table_toast_leftover_needs_a_superuser(pg_db, pg_conn, p
     thread = threading.Thread(target=cancel_when_waiting)
     thread.start()
     try:
-        result = run_module('pg_maintenance', dict(pg_db, application_name='reindex-toast', lock_timeout=60000,
-                                                   lock_timeout_max=60000, tasks=[dict(action='reindex', table='items')]))
+        result = run_module('pg_maintenance', dict(pg_db, application_name='reindex-toast', lock_timeout='1m',
+                                                   lock_timeout_max='1m', tasks=[dict(action='reindex', table='items')]))
     finally:
         thread.join(60)
         writer.rollback()
         writer.close()
-    cleanup = result['results'][0]['cleanup']
+    cleanup = result['operations'][0]['cleanup']
     assert cleanup['dropped'] == ['public.items_pkey_ccnew']
     [left] = cleanup['left']
     assert left['index'].startswith('pg_toast.pg_toast_') and left['index'].endswith('_index_ccnew')
@@ -518,7 +523,7 @@ def test_lost_connection_fails_that_object_and_skips_the_rest(pg_db, tables, pg_
         def maintain():
             outcome['result'] = run_maintenance(maint, [
                 dict(action='vacuum', table='items'), dict(action='analyze', table='other')],
-                lock_timeout_ms=50, lock_timeout_max_ms=100, lock_wait_budget=60)
+                lock_timeout='50ms', lock_timeout_max='100ms', lock_wait_budget='1m')
 
         worker = threading.Thread(target=maintain)
         worker.start()
@@ -530,6 +535,6 @@ def test_lost_connection_fails_that_object_and_skips_the_rest(pg_db, tables, pg_
         holder.rollback()
         for conn in (holder, admin, maint):
             conn.close()
-    first, second = outcome['result']['results']
+    first, second = outcome['result']['operations']
     assert first['result'] == 'failed' and first['reason']
     assert second['result'] == 'skipped' and 'connection lost' in second['reason']

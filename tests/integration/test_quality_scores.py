@@ -40,24 +40,25 @@ def _count(pg_conn, sql, *args):
 
 
 def test_report_reset_trigger_and_verify(pg_db, pg_conn, unscored):
-    rep = run_module('quality_scores', dict(pg_db, action='report'))
+    rep = run_module('quality_scores_info', pg_db)
     assert not rep.failed and not rep['changed'], rep
     assert rep['unscored_count'] == len(unscored) and rep['eligible_count'] == 8
     assert rep['stale_subscores_count'] == len(unscored)
     assert {'count': 8, 'enrichment_status': 'complete', 'promotion_status': 'pending'} in rep['unscored']
+    assert rep['already_requested_count'] == 0 and 'requested_count' not in rep
 
-    check = run_module('quality_scores', dict(pg_db, action='reset'), check_mode=True)
+    check = run_module('quality_scores', dict(pg_db, state='reset'), check_mode=True)
     assert not check.failed and check['changed'] and check['reset_count'] == len(unscored)
     assert _count(pg_conn, 'SELECT count(*) FROM silver_companies WHERE completeness_score IS NULL') == 0
-    done = run_module('quality_scores', dict(pg_db, action='reset'))
+    done = run_module('quality_scores', dict(pg_db, state='reset'))
     assert not done.failed and done['reset_count'] == len(unscored)
     assert _count(pg_conn, 'SELECT count(*) FROM silver_companies WHERE total_quality_score IS NULL AND '
                   '(completeness_score IS NOT NULL OR accuracy_score IS NOT NULL OR freshness_score IS NOT NULL)') == 0
     assert _count(pg_conn, 'SELECT count(*) FROM silver_companies WHERE completeness_score IS NULL') == len(unscored)
-    assert not run_module('quality_scores', dict(pg_db, action='reset'))['changed']
+    assert not run_module('quality_scores', dict(pg_db, state='reset'))['changed']
 
     with HttpRecorder() as api:
-        args = dict(pg_db, action='trigger', payload='company_ids', api_url=api.url, api_token=TOKEN, batch_size=3)
+        args = dict(pg_db, state='triggered', payload='company_ids', api_url=api.url, api_token=TOKEN, batch_size=3)
         check = run_module('quality_scores', args, check_mode=True)
         assert not check.failed and check['requested_count'] == 8 and check['batch_count'] == 3
         assert api.requests == []
@@ -78,21 +79,23 @@ def test_report_reset_trigger_and_verify(pg_db, pg_conn, unscored):
         assert sorted(sent) == sorted(api.requests[0]['body']['companyIds'] + sent[:5])
         third = run_module('quality_scores', args)
         assert not third.failed and not third['changed'] and len(api.requests) == 4
+    assert run_module('quality_scores_info', pg_db)['already_requested_count'] == 8
 
     eligible = set(sent)
     assert eligible <= set(unscored) and len(eligible) == 8
     with pg_conn.cursor() as cur:   # the scoring worker does its job
         cur.execute('UPDATE silver_companies SET completeness_score = 80, accuracy_score = 90, freshness_score = 70, '
                     "total_quality_score = 80, scored_at = now() WHERE id = ANY(%s::uuid[])", (sorted(eligible),))
-    after = run_module('quality_scores', dict(pg_db, action='report'))
+    after = run_module('quality_scores_info', pg_db)
     assert after['eligible_count'] == 0 and after['unscored_count'] == len(unscored) - 8
+    assert after['already_requested_count'] == 0   # scored now, so no longer eligible
 
 
 def test_failed_batches_survive_the_failure(pg_db, unscored):
     """Defect 4: the ``failed`` list of rejected batches was overwritten by fail_json's ``failed: true``."""
     with HttpRecorder() as api:
         api.queued.append((500, {'error': 'boom'}))
-        result = run_module('quality_scores', dict(pg_db, action='trigger', payload='company_ids', api_url=api.url,
+        result = run_module('quality_scores', dict(pg_db, state='triggered', payload='company_ids', api_url=api.url,
                                                    api_token=TOKEN, batch_size=3))
     assert_refused(result, 'HTTP 500', 'boom')
     assert result['failed'] is True and result['changed'] is True
@@ -101,11 +104,13 @@ def test_failed_batches_survive_the_failure(pg_db, unscored):
 
 
 @pytest.mark.parametrize('args, words', [
-    (dict(max_companies=0, payload='company_ids'), ('max_companies', 'between 1 and')),
-    (dict(max_companies=5), ('max_companies', 'payload=company_ids')),
+    (dict(limit=0, payload='company_ids'), ('limit', 'between 1 and')),
+    (dict(limit=5), ('limit', 'payload=company_ids')),
     (dict(payload='ids'), ('payload', 'query')),
     (dict(batch_size=0), ('batch_size',)),
-    (dict(retrigger_after_minutes=99999999999), ('retrigger_after_minutes',)),
+    (dict(retrigger_after='9999 weeks'), ('retrigger_after', 'between 0s and 365d')),
+    (dict(retrigger_after=60), ('retrigger_after', 'is not a duration with a unit')),
+    (dict(state='report'), ('state',)),
     (dict(tenant_id='bad'), ('tenant_id', 'UUID')),
     (dict(enrichment_statuses=[]), ('enrichment_statuses',)),
     (dict(reason='\x00'), ('reason', 'NUL')),
@@ -113,22 +118,23 @@ def test_failed_batches_survive_the_failure(pg_db, unscored):
     (dict(api_token='a\nb'), ('api_token', 'one line')),
 ])
 def test_bad_options_are_refused_before_connecting(args, words):
-    """max_companies=0 meant no limit; unbounded values reached PostgreSQL. Checked before connecting: the
+    """limit=0 (max_companies before 1.0.0) meant no limit; unbounded values reached PostgreSQL. Checked before connecting: the
     server given here does not exist, the message still names the option."""
-    base = dict(login_host='127.0.0.1', login_port=9, action='trigger', api_url='http://127.0.0.1:9', api_token=TOKEN)
+    base = dict(login_host='127.0.0.1', login_port=9, state='triggered', api_url='http://127.0.0.1:9',
+                api_token=TOKEN)
     assert_refused(run_module('quality_scores', dict(base, **args)), *words)
 
 
 def test_missing_table_is_named(pg_db, unscored):
-    for action in ('report', 'reset'):
-        result = run_module('quality_scores', dict(pg_db, action=action, companies_table='nope'))
+    for module, args in (('quality_scores_info', {}), ('quality_scores', dict(state='reset'))):
+        result = run_module(module, dict(pg_db, companies_table='nope', **args))
         assert_refused(result, '"nope"', 'companies_table', 'does not exist')
 
 
-def test_max_companies_limits_what_is_sent(pg_db, pg_conn, unscored):
+def test_limit_caps_what_is_sent(pg_db, pg_conn, unscored):
     with HttpRecorder() as api:
-        args = dict(pg_db, action='trigger', payload='company_ids', api_url=api.url, api_token=TOKEN, batch_size=2,
-                    max_companies=3)
+        args = dict(pg_db, state='triggered', payload='company_ids', api_url=api.url, api_token=TOKEN, batch_size=2,
+                    limit=3)
         check = run_module('quality_scores', args, check_mode=True)
         assert not check.failed and check['requested_count'] == 3 and api.requests == []
         done = run_module('quality_scores', args)
@@ -141,7 +147,7 @@ def test_trigger_sends_the_runbook_query(pg_db, pg_conn, unscored):
     """Issue 17 item 8: runbook 2.4's contract is ``{"query": ...}``; the module sent ``{"companyIds": ...}``."""
     query = 'total_quality_score IS NULL AND enrichment_status = complete'
     with HttpRecorder() as api:
-        args = dict(pg_db, action='trigger', api_url=api.url, api_token=TOKEN)
+        args = dict(pg_db, state='triggered', api_url=api.url, api_token=TOKEN)
         check = run_module('quality_scores', args, check_mode=True)
         assert not check.failed and check['changed'] and check['requested_count'] == 8, check
         assert check['query'] == query and api.requests == []
@@ -163,7 +169,7 @@ def test_trigger_sends_the_runbook_query(pg_db, pg_conn, unscored):
         again = run_module('quality_scores', args)   # every eligible company was just requested
         assert not again.failed and not again['changed'] and len(api.requests) == 2
 
-        tenant = run_module('quality_scores', dict(args, retrigger_after_minutes=0,
+        tenant = run_module('quality_scores', dict(args, retrigger_after='0s',
                                                    enrichment_statuses=['complete', 'partial'],
                                                    tenant_id='00000000-0000-0000-0000-000000000001'),
                             check_mode=True)

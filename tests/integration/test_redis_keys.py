@@ -220,9 +220,13 @@ def test_check_mode_counts_and_deletes_nothing(redis_params, redis_client):
     assert len(result['sample']) == 3 and all(s.startswith('cache:') for s in result['sample'])
     assert redis_client.dbsize() == 55
 
-    counted = run_module('redis_keys', dict(redis_params, patterns=['cache:*'], state='count'))
-    assert counted['changed'] is False and counted['matched'] == 50 and counted['deleted'] == 0
+    counted = run_module('redis_keys_info', dict(redis_params, patterns=['cache:*'], sample_size=3))
+    assert not counted.failed, counted
+    assert counted['changed'] is False and counted['matched'] == 50 and 'deleted' not in counted
+    assert counted['patterns'] == {'cache:*': {'matched': 50}} and len(counted['sample']) == 3
+    assert counted['elapsed_seconds'] >= 0
     assert redis_client.dbsize() == 55
+    assert run_module('redis_keys', dict(redis_params, patterns=['cache:*'], state='count')).failed   # 1.0: info
 
     none = run_module('redis_keys', dict(redis_params, patterns=['nothing:*']), check_mode=True)
     assert none['changed'] is False and none['matched'] == 0
@@ -382,7 +386,7 @@ def test_no_ttl_only_filter(redis_params, redis_client):
     assert run_module('redis_keys', dict(redis_params, patterns=['cache:*'], no_ttl_only=True))['changed'] is False
 
 
-def test_idle_seconds_filter(redis_params, redis_client):
+def test_min_idle_time_filter(redis_params, redis_client):
     """Idle times set with RESTORE ... IDLETIME: no sleeping, no dependence on how fast the run is."""
     redis_client.set(b'x', b'v')
     payload = redis_client.dump(b'x')
@@ -392,9 +396,10 @@ def test_idle_seconds_filter(redis_params, redis_client):
     _fill(redis_client, [b'cache:new:%d' % i for i in range(3)])
     redis_client.restore(b'cache:hour', 0, payload, idletime=3500)
     assert redis_client.object('idletime', b'cache:old:0') >= 7200
-    args = dict(redis_params, patterns=['cache:*'], idle_seconds=3600)
+    args = dict(redis_params, patterns=['cache:*'], min_idle_time='1h')
     checked = run_module('redis_keys', args, check_mode=True)
     assert checked['matched'] == 7 and redis_client.dbsize() == 11
+    assert run_module('redis_keys_info', args)['matched'] == 7
     result = run_module('redis_keys', args)
     assert not result.failed, result
     assert result['deleted'] == 7
@@ -416,7 +421,9 @@ def test_idle_seconds_filter(redis_params, redis_client):
     (dict(patterns=['cache:*'], batch_size=-1), 'batch_size'),
     (dict(patterns=['cache:*'], batch_size=6000), 'batch_size'),
     (dict(patterns=['cache:*'], max_keys=-1), 'max_keys'),
-    (dict(patterns=['cache:*'], idle_seconds=-5), 'idle_seconds'),
+    (dict(patterns=['cache:*'], min_idle_time='-5s'), 'min_idle_time'),
+    (dict(patterns=['cache:*'], min_idle_time=3600), "min_idle_time: '3600' is not a duration with a unit"),
+    (dict(patterns=['cache:*'], min_idle_time='600 weeks'), 'min_idle_time must be between 0s and 3650d'),
     (dict(patterns=['cache:*'], key_type='bogus'), 'key_type'),
 ])
 def test_bad_input_fails_and_changes_nothing(redis_params, redis_client, args, message):
@@ -443,7 +450,7 @@ def test_idle_filter_with_lfu_policy_is_a_clear_error(redis_params, redis_client
     _fill(redis_client, [b'cache:1'])
     redis_client.config_set('maxmemory-policy', 'allkeys-lfu')
     try:
-        result = run_module('redis_keys', dict(redis_params, patterns=['cache:*'], idle_seconds=1))
+        result = run_module('redis_keys', dict(redis_params, patterns=['cache:*'], min_idle_time='1s'))
     finally:
         redis_client.config_set('maxmemory-policy', 'noeviction')
     assert result.failed and 'LFU' in result['msg'] and '\n' not in result['msg']
@@ -452,7 +459,7 @@ def test_idle_filter_with_lfu_policy_is_a_clear_error(redis_params, redis_client
 
 def test_redis_down_is_one_line_error():
     result = run_module('redis_keys', dict(redis_host='127.0.0.1', redis_port=free_port(), patterns=['cache:*'],
-                                           redis_socket_timeout=2))
+                                           redis_socket_timeout='2s'))
     assert result.failed
     assert 'server unreachable' in result['msg'] and '\n' not in result['msg']
 
@@ -470,8 +477,8 @@ def test_cluster_flag_against_a_single_server_is_one_line(redis_params, redis_cl
     ('redis_port', 0, 'redis_port must be from 1 to 65535'),
     ('redis_port', 70000, 'redis_port must be from 1 to 65535'),
     ('redis_db', -1, 'redis_db must be from 0'),
-    ('redis_socket_timeout', 0, 'redis_socket_timeout must be more than 0'),
-    ('redis_socket_timeout', -1, 'redis_socket_timeout must be more than 0'),
+    ('redis_socket_timeout', '0s', 'redis_socket_timeout must be between 1ms and 1h'),
+    ('redis_socket_timeout', 5, 'redis_socket_timeout: \'5\' is not a duration with a unit'),
     ('redis_sentinel_nodes', ['127.0.0.1:99999'], 'invalid sentinel node'),
     ('scan_count', 100001, 'scan_count must be between 1 and 100000'),
     ('sample_size', -1, 'sample_size'),
@@ -479,7 +486,7 @@ def test_cluster_flag_against_a_single_server_is_one_line(redis_params, redis_cl
 ])
 def test_bad_options_refused_before_connecting(option, value, message):
     """Checked before any connection: the server named here does not exist (a connection would time out)."""
-    args = dict(redis_host='192.0.2.1', redis_socket_timeout=30, patterns=['cache:*'])
+    args = dict(redis_host='192.0.2.1', redis_socket_timeout='30s', patterns=['cache:*'])
     if option == 'redis_sentinel_nodes':
         args['redis_sentinel_master'] = 'mymaster'
     args[option] = value
@@ -576,7 +583,7 @@ def test_server_error_mid_run_is_reported(redis_params, redis_client):
     redis_client.config_set('maxmemory-policy', 'volatile-lfu')
     try:
         with pytest.raises(RedisKeysError) as raised:
-            delete_keys(redis_client, ['cache:*'], idle_seconds=0)
+            delete_keys(redis_client, ['cache:*'], min_idle_time='0s')
     finally:
         redis_client.config_set('maxmemory-policy', 'noeviction')
     assert 'Redis error after deleting 0 keys' in str(raised.value)

@@ -231,6 +231,16 @@ def test_wrong_key_fails_without_leaking_it(signoz, dashboard):
     assert signoz.dashboards == {}
 
 
+def test_timeout_is_a_duration(signoz, dashboard):
+    for value, words in ((30, "'30' is not a duration with a unit"), ('2h', 'timeout must be between 1s and 1h')):
+        result = run_module('signoz_dashboard', dict(url=signoz.url, api_key=API_KEY, dashboard=dashboard,
+                                                     timeout=value))
+        assert result.failed and words in result['msg'], result
+    assert signoz.dashboards == {}
+    assert not run_module('signoz_dashboard', dict(url=signoz.url, api_key=API_KEY, dashboard=dashboard,
+                                                   timeout='5s')).failed
+
+
 def test_api_key_from_environment(signoz, dashboard):
     result = run_module('signoz_dashboard', dict(url=signoz.url, dashboard=dashboard),
                         env={'SIGNOZ_API_KEY': API_KEY})

@@ -66,9 +66,11 @@ def test_describe_server_names_the_port_from_pgport(monkeypatch):
     (dict(login_port=0), 'login_port'),
     (dict(login_port=65536), 'login_port'),
     (dict(login_port='x'), 'login_port'),
-    (dict(connect_timeout=0), 'connect_timeout'),
-    (dict(connect_timeout=-1), 'connect_timeout'),
-    (dict(connect_timeout=10 ** 6), 'connect_timeout'),
+    (dict(connect_timeout='0s'), 'connect_timeout must be between 1s and 1h'),
+    (dict(connect_timeout='-1s'), 'connect_timeout'),
+    (dict(connect_timeout='2h'), 'connect_timeout must be between 1s and 1h'),
+    (dict(connect_timeout=10), 'connect_timeout: 10 is not a duration with a unit'),
+    (dict(connect_timeout='10'), "connect_timeout: '10' is not a duration with a unit"),
     (dict(login_db='a\x00b'), 'login_db'),
 ])
 def test_connection_bounds_checked_before_connecting(params, option):

@@ -16,11 +16,13 @@ __metaclass__ = type
 import json
 from urllib.error import HTTPError
 
+from ansible_collections.cerniq.ops.plugins.module_utils.durations import duration_option
+
 API_ARGUMENT_SPEC = dict(
     api_url=dict(type='str'),
     api_token=dict(type='str', no_log=True),
     validate_certs=dict(type='bool', default=True),
-    timeout=dict(type='int', default=30),
+    timeout=dict(type='str', default='30s'),
 )
 
 
@@ -29,6 +31,11 @@ def api_argument_spec():
     spec = dict((key, dict(value)) for key, value in API_ARGUMENT_SPEC.items())
     spec['api_token']['fallback'] = (env_fallback, ['CERNIQ_API_TOKEN'])
     return spec
+
+
+def api_timeout(params):
+    """Seconds of the ``timeout`` option (a duration with a unit, 1s to 1h); DurationError otherwise."""
+    return duration_option(params.get('timeout'), 'timeout', 1, 3600)
 
 
 def _headers(token):
@@ -41,7 +48,7 @@ def module_post(module):
     def post(url, payload):
         try:
             response = open_url(url, data=json.dumps(payload), method='POST', headers=_headers(module.params['api_token']),
-                                validate_certs=module.params['validate_certs'], timeout=module.params['timeout'],
+                                validate_certs=module.params['validate_certs'], timeout=api_timeout(module.params),
                                 follow_redirects='none')
             return response.getcode(), response.read().decode('utf-8', 'replace')
         except HTTPError as error:

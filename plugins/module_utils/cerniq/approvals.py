@@ -4,8 +4,8 @@
 """HITL SLA breach procedures (runbook 2.3) on ``approval_tasks`` (plain Python).
 
 - ``report``: overdue pending tasks and the workload of each operator.
-- ``release``: tasks assigned to overloaded (or named) operators and due within a window go
-  back to the unassigned pending pool, or to a named operator (``assign_to``).
+- ``release``: tasks assigned to overloaded (or named) operators and due within ``due_within`` (a
+  duration with a unit) go back to the unassigned pending pool, or to a named operator (``assign_to``).
 - ``escalate``: each breached task not yet escalated since it breached is escalated
   through the HITL API (``POST <api>/api/v1/approvals/<id>/escalate``); the row is
   locked (``FOR UPDATE SKIP LOCKED``) and the escalation written (``escalation_level + 1``,
@@ -18,12 +18,11 @@
 
 HTTP goes through a ``post(url, payload) -> (status, body)`` callable supplied by the
 caller (the module passes one built on Ansible's ``open_url``). ``check_options`` checks the
-module's options before it connects; ``required_tables`` names the tables an action needs.
+module's options before it connects; ``required_tables`` names the tables a state needs.
 
-The two limits have one meaning: ``max_tasks`` (escalate) and ``max_count`` (auto_approve)
-unset means no limit; ``N`` (1 to 1,000,000) means the run escalates (sends) or approves at most
-``N`` tasks - tasks it cannot act on (no escalation target, taken by another run) do not count;
-0 and negative values are refused.
+``limit`` has one meaning for escalate and auto_approve: unset means no limit; ``N`` (1 to
+1,000,000) means the run escalates (sends) or approves at most ``N`` tasks - tasks it cannot act on
+(no escalation target, taken by another run) do not count; 0 and negative values are refused.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -35,13 +34,22 @@ import uuid
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.api import rejected_message, request_failed_message
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_sql import fetch_dicts
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.checks import (
-    MAX_LIMIT, MAX_MINUTES, CerniqError, check_api, check_fraction, check_int, check_relation, check_text,
-    check_texts, check_uuid, check_uuids)
+    MAX_LIMIT, MAX_SECONDS, CerniqError, check_api, check_duration, check_fraction, check_int, check_relation,
+    check_text, check_texts, check_uuid, check_uuids)
 
 DEFAULT_TABLES = dict(tasks='approval_tasks', users='users', escalations='approval_task_escalations')
 TABLE_OPTIONS = dict(tasks='tasks_table', users='users_table', escalations='escalations_table')
-ACTION_TABLES = dict(report=('tasks', 'users'), release=('tasks', 'users'), escalate=('tasks', 'users', 'escalations'),
-                     auto_approve=('tasks',))
+# The tables each state of the module (and the info module's report) reads or writes.
+STATE_TABLES = dict(report=('tasks', 'users'), released=('tasks', 'users'),
+                    escalated=('tasks', 'users', 'escalations'), approved=('tasks',))
+# The options the approval_tasks and approval_tasks_info modules share (documented once in the
+# cerniq.ops.approvals doc fragment).
+APPROVALS_ARGUMENT_SPEC = dict(
+    tenant_id=dict(type='str'),
+    max_tasks_per_operator=dict(type='int', default=10),
+    tasks_table=dict(type='str', default=DEFAULT_TABLES['tasks']),
+    users_table=dict(type='str', default=DEFAULT_TABLES['users']),
+)
 DEFAULT_ESCALATION_REASON = 'SLA breach - manual escalation'
 DEFAULT_APPROVE_REASON = 'Auto-approved due to SLA breach'
 DEFAULT_DECIDED_BY = 'cerniq.ops auto-approve'
@@ -64,32 +72,33 @@ def _tables(tables):
     return dict((key, check_relation(TABLE_OPTIONS[key], name)) for key, name in merged.items())
 
 
-def required_tables(action, tables=None):
-    """``{option: quoted table}`` of the tables ``action`` reads or writes (for ``require_tables``)."""
+def required_tables(state, tables=None):
+    """``{option: quoted table}`` of the tables ``state`` (or ``report``) reads or writes (for ``require_tables``)."""
     quoted = _tables(tables)
-    return dict((TABLE_OPTIONS[key], quoted[key]) for key in ACTION_TABLES[action])
+    return dict((TABLE_OPTIONS[key], quoted[key]) for key in STATE_TABLES[state])
 
 
 def check_options(p):
-    """Check the module's options for ``p['action']`` before connecting; raises ``ApprovalError``-like
-    ``CerniqError`` with one line naming the option."""
-    action = p['action']
-    _tables(dict(tasks=p['tasks_table'], users=p['users_table'], escalations=p['escalations_table']))
+    """Check the options of the approval_tasks module (``p['state']``) or of approval_tasks_info (no
+    ``state``) before connecting; raises ``CerniqError`` with one line naming the option."""
+    state = p.get('state')
+    _tables(dict(tasks=p['tasks_table'], users=p['users_table'], escalations=p.get('escalations_table')))
     check_uuid('tenant_id', p['tenant_id'], optional=True)
     check_int('max_tasks_per_operator', p['max_tasks_per_operator'], 0, MAX_LIMIT)
-    check_int('window_minutes', p['window_minutes'], 0, MAX_MINUTES)
+    if state is None:
+        return
+    check_duration('due_within', p['due_within'], 0, MAX_SECONDS)
     check_texts('operators', p['operators'], optional=True)
     for name in ('escalate_to', 'fallback_escalate_to', 'assign_to', 'reason'):
         check_text(name, p[name], optional=True)
     check_text('escalated_by', p['escalated_by'])
     check_text('decided_by', p['decided_by'])
     check_uuids('task_ids', p['task_ids'], optional=True)
-    check_int('max_tasks', p['max_tasks'], 1, MAX_LIMIT, optional=True)
-    check_int('max_count', p['max_count'], 1, MAX_LIMIT, optional=True)
+    check_int('limit', p['limit'], 1, MAX_LIMIT, optional=True)
     check_fraction('min_confidence', p['min_confidence'])
-    if action == 'auto_approve':
+    if state == 'approved':
         check_texts('approval_types', p['approval_types'])
-    if action == 'escalate':
+    if state == 'escalated':
         check_api(p)
 
 
@@ -201,11 +210,12 @@ def _write(conn, body):
         conn.autocommit = autocommit
 
 
-def release(conn, operators=None, max_tasks_per_operator=10, window_minutes=120, tenant_id=None, tables=None,
+def release(conn, operators=None, max_tasks_per_operator=10, due_within='2h', tenant_id=None, tables=None,
             check_mode=False, assign_to=None):
     """Take the ``assigned`` tasks of ``operators`` (ids or e-mails; default: the overloaded ones) due
-    within ``window_minutes`` from them: back to the unassigned ``pending`` pool (runbook 2.3 step 2), or
-    to the operator ``assign_to`` (an active user, not one of ``operators``), still ``assigned``.
+    within ``due_within`` (a duration with a unit; '0s': overdue only) from them: back to the unassigned
+    ``pending`` pool (runbook 2.3 step 2), or to the operator ``assign_to`` (an active user, not one of
+    ``operators``), still ``assigned``.
     Returns ``dict(changed, operators=[ids], released=[tasks], assigned_to=id or None)``."""
     t = _tables(tables)
     target = active_user(conn, 'assign_to', assign_to, tables) if assign_to else None
@@ -217,10 +227,10 @@ def release(conn, operators=None, max_tasks_per_operator=10, window_minutes=120,
         raise ApprovalError('assign_to %s is one of the operators whose tasks are released' % assign_to)
     if not user_ids:
         return dict(changed=False, operators=[], released=[], assigned_to=target)
-    params = dict(users=user_ids, minutes=check_int('window_minutes', window_minutes, 0, MAX_MINUTES),
+    params = dict(users=user_ids, seconds=check_duration('due_within', due_within, 0, MAX_SECONDS),
                   tenant=tenant_id, target=target)
     where = ("t.status = 'assigned' AND t.assigned_to = ANY(%%(users)s::uuid[]) "
-             "AND t.due_at < now() + %%(minutes)s * interval '1 minute' %s") % (
+             "AND t.due_at < now() + %%(seconds)s * interval '1 second' %s") % (
         'AND t.tenant_id = %(tenant)s::uuid' if tenant_id else '')
     columns = 't.id::text AS id, t.approval_type, t.priority, t.due_at'
     if check_mode:
@@ -255,11 +265,11 @@ def _escalation_candidates(conn, t, tenant_id, task_ids, lock_id=None):
 
 
 def escalate(conn, post, api_url, reason=DEFAULT_ESCALATION_REASON, escalate_to=None, escalated_by='cerniq.ops',
-             task_ids=None, max_tasks=None, tenant_id=None, tables=None, check_mode=False, fallback_to=None):
+             task_ids=None, limit=None, tenant_id=None, tables=None, check_mode=False, fallback_to=None):
     """Escalate breached tasks not escalated since they breached, oldest breach first.
 
     ``escalate_to``: a user id or e-mail for every task; by default the assignee's manager, else
-    ``fallback_to`` (tasks with neither are not escalated). ``max_tasks``: at most this many escalations
+    ``fallback_to`` (tasks with neither are not escalated). ``limit``: at most this many escalations
     are sent (a failed call counts; a task without a target or taken by another run does not).
     Returns ``dict(changed, escalated=[...], not_escalated=[{id, reason}], escalation_failures=[{..., error}])``.
     """
@@ -269,7 +279,7 @@ def escalate(conn, post, api_url, reason=DEFAULT_ESCALATION_REASON, escalate_to=
     check_text('reason', reason)
     check_text('escalated_by', escalated_by)
     task_ids = check_uuids('task_ids', task_ids, optional=True)
-    max_tasks = check_int('max_tasks', max_tasks, 1, MAX_LIMIT, optional=True)
+    limit = check_int('limit', limit, 1, MAX_LIMIT, optional=True)
     target = active_user(conn, 'escalate_to', escalate_to, tables) if escalate_to else None
     fallback = resolve_users(conn, [fallback_to], tables)[0] if fallback_to else None
     candidates = _escalation_candidates(conn, t, tenant_id, task_ids)
@@ -281,8 +291,8 @@ def escalate(conn, post, api_url, reason=DEFAULT_ESCALATION_REASON, escalate_to=
             not_escalated.append(dict(id=task['id'],
                                       reason='no escalation target: unassigned or assignee has no manager'))
             continue
-        if max_tasks is not None and len(escalated) + len(failures) >= max_tasks:
-            not_escalated.append(dict(id=task['id'], reason='over max_tasks (%d): left for the next run' % max_tasks))
+        if limit is not None and len(escalated) + len(failures) >= limit:
+            not_escalated.append(dict(id=task['id'], reason='over limit (%d): left for the next run' % limit))
             continue
         entry = dict(id=task['id'], escalate_to=to, level=task['escalation_level'] + 1, due_at=task['due_at'])
         if check_mode:
@@ -341,17 +351,17 @@ def _escalate_one(conn, t, post, api_url, task_id, to, reason, escalated_by, ten
         conn.autocommit = autocommit
 
 
-def auto_approve(conn, approval_types, min_confidence=0.90, only_overdue=True, max_count=None,
+def auto_approve(conn, approval_types, min_confidence=0.90, only_overdue=True, limit=None,
                  reason=DEFAULT_APPROVE_REASON, decided_by=DEFAULT_DECIDED_BY, tenant_id=None, tables=None,
                  check_mode=False):
-    """Approve pending tasks the policy allows, oldest due first, at most ``max_count`` (rows locked by
+    """Approve pending tasks the policy allows, oldest due first, at most ``limit`` (rows locked by
     another run are skipped and do not count). Returns ``dict(changed, approved=[...])``."""
     t = _tables(tables)
     if not approval_types:
         raise ApprovalError('auto-approval needs an explicit list of approval types')
     approval_types = check_texts('approval_types', list(approval_types))
     min_confidence = check_fraction('min_confidence', min_confidence)
-    max_count = check_int('max_count', max_count, 1, MAX_LIMIT, optional=True)
+    limit = check_int('limit', limit, 1, MAX_LIMIT, optional=True)
     check_text('reason', reason)
     check_text('decided_by', decided_by)
     params = dict(types=approval_types, conf=min_confidence, tenant=tenant_id, reason=reason, by=decided_by)
@@ -361,7 +371,7 @@ def auto_approve(conn, approval_types, min_confidence=0.90, only_overdue=True, m
     if tenant_id:
         where += ' AND t.tenant_id = %(tenant)s::uuid'
     select = 'SELECT t.id FROM %s t WHERE %s ORDER BY t.due_at, t.id%s' % (
-        t['tasks'], where, ' LIMIT %d' % max_count if max_count is not None else '')
+        t['tasks'], where, ' LIMIT %d' % limit if limit is not None else '')
     columns = ('t.id::text AS id, t.approval_type, t.priority, t.due_at, %s AS confidence' % _CONFIDENCE)
     if check_mode:
         rows = fetch_dicts(conn, 'SELECT %s FROM %s t WHERE t.id IN (%s) ORDER BY t.due_at, t.id'

@@ -18,12 +18,14 @@ import math
 import uuid
 from urllib.parse import urlsplit
 
+from ansible_collections.cerniq.ops.plugins.module_utils.durations import DurationError, duration_option
 from ansible_collections.cerniq.ops.plugins.module_utils.errors import EngineError
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import HAS_PSYCOPG2, psycopg2
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_sql import relation
 
-# One year: the longest window, threshold or interval a procedure accepts, in minutes.
-MAX_MINUTES = 525600
+# One year: the longest window, threshold or interval a procedure accepts, in seconds.
+MAX_SECONDS = 365 * 86400
+MAX_MINUTES = MAX_SECONDS // 60
 # The largest per-run limit (max_tasks, max_count, max_companies).
 MAX_LIMIT = 1000000
 MAX_TEXT = 1000
@@ -44,6 +46,15 @@ def check_int(name, value, minimum, maximum, optional=False):
         hint = ' (leave it unset for no limit)' if optional else ''
         raise CerniqError('%s must be an integer between %d and %d%s, got %r' % (name, minimum, maximum, hint, value))
     return value
+
+
+def check_duration(name, value, minimum, maximum, optional=False):
+    """Seconds of a duration with a unit (``'30m'``) within ``[minimum, maximum]`` seconds; ``None`` only when
+    ``optional`` (meaning: no limit)."""
+    try:
+        return duration_option(value, name, minimum, maximum, optional=optional)
+    except DurationError as error:
+        raise CerniqError(str(error))
 
 
 def check_fraction(name, value):
@@ -99,7 +110,7 @@ def check_relation(name, value):
 
 
 def check_api(params):
-    """``api_url`` (http or https with a host) and ``api_token`` (one line) for a call, ``timeout`` (1-3600 s)."""
+    """``api_url`` (http or https with a host) and ``api_token`` (one line) for a call, ``timeout`` (1s to 1h)."""
     url = check_text('api_url', params.get('api_url'))
     try:
         parts = urlsplit(url)
@@ -112,7 +123,7 @@ def check_api(params):
     token = check_text('api_token', params.get('api_token'), max_length=8192)
     if any(c in token for c in '\r\n'):
         raise CerniqError('api_token must be one line')
-    check_int('timeout', params.get('timeout'), 1, 3600)
+    check_duration('timeout', params.get('timeout'), 1, 3600)
     return url
 
 

@@ -19,6 +19,16 @@ DEFAULT_TEMPLATES = dict(
     rate_limit_key='rate_limit:{source}:remaining',
 )
 
+# The options naming the breakers, shared by the circuit_breaker and circuit_breaker_info modules
+# (documented once in the cerniq.ops.circuit_keys doc fragment).
+CIRCUIT_ARGUMENT_SPEC = dict(
+    sources=dict(type='list', elements='str', required=True),
+    open_values=dict(type='list', elements='str', default=['OPEN']),
+    state_key=dict(type='str', default=DEFAULT_TEMPLATES['state_key'], no_log=False),
+    failures_key=dict(type='str', default=DEFAULT_TEMPLATES['failures_key'], no_log=False),
+    rate_limit_key=dict(type='str', default=DEFAULT_TEMPLATES['rate_limit_key'], no_log=False),
+)
+
 # Delete the state key only if it still holds one of the OPEN values (ARGV), atomically.
 _RESET_IF_OPEN = r'''
 local value = redis.call("GET", KEYS[1])
@@ -73,6 +83,16 @@ def checked_templates(templates):
                 raise CircuitError('%s and %s name the same key %r; each must name its own key' % (
                     kind, other, chosen[kind]))
     return chosen
+
+
+def check_options(params):
+    """The key templates of a module's options, checked with every source before connecting; CircuitError."""
+    if not params.get('sources'):
+        raise CircuitError('sources must name at least one source')
+    templates = checked_templates(dict((kind, params.get(kind)) for kind in DEFAULT_TEMPLATES))
+    for source in params['sources']:
+        key_for(templates['state_key'], source)
+    return templates
 
 
 class CircuitBreakers(object):

@@ -3,8 +3,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Imports stuck in ``processing`` (runbook 2.1): find them, cancel them safely (plain Python).
 
-A batch is stuck when it is ``processing``, started more than ``stuck_after_minutes``
-ago, its row has not been updated (no progress) for as long, and no contact of it
+A batch is stuck when it is ``processing``, started more than ``stuck_after`` (a duration
+with a unit) ago, its row has not been updated (no progress) for as long, and no contact of it
 was created for as long. ``cancel`` re-checks all of that inside the ``UPDATE``'s
 ``WHERE``, so a batch that made progress between the diagnosis and the update is
 left alone (reported in ``no_longer_stuck``); a cancelled batch is no longer ``processing``,
@@ -16,10 +16,20 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.checks import (
-    MAX_MINUTES, CerniqError, check_int, check_relation, check_text, check_uuid, check_uuids)
+    MAX_SECONDS, CerniqError, check_duration, check_relation, check_text, check_uuid, check_uuids)
 
 DEFAULT_REASON = 'Manually cancelled - stuck processing'
-DEFAULT_STUCK_AFTER_MINUTES = 30
+DEFAULT_STUCK_AFTER = '30m'
+
+# The options the import_batch and import_batch_info modules share (documented once in the
+# cerniq.ops.import_batches doc fragment).
+IMPORTS_ARGUMENT_SPEC = dict(
+    ids=dict(type='list', elements='str'),
+    tenant_id=dict(type='str'),
+    stuck_after=dict(type='str', default=DEFAULT_STUCK_AFTER),
+    batches_table=dict(type='str', default='bronze_import_batches'),
+    contacts_table=dict(type='str', default='bronze_contacts'),
+)
 
 
 class ImportBatchError(CerniqError):
@@ -33,18 +43,20 @@ def tables(table='bronze_import_batches', contacts_table='bronze_contacts'):
 
 
 def check_options(p):
-    """Check the module's options before connecting; raises ``CerniqError`` naming the option."""
+    """Check the options of import_batch or import_batch_info (no ``reason``) before connecting; raises
+    ``CerniqError`` naming the option."""
     tables(p['batches_table'], p['contacts_table'])
-    _params(p['stuck_after_minutes'], p['ids'], p['tenant_id'])
-    check_text('reason', p['reason'])
+    _params(p['stuck_after'], p['ids'], p['tenant_id'])
+    if 'reason' in p:
+        check_text('reason', p['reason'])
 
 
 def _where(ids, tenant_id):
     where = """b.status = 'processing'
-  AND coalesce(b.started_at, b.created_at) < now() - %(minutes)s * interval '1 minute'
-  AND b.updated_at < now() - %(minutes)s * interval '1 minute'
+  AND coalesce(b.started_at, b.created_at) < now() - %(seconds)s * interval '1 second'
+  AND b.updated_at < now() - %(seconds)s * interval '1 second'
   AND NOT EXISTS (SELECT 1 FROM {contacts} c
-                  WHERE c.import_batch_id = b.id AND c.created_at > now() - %(minutes)s * interval '1 minute')"""
+                  WHERE c.import_batch_id = b.id AND c.created_at > now() - %(seconds)s * interval '1 second')"""
     if ids is not None:
         where += '\n  AND b.id = ANY(%(ids)s::uuid[])'
     if tenant_id:
@@ -69,15 +81,15 @@ def _row(row):
     return item
 
 
-def _params(stuck_after_minutes, ids, tenant_id):
-    return dict(minutes=check_int('stuck_after_minutes', stuck_after_minutes, 1, MAX_MINUTES),
+def _params(stuck_after, ids, tenant_id):
+    return dict(seconds=check_duration('stuck_after', stuck_after, 60, MAX_SECONDS),
                 ids=check_uuids('ids', ids, optional=True), tenant_id=check_uuid('tenant_id', tenant_id, optional=True))
 
 
-def find_stuck(conn, stuck_after_minutes=DEFAULT_STUCK_AFTER_MINUTES, ids=None, tenant_id=None,
+def find_stuck(conn, stuck_after=DEFAULT_STUCK_AFTER, ids=None, tenant_id=None,
                table='bronze_import_batches', contacts_table='bronze_contacts'):
     """The stuck batches, oldest first, as dicts (id, progress, rows, stalled_minutes, queue_name, job_ids ...)."""
-    params = _params(stuck_after_minutes, ids, tenant_id)
+    params = _params(stuck_after, ids, tenant_id)
     t = tables(table, contacts_table)
     sql = 'SELECT %s\nFROM %s b\nWHERE %s\nORDER BY coalesce(b.started_at, b.created_at), b.id' % (
         _COLUMNS, t['batches_table'], _where(params['ids'], tenant_id).format(contacts=t['contacts_table']))
@@ -99,7 +111,7 @@ def queues_of(batches):
     return [dict(name=name, job_ids=queues[name]) for name in sorted(queues)]
 
 
-def cancel(conn, reason=DEFAULT_REASON, stuck_after_minutes=DEFAULT_STUCK_AFTER_MINUTES, ids=None, tenant_id=None,
+def cancel(conn, reason=DEFAULT_REASON, stuck_after=DEFAULT_STUCK_AFTER, ids=None, tenant_id=None,
            table='bronze_import_batches', contacts_table='bronze_contacts', check_mode=False):
     """Cancel the stuck batches (``status='cancelled'``, ``error_message=reason``, ``cancelled_at=now()``).
 
@@ -107,11 +119,11 @@ def cancel(conn, reason=DEFAULT_REASON, stuck_after_minutes=DEFAULT_STUCK_AFTER_
     not at the update], queues=[{name, job_ids}] of the cancelled batches)``.
     """
     check_text('reason', reason)
-    stuck = find_stuck(conn, stuck_after_minutes, ids, tenant_id, table, contacts_table)
+    stuck = find_stuck(conn, stuck_after, ids, tenant_id, table, contacts_table)
     if check_mode or not stuck:
         return dict(changed=bool(stuck), stuck=stuck, cancelled=stuck if check_mode else [], no_longer_stuck=[],
                     queues=queues_of(stuck))
-    params = _params(stuck_after_minutes, [b['id'] for b in stuck], tenant_id)
+    params = _params(stuck_after, [b['id'] for b in stuck], tenant_id)
     params['reason'] = reason
     t = tables(table, contacts_table)
     sql = ("UPDATE %s AS b SET status = 'cancelled', error_message = %%(reason)s, cancelled_at = now(), "

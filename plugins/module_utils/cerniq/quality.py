@@ -15,10 +15,10 @@
   (``companies_to_score``, as in the runbook) while the request runs and marked when it
   was accepted. ``payload='company_ids'`` sends ``{"companyIds": [...], "reason": ...}`` in
   batches read by keyset pagination (memory-flat), each accepted batch marked.
-  ``scoring_requested_at`` marks a sent company, so a rerun within
-  ``retrigger_after_minutes`` sends nothing again. ``max_companies`` (company_ids only) has
-  the meaning of the other limits: unset is no limit, ``N`` (1 to 1,000,000) at most ``N``
-  companies sent; 0 is refused.
+  ``scoring_requested_at`` marks a sent company, so a rerun within ``retrigger_after`` (a
+  duration with a unit) sends nothing again. ``limit`` (company_ids only) has the meaning of
+  the other limits: unset is no limit, ``N`` (1 to 1,000,000) at most ``N`` companies sent;
+  0 is refused.
 
 ``check_options`` checks the module's options before it connects.
 """
@@ -29,11 +29,20 @@ __metaclass__ = type
 
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.api import rejected_message, request_failed_message
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.checks import (
-    MAX_LIMIT, MAX_MINUTES, CerniqError, check_api, check_int, check_relation, check_text, check_texts, check_uuid)
+    MAX_LIMIT, MAX_SECONDS, CerniqError, check_api, check_duration, check_int, check_relation, check_text, check_texts,
+    check_uuid)
 
 SCORING_PATH = '/api/v1/internal/scoring/batch'
 DEFAULT_REASON = 'total_quality_score missing - runbook 2.4'
 PAYLOADS = ('query', 'company_ids')
+
+# The options the quality_scores and quality_scores_info modules share (documented once in the
+# cerniq.ops.quality doc fragment).
+QUALITY_ARGUMENT_SPEC = dict(
+    tenant_id=dict(type='str'),
+    enrichment_statuses=dict(type='list', elements='str', default=['complete']),
+    companies_table=dict(type='str', default='silver_companies'),
+)
 
 
 class QualityError(CerniqError):
@@ -50,20 +59,23 @@ def tables(table='silver_companies'):
 
 
 def check_options(p):
-    """Check the module's options before connecting; raises ``CerniqError`` naming the option."""
+    """Check the options of quality_scores (``p['state']``) or quality_scores_info (no ``state``) before
+    connecting; raises ``CerniqError`` naming the option."""
     _table(p['companies_table'])
     check_uuid('tenant_id', p['tenant_id'], optional=True)
     check_texts('enrichment_statuses', p['enrichment_statuses'])
+    if p.get('state') is None:
+        return
     check_int('batch_size', p['batch_size'], 1, 10000)
-    check_int('max_companies', p['max_companies'], 1, MAX_LIMIT, optional=True)
-    check_int('retrigger_after_minutes', p['retrigger_after_minutes'], 0, MAX_MINUTES)
+    check_int('limit', p['limit'], 1, MAX_LIMIT, optional=True)
+    check_duration('retrigger_after', p['retrigger_after'], 0, MAX_SECONDS)
     check_text('reason', p['reason'])
     if p['payload'] not in PAYLOADS:
         raise QualityError('payload must be one of %s, got %r' % (', '.join(PAYLOADS), p['payload']))
-    if p['payload'] == 'query' and p['max_companies'] is not None:
-        raise QualityError('max_companies needs payload=company_ids: with payload=query the API selects the '
+    if p['payload'] == 'query' and p['limit'] is not None:
+        raise QualityError('limit needs payload=company_ids: with payload=query the API selects the '
                            'companies itself')
-    if p['action'] == 'trigger':
+    if p['state'] == 'triggered':
         check_api(p)
 
 
@@ -94,7 +106,7 @@ def report(conn, enrichment_statuses=('complete',), tenant_id=None, table='silve
         eligible, stale, requested = cur.fetchone()
     _end_read(conn)
     return dict(unscored=groups, unscored_count=sum(g['count'] for g in groups), eligible_count=eligible,
-                stale_subscores_count=stale, requested_count=requested)
+                stale_subscores_count=stale, already_requested_count=requested)
 
 
 def reset(conn, tenant_id=None, master_only=False, table='silver_companies', check_mode=False, sample_size=20):
@@ -127,8 +139,8 @@ def reset(conn, tenant_id=None, master_only=False, table='silver_companies', che
     return dict(changed=count > 0, reset_count=count, sample=sample)
 
 
-def trigger(conn, post, api_url, batch_size=100, enrichment_statuses=('complete',), retrigger_after_minutes=60,
-            max_companies=None, tenant_id=None, reason=DEFAULT_REASON, table='silver_companies', check_mode=False):
+def trigger(conn, post, api_url, batch_size=100, enrichment_statuses=('complete',), retrigger_after='1h',
+            limit=None, tenant_id=None, reason=DEFAULT_REASON, table='silver_companies', check_mode=False):
     """Request scoring of eligible unscored master companies, ``batch_size`` ids per call.
 
     Returns ``dict(changed, requested_count, batches=[{count, api_status}], failed_batches=[{count, error}],
@@ -139,14 +151,13 @@ def trigger(conn, post, api_url, batch_size=100, enrichment_statuses=('complete'
         raise QualityError('api_url is required to trigger scoring')
     batch_size = check_int('batch_size', batch_size, 1, 10000)
     enrichment_statuses = check_texts('enrichment_statuses', list(enrichment_statuses or []))
-    max_companies = check_int('max_companies', max_companies, 1, MAX_LIMIT, optional=True)
-    check_int('retrigger_after_minutes', retrigger_after_minutes, 0, MAX_MINUTES)
+    limit = check_int('limit', limit, 1, MAX_LIMIT, optional=True)
+    seconds = check_duration('retrigger_after', retrigger_after, 0, MAX_SECONDS)
     where = ("total_quality_score IS NULL AND is_master_record AND enrichment_status = ANY(%%(statuses)s) "
-             "AND (scoring_requested_at IS NULL OR scoring_requested_at < now() - %%(minutes)s * interval '1 minute')"
+             "AND (scoring_requested_at IS NULL OR scoring_requested_at < now() - %%(seconds)s * interval '1 second')"
              "%s" % _tenant(tenant_id))
-    params = dict(statuses=list(enrichment_statuses), minutes=int(retrigger_after_minutes), tenant=tenant_id)
+    params = dict(statuses=list(enrichment_statuses), seconds=seconds, tenant=tenant_id)
     url = api_url.rstrip('/') + SCORING_PATH
-    limit = max_companies
     if check_mode:
         with conn.cursor() as cur:
             cur.execute('SELECT count(*) FROM %s WHERE %s' % (t, where), params)
@@ -207,11 +218,11 @@ def scoring_query(enrichment_statuses=('complete',), tenant_id=None):
     return text + (' AND tenant_id = %s' % tenant_id if tenant_id else '')
 
 
-def trigger_query(conn, post, api_url, enrichment_statuses=('complete',), retrigger_after_minutes=60, tenant_id=None,
+def trigger_query(conn, post, api_url, enrichment_statuses=('complete',), retrigger_after='1h', tenant_id=None,
                   table='silver_companies', check_mode=False, sample_size=20):
     """Runbook 2.4 step 1 as written: one ``{"query": ...}`` request for every eligible company.
 
-    Sent only when one of them was not requested within ``retrigger_after_minutes``. The companies it
+    Sent only when one of them was not requested within ``retrigger_after`` (a duration with a unit). The companies it
     covers are copied into ``pg_temp.companies_to_score`` before the call (no row lock is held during
     it) and marked once the API accepted it. Returns the keys of ``trigger`` plus ``query``.
     """
@@ -219,11 +230,11 @@ def trigger_query(conn, post, api_url, enrichment_statuses=('complete',), retrig
     if not api_url:
         raise QualityError('api_url is required to trigger scoring')
     enrichment_statuses = check_texts('enrichment_statuses', list(enrichment_statuses or []))
-    check_int('retrigger_after_minutes', retrigger_after_minutes, 0, MAX_MINUTES)
+    seconds = check_duration('retrigger_after', retrigger_after, 0, MAX_SECONDS)
     eligible = ("total_quality_score IS NULL AND is_master_record AND enrichment_status = ANY(%%(statuses)s)%s"
                 % _tenant(tenant_id))
-    due = "scoring_requested_at IS NULL OR scoring_requested_at < now() - %(minutes)s * interval '1 minute'"
-    params = dict(statuses=list(enrichment_statuses), minutes=int(retrigger_after_minutes), tenant=tenant_id)
+    due = "scoring_requested_at IS NULL OR scoring_requested_at < now() - %(seconds)s * interval '1 second'"
+    params = dict(statuses=list(enrichment_statuses), seconds=seconds, tenant=tenant_id)
     query = scoring_query(enrichment_statuses, tenant_id)
     result = dict(changed=False, requested_count=0, batches=[], failed_batches=[], sample=[], batch_count=0,
                   query=query)

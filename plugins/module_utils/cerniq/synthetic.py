@@ -13,7 +13,7 @@ same rows. Ids being deterministic, a second load inserts nothing.
 
 ``inject`` adds one or more incidents of runbook section 2:
 
-- ``stuck_import`` (2.1): a batch in ``processing`` since ``stuck_minutes`` with no
+- ``stuck_import`` (2.1): a batch in ``processing`` for ``stuck_for`` (a duration) with no
   progress, and its BullMQ job in ``<prefix>:bronze:ingest:csv:active`` with no lock
   (a stalled job), written the way BullMQ writes job hashes.
 - ``circuit_open`` (2.2): ``circuit:<source>:state`` = OPEN with a failure count, no rate
@@ -25,6 +25,9 @@ same rows. Ids being deterministic, a second load inserts nothing.
 - ``retention_due`` (3.1, not an incident but the daily maintenance's input): promoted bronze
   contacts older than 30 days (none of them a silver row's source) and enrichment log rows
   older than 90 days, for the purge and the archive to move.
+
+``present`` does both in one transaction: the baseline (kept as it is when already loaded)
+and the incidents asked for - what the ``cerniq_synthetic_data`` module runs.
 
 Each function runs in one transaction; ``check_mode`` rolls it back (and writes nothing
 to Redis) and still reports the counts.
@@ -38,6 +41,7 @@ import hashlib
 import json
 import uuid
 
+from ansible_collections.cerniq.ops.plugins.module_utils.durations import DurationError, duration_option
 from ansible_collections.cerniq.ops.plugins.module_utils.errors import EngineError
 from ansible_collections.cerniq.ops.plugins.module_utils.bullmq import QueueKeys
 
@@ -62,13 +66,14 @@ DEFAULTS = dict(
     circuit_failures=12,
     delayed_jobs=25,
     stuck_imports=1,
-    stuck_minutes=120,
+    stuck_for='2h',
     overdue_tasks=12,
     overloaded_tasks=15,
     missing_scores=20,
-    retention_bronze=400,
-    retention_log=3000,
+    retention_due_contacts=400,
+    retention_due_log_rows=3000,
 )
+MAX_STUCK_FOR = 365 * 86400   # seconds
 
 _FUNCTIONS = r"""
 CREATE OR REPLACE FUNCTION pg_temp.cq_u(key text) RETURNS double precision
@@ -104,7 +109,8 @@ def _scaled(value, scale):
     return max(1, int(round(value * scale)))
 
 
-def _options(options):
+def check_options(options):
+    """DEFAULTS overridden by ``options`` (None = default), checked; SyntheticError (one line) if refused."""
     merged = dict(DEFAULTS)
     for key, value in (options or {}).items():
         if value is not None:
@@ -115,6 +121,10 @@ def _options(options):
         raise SyntheticError('tenants must be at least 1')
     if float(merged['scale']) <= 0:
         raise SyntheticError('scale must be greater than 0')
+    try:
+        merged['stuck_seconds'] = duration_option(merged['stuck_for'], 'stuck_for', 60, MAX_STUCK_FOR)
+    except DurationError as error:
+        raise SyntheticError(str(error))
     return merged
 
 
@@ -310,18 +320,27 @@ ON CONFLICT (id) DO NOTHING
 
 def load(conn, seed, options=None, check_mode=False):
     """Load the healthy baseline. Returns ``dict(changed, inserted={table: n}, tenant_ids, reference_time)``."""
-    opts = _options(options)
+    opts = check_options(options)
+    return _run(conn, lambda: _in_transaction(conn, seed, opts, check_mode, lambda cur, params: dict(
+        _load_rows(cur, params, seed, opts))))
+
+
+def _in_transaction(conn, seed, opts, check_mode, body):
+    """``body(cursor, params)`` in one transaction (rolled back in check mode), with the reference time."""
+    cur, params = _begin(conn, seed, opts.get('reference_time'))
+    result = body(cur, params)
+    _finish(conn, cur, check_mode)
+    result.update(reference_time=params['ref'].isoformat(), seed=str(seed))
+    return result
+
+
+def _load_rows(cur, params, seed, opts):
     scale = float(opts['scale'])
     tenants = int(opts['tenants'])
     batches = _scaled(opts['batches_per_tenant'], scale)
     contacts = _scaled(opts['contacts_per_tenant'], scale)
-    return _run(conn, lambda: _load(conn, seed, opts, tenants, batches, contacts, scale, check_mode))
-
-
-def _load(conn, seed, opts, tenants, batches, contacts, scale, check_mode):
-    cur, params = _begin(conn, seed, opts.get('reference_time'))
-    params.update(
-        tenants=tenants, managers=int(opts['managers_per_tenant']), operators=int(opts['operators_per_tenant']),
+    params = dict(
+        params, tenants=tenants, managers=int(opts['managers_per_tenant']), operators=int(opts['operators_per_tenant']),
         batches=batches, contacts=contacts, per_batch=-(-contacts // batches),
         tasks=_scaled(opts['tasks_per_tenant'], scale), tenant_ids=tenant_ids(seed, tenants))
     inserted = {}
@@ -329,9 +348,7 @@ def _load(conn, seed, opts, tenants, batches, contacts, scale, check_mode):
         cur.execute(sql, params)
         if table:
             inserted[table] = inserted.get(table, 0) + cur.rowcount
-    _finish(conn, cur, check_mode)
-    return dict(changed=any(inserted.values()), inserted=inserted, tenant_ids=params['tenant_ids'],
-                reference_time=params['ref'].isoformat(), seed=str(seed))
+    return dict(changed=any(inserted.values()), inserted=inserted, tenant_ids=params['tenant_ids'])
 
 
 # ---------------------------------------------------------------------------------------
@@ -356,14 +373,14 @@ def _write_job(client, opts, queue, job_id, fields):
 def _inject_stuck_import(cur, params, opts, redis_client, check_mode):
     count = int(opts['stuck_imports'])
     queue = opts['ingest_queue']
-    params = dict(params, stuck_minutes=int(opts['stuck_minutes']), count=count, queue=queue)
+    params = dict(params, stuck_seconds=opts['stuck_seconds'], count=count, queue=queue)
     cur.execute(r"""
 INSERT INTO bronze_import_batches (id, tenant_id, source_type, file_name, status, progress_percent, total_rows,
                                    processed_rows, queue_name, job_ids, started_at, created_at, updated_at)
 SELECT id, pg_temp.cq_id(%(s)s || ':tenant:1'), 'csv', 'stuck-import-' || k || '.csv', 'processing', 37, 500, 185,
        %(queue)s, ARRAY['import-' || id::text], started, started - interval '1 minute', started + interval '3 minutes'
 FROM (SELECT k, pg_temp.cq_id(%(s)s || ':incident:stuck_import:' || k) AS id,
-             %(ref)s - %(stuck_minutes)s * interval '1 minute' - (k - 1) * interval '5 minutes' AS started
+             %(ref)s - %(stuck_seconds)s * interval '1 second' - (k - 1) * interval '5 minutes' AS started
       FROM generate_series(1, %(count)s) k) g
 ON CONFLICT (id) DO NOTHING
 """, params)
@@ -546,7 +563,7 @@ RETENTION_LOG_ID_BASE = 900000000000
 
 
 def _inject_retention_due(cur, params, opts, redis_client, check_mode):
-    params = dict(params, bronze=int(opts['retention_bronze']), log=int(opts['retention_log']),
+    params = dict(params, bronze=int(opts['retention_due_contacts']), log=int(opts['retention_due_log_rows']),
                   base=RETENTION_LOG_ID_BASE)
     cur.execute(r"""
 INSERT INTO bronze_contacts (id, tenant_id, source_type, row_number, company_name, raw_data, processing_status,
@@ -584,23 +601,45 @@ def inject(conn, seed, incidents, options=None, redis_client=None, check_mode=Fa
 
     Without ``redis_client`` only the PostgreSQL side of an incident is written.
     """
-    opts = _options(options)
-    unknown = [name for name in incidents if name not in _INJECTORS]
-    if unknown or not incidents:
+    opts = check_options(options)
+    _check_incidents(incidents, allow_none=False)
+    return _run(conn, lambda: _in_transaction(conn, seed, opts, check_mode, lambda cur, params: _inject_rows(
+        cur, params, seed, incidents, opts, redis_client, check_mode)))
+
+
+def present(conn, seed, incidents=(), options=None, redis_client=None, check_mode=False):
+    """The baseline (rows already loaded are kept) and ``incidents`` on top of it, in one transaction.
+
+    Returns ``dict(changed, inserted={table: n}, tenant_ids, incidents={name: details}, reference_time, seed)``;
+    in check mode the same, rolled back.
+    """
+    opts = check_options(options)
+    _check_incidents(incidents, allow_none=True)
+
+    def body(cur, params):
+        result = _load_rows(cur, params, seed, opts)
+        injected = _inject_rows(cur, params, seed, incidents, opts, redis_client, check_mode)
+        result.update(changed=result['changed'] or injected['changed'], incidents=injected['incidents'])
+        return result
+    return _run(conn, lambda: _in_transaction(conn, seed, opts, check_mode, body))
+
+
+def _check_incidents(incidents, allow_none):
+    unknown = [name for name in incidents or [] if name not in _INJECTORS]
+    if unknown or not (incidents or allow_none):
         raise SyntheticError('unknown incident(s) %s: choose from %s' % (
             ', '.join(unknown) or 'none given', ', '.join(INCIDENTS)))
-    return _run(conn, lambda: _inject(conn, seed, incidents, opts, redis_client, check_mode))
 
 
-def _inject(conn, seed, incidents, opts, redis_client, check_mode):
-    cur, params = _begin(conn, seed, opts.get('reference_time'))
+def _inject_rows(cur, params, seed, incidents, opts, redis_client, check_mode):
+    details = {}
+    if not incidents:
+        return dict(changed=False, incidents=details)
     cur.execute('SELECT count(*) FROM users WHERE id = %s', (operator_id(seed, 1, 1),))
     if not cur.fetchone()[0]:
-        raise SyntheticError('no synthetic data for seed %s: run the load action first' % seed)
+        raise SyntheticError('no synthetic data for seed %s: load the baseline first' % seed)
     changed = False
-    details = {}
     for name in incidents:
         did, details[name] = _INJECTORS[name](cur, params, opts, redis_client, check_mode)
         changed = changed or did
-    _finish(conn, cur, check_mode)
-    return dict(changed=changed, incidents=details, reference_time=params['ref'].isoformat(), seed=str(seed))
+    return dict(changed=changed, incidents=details)

@@ -116,11 +116,11 @@ def run_step(step, pg, redis_params, deadline, dry_run, engines, watchdog, textf
         finally:
             conn.close()
         counts = {}
-        for item in result.get('results', []):
+        for item in result.get('operations', []):
             counts[item.get('result')] = counts.get(item.get('result'), 0) + 1
-        failed = [r for r in result.get('results', []) if r.get('result') == 'failed']
+        failed = [r for r in result.get('operations', []) if r.get('result') == 'failed']
         summary = ', '.join('%d %s' % (n, state) for state, n in sorted(counts.items())) or 'nothing to do'
-        skipped = [r for r in result.get('results', []) if r.get('result') == 'skipped']
+        skipped = [r for r in result.get('operations', []) if r.get('result') == 'skipped']
         if skipped:
             summary += ' (skipped: %s)' % ', '.join('%s: %s' % (r.get('object'), r.get('reason')) for r in skipped)
         if failed:
@@ -142,23 +142,23 @@ def run_step(step, pg, redis_params, deadline, dry_run, engines, watchdog, textf
         finally:
             conn.close()
         summary = ', '.join('%s %s: %s' % (r.get('action'), r.get('object'), r.get('result'))
-                            for r in result.get('results', []))
-        failed = [r for r in result.get('results', []) if r.get('result') == 'failed']
+                            for r in result.get('operations', []))
+        failed = [r for r in result.get('operations', []) if r.get('result') == 'failed']
         if failed:
             raise RuntimeError('failed: %s' % summary)
         return summary, {}
     if kind == 'archive':
-        options.setdefault('max_runtime', remaining)
+        options.setdefault('time_budget', '%ds' % remaining)
         options['check_mode'] = dry_run
         conn = watchdog.watch(engines.connect_postgres(pg))
         try:
             result = engines.run_archive(conn, **options)
         finally:
             conn.close()
-        moved = int(result.get('rows_moved') or 0)
+        moved = int(result.get('moved') or 0)   # in a dry run: the rows that would move
         counter = 'rows_purged' if not options.get('archive_table') else 'rows_archived'
         summary = '%s rows %s (cutoff %s, %s batches, worst transaction %s ms)' % (
-            moved if not dry_run else result.get('rows_due', moved),
+            moved,
             'would move' if dry_run else ('purged' if counter == 'rows_purged' else 'archived'),
             result.get('cutoff'), result.get('batches'), result.get('worst_batch_ms'))
         return summary, {counter: 0 if dry_run else moved}
