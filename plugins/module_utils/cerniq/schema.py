@@ -176,4 +176,4 @@ def apply(conn, migrations, table='schema_migrations', check_mode=False, allow_c
 def default_migrations_dir():
     """``schema/migrations`` of this collection when the collection files are on this host."""
     here = os.path.dirname(os.path.abspath(__file__))
-    return os.path.normpath(os.path.join(here, '..', '..', 'schema', 'migrations'))
+    return os.path.normpath(os.path.join(here, '..', '..', '..', 'schema', 'migrations'))
