@@ -1,6 +1,6 @@
 """The maintenance role's job definitions, rendered by the role itself and run by its runner.
 
-The role runs on localhost with ``--tags configure`` into a private directory (its
+The role runs on localhost with ``--tags maintenance_configure`` into a private directory (its
 assert, the job configurations and the credentials file); the runner then runs the
 rendered weekly and backup jobs against a throwaway PostgreSQL. Installing packages,
 users and timers is left to the Molecule scenario.
@@ -43,7 +43,7 @@ def _apply(tmp_path, pg_db, extra_vars=None):
         'gather_facts': False,
         'roles': [{'role': 'cerniq.ops.maintenance', 'vars': role_vars}],
     }]))
-    return run_playbook(str(playbook), extra_args=['--tags', 'configure'])
+    return run_playbook(str(playbook), extra_args=['--tags', 'maintenance_configure'])
 
 
 def _job(tmp_path, name):
