@@ -230,16 +230,16 @@ from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
     postgres_connect_module,
 )
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_health import (
+    MAINTENANCE_SECTIONS,
     HealthError,
     check_report_options,
-    health_report,
+    maintenance_tasks,
 )
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_maintenance import (
     MaintenanceError,
     MaintenanceRunner,
     check_settings,
     check_tasks,
-    tasks_from_health,
 )
 
 
@@ -280,12 +280,11 @@ def main():
     settings = dict(lock_timeout_ms=params['lock_timeout'], lock_timeout_max_ms=params['lock_timeout_max'],
                     lock_wait_budget=params['lock_wait_budget'], statement_timeout=params['statement_timeout'],
                     cleanup_budget=params['cleanup_budget'], time_budget=params['time_budget'])
-    report_options = dict(sections=['vacuum_candidates', 'reindex_candidates'], thresholds=params['thresholds'],
-                          schemas=params['schemas'])
+    report_options = dict(thresholds=params['thresholds'], schemas=params['schemas'])
     try:  # every refusal that needs no server, before connecting
         check_settings(settings)
         if params['targets'] == 'auto':
-            check_report_options(**report_options)
+            check_report_options(sections=MAINTENANCE_SECTIONS, **report_options)
         else:
             check_tasks(params['tasks'])
     except (MaintenanceError, HealthError) as error:
@@ -295,8 +294,7 @@ def main():
     try:
         candidates = None
         if params['targets'] == 'auto':
-            report = health_report(conn, **report_options)
-            tasks = tasks_from_health(report, actions=params['auto_actions'])
+            tasks, report = maintenance_tasks(conn, actions=params['auto_actions'], **report_options)
             candidates = dict(vacuum=report['vacuum_candidates'], reindex=report['reindex_candidates'])
         else:
             tasks = params['tasks']
