@@ -17,7 +17,7 @@ from tests.hostile.invariants import INVARIANTS, pg_snapshotter
 from tests.hostile.pg_states import (
     CERNIQ, CERNIQ_CORRUPTIONS, PG_CONNECTION_HOSTILE, TEMPLATES, corrupt, corruptions)
 from tests.hostile.profiles import budget
-from tests.support.monitoring import AlertmanagerServer, PrometheusServer
+from cerniq_testkit.monitoring import AlertmanagerServer, PrometheusServer
 
 RULES = """
 groups:

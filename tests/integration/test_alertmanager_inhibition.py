@@ -19,8 +19,8 @@ import urllib.request
 import pytest
 import yaml
 
-from tests.support.ansible_run import run_playbook
-from tests.support.servers import free_port
+from cerniq_testkit.ansible_run import run_playbook
+from cerniq_testkit.servers import free_port
 
 BINARY = shutil.which('prometheus-alertmanager') or shutil.which('alertmanager')
 pytestmark = pytest.mark.skipif(BINARY is None or shutil.which('amtool') is None,

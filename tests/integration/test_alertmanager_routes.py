@@ -17,7 +17,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests.support.ansible_run import run_playbook
+from cerniq_testkit.ansible_run import run_playbook
 
 pytestmark = pytest.mark.skipif(shutil.which('amtool') is None, reason='amtool (prometheus-alertmanager) not installed')
 

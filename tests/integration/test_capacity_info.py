@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import capacity as cerniq_capacity, schema as cerniq_schema
-from tests.support.ansible_run import REPO, run_module
+from cerniq_testkit.ansible_run import REPO, run_module
 
 
 @pytest.fixture

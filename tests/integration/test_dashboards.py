@@ -22,7 +22,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests.support.ansible_run import REPO
+from cerniq_testkit.ansible_run import REPO
 
 FILES = os.path.join(REPO, 'roles', 'dashboards', 'files')
 SIGNOZ = os.path.join(FILES, 'etapa1-overview.signoz.json')

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import schema as cerniq_schema
-from tests.support.ansible_run import REPO, collections_root, run_playbook
+from cerniq_testkit.ansible_run import REPO, collections_root, run_playbook
 
 RUNNER = os.path.join(REPO, 'roles', 'maintenance', 'files', 'cerniq_maintenance.py')
 

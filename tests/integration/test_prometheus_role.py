@@ -23,8 +23,8 @@ import urllib.request
 import pytest
 import yaml
 
-from tests.support.ansible_run import REPO, run_playbook
-from tests.support.servers import free_port
+from cerniq_testkit.ansible_run import REPO, run_playbook
+from cerniq_testkit.servers import free_port
 
 pytestmark = [
     pytest.mark.slow,

@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.support.ansible_run import REPO, run_module, run_playbook
+from cerniq_testkit.ansible_run import REPO, run_module, run_playbook
 
 API_KEY = 'test-signoz-key-5f2a'
 DASHBOARD_FILE = os.path.join(REPO, 'roles', 'dashboards', 'files', 'etapa1-overview.signoz.json')

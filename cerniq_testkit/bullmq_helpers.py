@@ -1,4 +1,4 @@
-"""Test helpers around real BullMQ workers (tests/support/bullmq_worker.py in subprocesses)."""
+"""Test helpers around real BullMQ workers (cerniq_testkit/bullmq_worker.py in subprocesses)."""
 
 import json
 import os
@@ -6,8 +6,8 @@ import signal
 import subprocess
 import time
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-WORKER = os.path.join(REPO, 'tests', 'support', 'bullmq_worker.py')
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'bullmq_worker.py')
 PY_CURRENT = os.path.join(REPO, '.venv', 'bin', 'python')
 PY_V5 = os.path.join(REPO, '.venv-bullmq5', 'bin', 'python')
 FLAVOURS = {'current': PY_CURRENT, 'v5': PY_V5}

@@ -12,7 +12,7 @@ import tempfile
 import time
 import urllib.request
 
-from tests.support.servers import _wait_for_port, free_port
+from cerniq_testkit.servers import _wait_for_port, free_port
 
 
 def _binary(*names):
