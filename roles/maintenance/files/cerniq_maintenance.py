@@ -131,14 +131,24 @@ class Run(object):
 
 # Steps: each takes (run, options) and returns (summary, counters) or raises with a one-line reason.
 
+# Up to this many objects are named one by one in a step's log line; beyond, counted.
+NAMED_OBJECTS = 20
+
+
 def maintain(run, conn, tasks, options):
-    """Run pg_maintenance tasks; the summary names each object, a failed one fails the step."""
+    """Run pg_maintenance tasks; a failed object fails the step. The summary names the objects
+    (beyond NAMED_OBJECTS, only those not done) with the reason of each skipped or failed one."""
     results = run.engines.run_maintenance(conn, tasks, check_mode=run.dry_run, **options).get('results', [])
-    summary = ', '.join('%s %s: %s%s' % (r.get('action'), r.get('object'), r.get('result'),
-                                         ' (%s)' % r['reason'] if r.get('result') in ('skipped', 'failed') else '')
-                        for r in results) or 'nothing to do'
-    if any(r.get('result') == 'failed' for r in results):
-        raise RuntimeError('failed: %s' % summary)
+    counts = {}
+    for row in results:
+        counts[row.get('result')] = counts.get(row.get('result'), 0) + 1
+    named = results if len(results) <= NAMED_OBJECTS else [r for r in results if r.get('result') in ('skipped', 'failed')]
+    summary = ', '.join('%d %s' % (n, result) for result, n in sorted(counts.items())) or 'nothing to do'
+    if named:
+        summary += ': ' + ', '.join('%s %s: %s%s' % (r.get('action'), r.get('object'), r.get('result'),
+                                                     ' (%s)' % r['reason'] if r.get('reason') else '') for r in named)
+    if counts.get('failed'):
+        raise RuntimeError(summary)
     return summary, {}
 
 
