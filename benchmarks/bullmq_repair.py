@@ -33,8 +33,8 @@ import psutil
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from tests.support.ansible_run import collections_root  # noqa: E402
-from tests.support.servers import RedisServer  # noqa: E402
+from cerniq_testkit.ansible_run import collections_root  # noqa: E402
+from cerniq_testkit.servers import RedisServer  # noqa: E402
 
 sys.path.insert(0, collections_root())
 from ansible_collections.cerniq.ops.plugins.module_utils.bullmq import Queue  # noqa: E402

@@ -7,7 +7,7 @@ Data (issue 18's shape): ``src (id bigserial PRIMARY KEY, source text, duration_
 created_at timestamptz)``, ``--rows`` rows whose ``created_at`` is uniformly random over the last ``--days``
 days (so the rows older than ``--older-than`` are spread over every page), an index on ``created_at``,
 ``VACUUM ANALYZE``. Default: 3M rows, 100 days, 90 days -> ~300k due. The server is a throwaway one
-(tests/support/servers.py, shared_buffers 512MB, autovacuum off so nothing runs between rounds).
+(cerniq_testkit/servers.py, shared_buffers 512MB, autovacuum off so nothing runs between rounds).
 
 Every round makes two fresh copies of ``src`` (same physical order, each with an empty archive
 table ``LIKE src INCLUDING ALL``, ``VACUUM ANALYZE``; untimed) and runs, in alternating order:
@@ -43,8 +43,8 @@ import psycopg2
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from tests.support.ansible_run import collections_root  # noqa: E402
-from tests.support.servers import PostgresServer  # noqa: E402
+from cerniq_testkit.ansible_run import collections_root  # noqa: E402
+from cerniq_testkit.servers import PostgresServer  # noqa: E402
 
 
 def q(conn, sql, args=None):

@@ -9,7 +9,7 @@ Shared by the benchmarks in this directory (import it after putting the reposito
     bench.run()
     bench.print_report()
 
-* A module is run through the venv's ``ansible-playbook`` (``tests.support.ansible_run.run_playbook``:
+* A module is run through the venv's ``ansible-playbook`` (``cerniq_testkit.ansible_run.run_playbook``:
   localhost, local connection, the repository seen as ``ansible_collections/cerniq/ops``) with a
   generated one-task playbook holding the given module arguments, with ``-v`` so the task's result
   can be read back from the default callback's output.
@@ -51,7 +51,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from tests.support.ansible_run import run_playbook  # noqa: E402
+from cerniq_testkit.ansible_run import run_playbook  # noqa: E402
 
 STARTUP = 'start-up (no-op playbook)'
 _RESULT_LINE = re.compile(r'^(?:ok|changed|fatal): \[[^\]]+\](?:: FAILED!)? => ', re.MULTILINE)

@@ -47,8 +47,8 @@ sys.path.insert(0, REPO)
 
 from benchmarks.playbook_timing import (  # noqa: E402
     PairedBenchmark, Sample, machine_line, prioritize, time_playbook, write_playbook)
-from tests.support.ansible_run import collections_root  # noqa: E402
-from tests.support.servers import RedisServer  # noqa: E402
+from cerniq_testkit.ansible_run import collections_root  # noqa: E402
+from cerniq_testkit.servers import RedisServer  # noqa: E402
 
 sys.path.insert(0, collections_root())
 

@@ -13,7 +13,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from tests.support.ansible_run import collections_root  # noqa: E402
+from cerniq_testkit.ansible_run import collections_root  # noqa: E402
 
 VENV_BIN = os.path.dirname(sys.executable)
 BOLD, RESET = ('\033[1m', '\033[0m') if sys.stdout.isatty() else ('', '')

@@ -23,9 +23,9 @@ import time
 
 from demo_common import BOLD, RESET, RETENTION_SQL, Stages, every_line, playbook_command, playbook_env, run_demo
 
-from tests.support.bullmq_helpers import PY_CURRENT, orphan_active_jobs, run, start_worker
-from tests.support.http_recorder import HttpRecorder
-from tests.support.servers import PostgresServer, RedisServer
+from cerniq_testkit.bullmq_helpers import PY_CURRENT, orphan_active_jobs, run, start_worker
+from cerniq_testkit.http_recorder import HttpRecorder
+from cerniq_testkit.servers import PostgresServer, RedisServer
 
 STATE_DIR = os.environ.get('CERNIQ_DEMO_DIR', os.path.join(tempfile.gettempdir(), 'cerniq-demo-local'))
 SEED = '42'

@@ -14,8 +14,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from tests.support.ansible_run import collections_root  # noqa: E402
-from tests.support.servers import PostgresServer, RedisCluster, RedisServer  # noqa: E402
+from cerniq_testkit.ansible_run import collections_root  # noqa: E402
+from cerniq_testkit.servers import PostgresServer, RedisCluster, RedisServer  # noqa: E402
 
 # Engines are imported as the collection (ansible_collections.cerniq.ops...).
 if collections_root() not in sys.path:

@@ -22,7 +22,7 @@ import math
 from ansible_collections.cerniq.ops.plugins.module_utils.durations import DurationError, duration_option, format_duration
 from ansible_collections.cerniq.ops.plugins.module_utils.errors import EngineError
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_sql import quote_ident, split_qualified_name
-from ansible_collections.cerniq.ops.plugins.module_utils.pg_maintenance import cc_kind
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_maintenance import AUTO_ACTIONS, cc_kind, tasks_from_health
 
 MB = 1024 * 1024
 
@@ -555,3 +555,17 @@ def health_report(conn, sections=None, thresholds=None, schemas=None, exact_bloa
     if 'reindex_candidates' in sections:
         report['reindex_candidates'] = reindex_candidates(invalid, bloat, th)
     return report
+
+
+# The report sections maintenance_tasks reads.
+MAINTENANCE_SECTIONS = ('vacuum_candidates', 'reindex_candidates')
+
+
+def maintenance_tasks(conn, actions=AUTO_ACTIONS, thresholds=None, schemas=None):
+    """What fixes what the report finds: its vacuum and reindex candidates as pg_maintenance tasks.
+
+    The one composition of report and tasks, used by pg_maintenance (targets=auto) and the scheduled
+    maintenance runner; returns ``(tasks, report)``.
+    """
+    report = health_report(conn, sections=MAINTENANCE_SECTIONS, thresholds=thresholds, schemas=schemas)
+    return tasks_from_health(report, actions=actions), report

@@ -511,7 +511,11 @@ def run_maintenance(conn, tasks, check_mode=False, allow_vacuum_full=False, **se
     return runner.run(tasks)
 
 
-def tasks_from_health(report, actions=('vacuum', 'freeze', 'reindex', 'cleanup_invalid')):
+# What targets=auto may do with the health report's candidates (pg_health.maintenance_tasks).
+AUTO_ACTIONS = ('vacuum', 'freeze', 'reindex', 'cleanup_invalid')
+
+
+def tasks_from_health(report, actions=AUTO_ACTIONS):
     """Turn a pg_health report (sections vacuum_candidates and reindex_candidates) into tasks."""
     tasks = []
     for row in report.get('vacuum_candidates') or []:

@@ -244,9 +244,10 @@ from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import (
     postgres_connect_module,
 )
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_health import (
+    MAINTENANCE_SECTIONS,
     HealthError,
     check_report_options,
-    health_report,
+    maintenance_tasks,
 )
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_maintenance import (
     DEFAULTS as SETTINGS,
@@ -254,7 +255,6 @@ from ansible_collections.cerniq.ops.plugins.module_utils.pg_maintenance import (
     MaintenanceRunner,
     check_settings,
     check_tasks,
-    tasks_from_health,
 )
 
 
@@ -293,12 +293,11 @@ def main():
     if params['targets'] == 'auto' and params['tasks']:
         module.fail_json(msg='targets=auto and tasks are mutually exclusive')
     settings = dict((name, params[name]) for name in SETTINGS)
-    report_options = dict(sections=['vacuum_candidates', 'reindex_candidates'], thresholds=params['thresholds'],
-                          schemas=params['schemas'])
+    report_options = dict(thresholds=params['thresholds'], schemas=params['schemas'])
     try:  # every refusal that needs no server, before connecting
         check_settings(settings)
         if params['targets'] == 'auto':
-            check_report_options(**report_options)
+            check_report_options(sections=MAINTENANCE_SECTIONS, **report_options)
         else:
             check_tasks(params['tasks'])
     except (MaintenanceError, HealthError) as error:
@@ -308,8 +307,7 @@ def main():
     try:
         candidates = None
         if params['targets'] == 'auto':
-            report = health_report(conn, **report_options)
-            tasks = tasks_from_health(report, actions=params['auto_actions'])
+            tasks, report = maintenance_tasks(conn, actions=params['auto_actions'], **report_options)
             candidates = dict(vacuum=report['vacuum_candidates'], reindex=report['reindex_candidates'])
         else:
             tasks = params['tasks']

@@ -2,7 +2,7 @@
 
 ``PgWorkspace`` keeps one template database per kind of data (built once per session) and gives each
 example a fresh copy (``CREATE DATABASE ... TEMPLATE``) to corrupt; ``RedisWorkspace`` empties the
-server. ``run_example`` snapshots, runs the module (tests/support/ansible_run.py ``run_module``, a real
+server. ``run_example`` snapshots, runs the module (cerniq_testkit/ansible_run.py ``run_module``, a real
 module process), snapshots again and returns everything the test needs to judge the run.
 """
 
@@ -13,7 +13,7 @@ import subprocess
 import psycopg2
 
 from tests.hostile.oracle import pg_snapshot, redis_snapshot, report, verdict
-from tests.support.ansible_run import run_module
+from cerniq_testkit.ansible_run import run_module
 
 WORK_DB = 'hostile_work'
 RUN_TIMEOUT = 120

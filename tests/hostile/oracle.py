@@ -14,7 +14,7 @@
 import json
 
 from tests.hostile.argspec import documentation
-from tests.support.results import ADDED_BY_ANSIBLE, documented_keys, reserved_key_misuse, traceback_in
+from cerniq_testkit.results import ADDED_BY_ANSIBLE, documented_keys, reserved_key_misuse, traceback_in
 
 # Keys a module may return besides those it documents: Ansible's own, with their meaning.
 STANDARD_KEYS = ADDED_BY_ANSIBLE | {'diff', 'exception'}

@@ -9,7 +9,7 @@ import pytest
 
 from tests.hostile.argspec import documented_bounds, load_spec
 from tests.hostile.invariants import INVARIANTS
-from tests.support.ansible_run import REPO
+from cerniq_testkit.ansible_run import REPO
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODULES = sorted(os.path.splitext(os.path.basename(path))[0]

@@ -10,7 +10,7 @@ import pytest
 from tests.hostile import known
 from tests.hostile.harness import run_example
 from tests.hostile.invariants import INVARIANTS, snapshotter_for
-from tests.support.results import documented_keys
+from cerniq_testkit.results import documented_keys
 
 
 def _param(entry):

@@ -17,7 +17,7 @@ from tests.hostile.argspec import module_args
 from tests.hostile.harness import run_example
 from tests.hostile.invariants import INVARIANTS
 from tests.hostile.profiles import budget
-from tests.support.monitoring import AlertmanagerServer, PrometheusServer
+from cerniq_testkit.monitoring import AlertmanagerServer, PrometheusServer
 
 # ------------------------------------------------------------------------------- prometheus_rules
 VALID = """groups:

@@ -17,7 +17,7 @@ from tests.hostile.invariants import INVARIANTS, pg_snapshotter
 from tests.hostile.pg_states import (
     CERNIQ, CERNIQ_CORRUPTIONS, PG_CONNECTION_HOSTILE, TEMPLATES, corrupt, corruptions)
 from tests.hostile.profiles import budget
-from tests.support.monitoring import AlertmanagerServer, PrometheusServer
+from cerniq_testkit.monitoring import AlertmanagerServer, PrometheusServer
 
 RULES = """
 groups:
@@ -131,7 +131,7 @@ def test_signoz_dashboard(signoz_fake, data):
 @pytest.fixture(scope='module')
 def worker_podman():
     """A real podman container standing in for a worker (created with an env file, -e and a label)."""
-    from tests.support.worker_containers import HAVE_PODMAN, podman, remove, worker_image
+    from cerniq_testkit.worker_containers import HAVE_PODMAN, podman, remove, worker_image
     if not HAVE_PODMAN:
         pytest.skip('podman not installed')
     import os
@@ -144,7 +144,7 @@ def worker_podman():
 
 
 def _worker_state(name):
-    from tests.support.worker_containers import podman
+    from cerniq_testkit.worker_containers import podman
     import json
     found = json.loads(podman('ps', '-a', '--format', 'json', '--filter', 'name=^%s' % name) or '[]')
     return sorted((c['Names'][0], c['Id'], c['State']) for c in found)
@@ -153,7 +153,7 @@ def _worker_state(name):
 @budget(6)
 @given(data=st.data())
 def test_worker_container(worker_podman, data):
-    from tests.support.worker_containers import CONTAINERS_CONF
+    from cerniq_testkit.worker_containers import CONTAINERS_CONF
     hints = dict(name=st.sampled_from([worker_podman] * 4 + ['cerniq-hostile-absent', 'a/b', ' ', '']),
                  runtime=st.sampled_from(['podman'] * 4 + ['docker']),
                  env=st.sampled_from([[], ['ANAF_CONCURRENCY=1'], ['ANAF_CONCURRENCY=4'], ['KEEP=other'],

@@ -1,7 +1,7 @@
 """The alertmanager role's inhibition rules, checked by a real Alertmanager.
 
 amtool cannot evaluate inhibition offline, so the configuration rendered by the
-role (``--tags configure`` into a temp dir) is loaded by a throwaway
+role (``--tags alertmanager_configure`` into a temp dir) is loaded by a throwaway
 ``prometheus-alertmanager`` on a free loopback port; alerts are posted through
 its API and the API's ``status.inhibitedBy`` tells which ones are muted.
 """
@@ -19,8 +19,8 @@ import urllib.request
 import pytest
 import yaml
 
-from tests.support.ansible_run import run_playbook
-from tests.support.servers import free_port
+from cerniq_testkit.ansible_run import run_playbook
+from cerniq_testkit.servers import free_port
 
 BINARY = shutil.which('prometheus-alertmanager') or shutil.which('alertmanager')
 pytestmark = pytest.mark.skipif(BINARY is None or shutil.which('amtool') is None,
@@ -43,7 +43,7 @@ def _render(tmp_path):
             'alertmanager_amtool_path': shutil.which('amtool'),
         }}],
     }]))
-    result = run_playbook(str(playbook), extra_args=['--tags', 'configure'])
+    result = run_playbook(str(playbook), extra_args=['--tags', 'alertmanager_configure'])
     assert result.returncode == 0, result.stdout
     return config
 

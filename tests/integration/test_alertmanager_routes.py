@@ -1,6 +1,6 @@
 """The alertmanager role's configuration, rendered by the role itself, routed by amtool.
 
-The role runs for real on localhost with ``--tags configure`` into a private
+The role runs for real on localhost with ``--tags alertmanager_configure`` into a private
 directory: its template task (``validate: amtool check-config %s``) renders the
 defaults or given variables. Then ``amtool config routes test`` proves, for every
 severity x escalation label set, which receiver gets the alert — the contract
@@ -17,8 +17,8 @@ import subprocess
 import pytest
 import yaml
 
-from tests.support.ansible_run import run_playbook
-from tests.support.rendered import default_rules_dir
+from cerniq_testkit.ansible_run import run_playbook
+from cerniq_testkit.rendered import default_rules_dir
 
 pytestmark = pytest.mark.skipif(shutil.which('amtool') is None, reason='amtool (prometheus-alertmanager) not installed')
 
@@ -62,7 +62,7 @@ def _render(tmp_path, extra_vars=None):
         'gather_facts': False,
         'roles': [{'role': 'cerniq.ops.alertmanager', 'vars': role_vars}],
     }]))
-    return run_playbook(str(playbook), extra_args=['--tags', 'configure']), config
+    return run_playbook(str(playbook), extra_args=['--tags', 'alertmanager_configure']), config
 
 
 def _route(config, labels):

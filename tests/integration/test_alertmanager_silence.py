@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from tests.support.ansible_run import run_module
-from tests.support.monitoring import AlertmanagerCluster, AlertmanagerServer, PrometheusServer
+from cerniq_testkit.ansible_run import run_module
+from cerniq_testkit.monitoring import AlertmanagerCluster, AlertmanagerServer, PrometheusServer
 
 pytestmark = pytest.mark.skipif(shutil.which('prometheus-alertmanager') is None and shutil.which('alertmanager') is None,
                                 reason='Alertmanager (Debian prometheus-alertmanager) not installed')

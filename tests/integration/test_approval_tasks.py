@@ -1,7 +1,7 @@
 """Runbook 2.3 (HITL SLA breach): cerniq.ops.approval_tasks against a real PostgreSQL.
 
 The incident (overdue pending tasks, an overloaded operator) is injected with the synthetic data
-engine. The CERNIQ HITL API cannot run here: escalations go to tests.support.http_recorder, a small
+engine. The CERNIQ HITL API cannot run here: escalations go to cerniq_testkit.http_recorder, a small
 HTTP server on 127.0.0.1 that records each request so the test checks path, bearer token and JSON body.
 """
 
@@ -9,9 +9,9 @@ import json
 
 import pytest
 
-from tests.support.ansible_run import run_module
-from tests.support.results import assert_refused
-from tests.support.http_recorder import HttpRecorder
+from cerniq_testkit.ansible_run import run_module
+from cerniq_testkit.results import assert_refused
+from cerniq_testkit.http_recorder import HttpRecorder
 
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import schema as cerniq_schema, synthetic as cerniq_synthetic
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import connect_postgres
@@ -215,7 +215,7 @@ ESCALATE_PLAY = """
 def test_escalation_result_is_not_read_as_skipped_or_failed(pg_db, pg_conn, breach, tmp_path):
     """Defect 4: a list named ``skipped`` made an acting escalation show as ``skipping``; a ``failed`` list was
     overwritten by fail_json. The renamed lists keep their content and Ansible reports the real status."""
-    from tests.support.ansible_run import run_playbook
+    from cerniq_testkit.ansible_run import run_playbook
     play = tmp_path / 'escalate.yml'
     play.write_text(ESCALATE_PLAY)
     with HttpRecorder() as api:

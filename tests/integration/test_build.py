@@ -9,10 +9,11 @@ import tarfile
 
 import pytest
 
-from tests.support.ansible_run import REPO
+from cerniq_testkit.ansible_run import REPO
 
 BIN = os.path.dirname(sys.executable)
-FORBIDDEN_TOP = ('tests/', 'molecule/', 'extensions/', 'benchmarks/', '.venv', 'scripts/', '.ci/', '.git/')
+FORBIDDEN_TOP = ('tests/', 'cerniq_testkit/', 'molecule/', 'extensions/', 'benchmarks/', '.venv', 'scripts/', '.ci/',
+                 '.git/')
 
 
 @pytest.fixture(scope='module')

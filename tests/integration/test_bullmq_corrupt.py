@@ -12,8 +12,8 @@ import collections
 import pytest
 
 from ansible_collections.cerniq.ops.plugins.module_utils.bullmq import BullMQError, Queue
-from tests.support.ansible_run import run_module
-from tests.support.bullmq_helpers import PY_CURRENT, finish, orphan_active_jobs, run, snapshot, start_worker
+from cerniq_testkit.ansible_run import run_module
+from cerniq_testkit.bullmq_helpers import PY_CURRENT, finish, orphan_active_jobs, run, snapshot, start_worker
 
 LISTS = ('wait', 'paused', 'active')
 SETS = ('prioritized', 'delayed', 'completed', 'failed', 'waiting-children')
@@ -282,7 +282,7 @@ def test_option_bounds_are_checked_before_connecting(option, value):
 
 def test_failure_after_earlier_batches_reports_changed(redis_client):
     """An error after some batches moved jobs: the caller learns that something changed."""
-    from tests.support.ansible_run import collections_root  # noqa: F401 - the module path is set up
+    from cerniq_testkit.ansible_run import collections_root  # noqa: F401 - the module path is set up
     base = 'bull:q:'
     for n in range(6):
         redis_client.hset(base + str(n), mapping={'data': '{}', 'timestamp': 1})

@@ -3,10 +3,10 @@
 import pytest
 
 from ansible_collections.cerniq.ops.plugins.module_utils.bullmq import BullMQError, Queue, QueueKeys, hash_tag
-from tests.support.ansible_run import run_module
-from tests.support.bullmq_helpers import PY_CURRENT, PY_V5, orphan_active_jobs, run, snapshot, start_worker, \
+from cerniq_testkit.ansible_run import run_module
+from cerniq_testkit.bullmq_helpers import PY_CURRENT, PY_V5, orphan_active_jobs, run, snapshot, start_worker, \
     wait_until
-from tests.support.servers import free_port
+from cerniq_testkit.servers import free_port
 
 Q = 'bronze:ingest:csv'
 

@@ -2,8 +2,8 @@
 
 import os
 
-from tests.support.ansible_run import REPO, run_playbook
-from tests.support.bullmq_helpers import PY_CURRENT, orphan_active_jobs, run, snapshot
+from cerniq_testkit.ansible_run import REPO, run_playbook
+from cerniq_testkit.bullmq_helpers import PY_CURRENT, orphan_active_jobs, run, snapshot
 
 CSV = 'bronze:ingest:csv'
 ANAF = 'silver:enrich:anaf-fiscal-status'

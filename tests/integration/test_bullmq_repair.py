@@ -5,8 +5,8 @@ import collections
 import pytest
 
 from ansible_collections.cerniq.ops.plugins.module_utils.bullmq import Queue
-from tests.support.ansible_run import run_module
-from tests.support.bullmq_helpers import (
+from cerniq_testkit.ansible_run import run_module
+from cerniq_testkit.bullmq_helpers import (
     FLAVOURS, PY_CURRENT, PY_V5, finish, orphan_active_jobs, run, snapshot, start_worker, wait_until)
 
 Q = 'bronze:ingest:csv'

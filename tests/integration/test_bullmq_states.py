@@ -5,8 +5,8 @@ import collections
 import pytest
 
 from ansible_collections.cerniq.ops.plugins.module_utils.bullmq import Queue
-from tests.support.ansible_run import run_module
-from tests.support.bullmq_helpers import FLAVOURS, PY_CURRENT, PY_V5, finish, run, snapshot, start_worker
+from cerniq_testkit.ansible_run import run_module
+from cerniq_testkit.bullmq_helpers import FLAVOURS, PY_CURRENT, PY_V5, finish, run, snapshot, start_worker
 
 Q = 'silver:enrich:anaf-fiscal-status'
 K = 'bull:%s:' % Q

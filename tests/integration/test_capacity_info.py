@@ -6,8 +6,8 @@ import pytest
 import yaml
 
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import capacity as cerniq_capacity, schema as cerniq_schema
-from tests.support.ansible_run import run_module
-from tests.support.rendered import default_rule_files
+from cerniq_testkit.ansible_run import run_module
+from cerniq_testkit.rendered import default_rule_files
 
 
 @pytest.fixture

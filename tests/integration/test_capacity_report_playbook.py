@@ -1,7 +1,7 @@
 """playbooks/capacity_report.yml end to end against real PostgreSQL and Redis with a deep queue."""
 
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import schema as cerniq_schema
-from tests.support.ansible_run import REPO, run_playbook
+from cerniq_testkit.ansible_run import REPO, run_playbook
 
 
 def test_capacity_report_flags_the_deep_queue(pg_conn, pg_db, redis_params, redis_client, tmp_path):

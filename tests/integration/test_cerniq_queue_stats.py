@@ -1,7 +1,7 @@
 """cerniq_queue_stats fills runbook 2.4's bullmq_queue_stats from a real queue read."""
 
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import schema as cerniq_schema
-from tests.support.ansible_run import run_module
+from cerniq_testkit.ansible_run import run_module
 
 
 def _schema(conn):

@@ -3,7 +3,7 @@
 Each incident is injected with the synthetic data engine into a real PostgreSQL / Redis, the
 playbook runs on localhost with cerniq_confirm=true (the AWX path), and the fix is checked in the
 data. The CERNIQ HITL and scoring APIs cannot run here: they are replaced by
-tests.support.http_recorder, a small HTTP server on 127.0.0.1 that records each request.
+cerniq_testkit.http_recorder, a small HTTP server on 127.0.0.1 that records each request.
 """
 
 import os
@@ -11,8 +11,8 @@ import re
 
 import pytest
 
-from tests.support.ansible_run import REPO, run_playbook
-from tests.support.http_recorder import HttpRecorder
+from cerniq_testkit.ansible_run import REPO, run_playbook
+from cerniq_testkit.http_recorder import HttpRecorder
 
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import schema as cerniq_schema, synthetic as cerniq_synthetic
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import connect_postgres

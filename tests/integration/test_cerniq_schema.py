@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from tests.support.ansible_run import REPO, run_module, run_playbook
+from cerniq_testkit.ansible_run import REPO, run_module, run_playbook
 
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import schema as cerniq_schema
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import connect_postgres

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.support.ansible_run import run_module
+from cerniq_testkit.ansible_run import run_module
 
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import schema as cerniq_schema, synthetic as cerniq_synthetic
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import connect_postgres

@@ -1,7 +1,7 @@
 """circuit_breaker and circuit_breaker_info against a real Redis (and a cluster for key templates across slots)."""
 
-from tests.support.ansible_run import run_module
-from tests.support.bullmq_helpers import snapshot
+from cerniq_testkit.ansible_run import run_module
+from cerniq_testkit.bullmq_helpers import snapshot
 
 
 def _seed(client):

@@ -7,8 +7,8 @@ import pytest
 
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import PostgresConnectError, connect_postgres
 from ansible_collections.cerniq.ops.plugins.module_utils.redis_connection import RedisConnectError, connect_redis
-from tests.support.ansible_run import run_module, run_playbook
-from tests.support.servers import RedisServer, free_port
+from cerniq_testkit.ansible_run import run_module, run_playbook
+from cerniq_testkit.servers import RedisServer, free_port
 
 
 def test_postgres_connects_with_password(pg_db):

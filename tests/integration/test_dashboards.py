@@ -22,8 +22,8 @@ import subprocess
 import pytest
 import yaml
 
-from tests.support.ansible_run import REPO
-from tests.support.rendered import default_dashboards_dir, default_rule_files
+from cerniq_testkit.ansible_run import REPO
+from cerniq_testkit.rendered import default_dashboards_dir, default_rule_files
 
 # The shipped dashboards as the dashboards role renders them with the settings' defaults.
 SIGNOZ = os.path.join(default_dashboards_dir(), 'etapa1-overview.signoz.json')

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from tests.support.ansible_run import REPO
+from cerniq_testkit.ansible_run import REPO
 
 pytestmark = pytest.mark.slow
 

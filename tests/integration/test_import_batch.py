@@ -6,8 +6,8 @@ BullMQ job), then diagnosed, cancelled, and its queue repaired with cerniq.ops.b
 
 import pytest
 
-from tests.support.ansible_run import run_module
-from tests.support.results import assert_refused
+from cerniq_testkit.ansible_run import run_module
+from cerniq_testkit.results import assert_refused
 
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import imports as cerniq_imports, schema as cerniq_schema, synthetic as cerniq_synthetic
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import connect_postgres
@@ -102,7 +102,7 @@ def test_runbook_playbook(pg_db, pg_conn, stuck_db, redis_params, redis_client):
     """playbooks/runbook/stuck_import.yml: without confirmation (no TTY) it only reports; with
     cerniq_confirm=true it cancels, repairs the queue and verifies."""
     import os
-    from tests.support.ansible_run import REPO, run_playbook
+    from cerniq_testkit.ansible_run import REPO, run_playbook
     playbook = os.path.join(REPO, 'playbooks', 'runbook', 'stuck_import.yml')
     extra = dict(cerniq_postgres=pg_db, cerniq_redis=redis_params)
     report = run_playbook(playbook, extra_vars=extra)

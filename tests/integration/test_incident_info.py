@@ -6,8 +6,8 @@ import time
 import pytest
 
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import schema as cerniq_schema
-from tests.support.ansible_run import run_module
-from tests.support.monitoring import AlertmanagerServer, PrometheusServer
+from cerniq_testkit.ansible_run import run_module
+from cerniq_testkit.monitoring import AlertmanagerServer, PrometheusServer
 
 RULES = """
 groups:
@@ -111,7 +111,7 @@ def start_iso():
 
 
 def test_incident_report_playbook_writes_markdown(monitoring, impact_db, pg_db, tmp_path):
-    from tests.support.ansible_run import REPO, run_playbook
+    from cerniq_testkit.ansible_run import REPO, run_playbook
     prometheus, alertmanager = monitoring
     result = run_playbook(REPO + '/playbooks/incident_report.yml', extra_vars=dict(
         cerniq_postgres=pg_db, cerniq_prometheus_url=prometheus.url, cerniq_alertmanager_url=alertmanager.url,

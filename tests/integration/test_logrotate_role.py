@@ -14,7 +14,7 @@ import sys
 import pytest
 import yaml
 
-from tests.support.ansible_run import run_playbook
+from cerniq_testkit.ansible_run import run_playbook
 
 
 def _play(tmp_path, entries):

@@ -1,6 +1,6 @@
 """The maintenance role's job definitions, rendered by the role itself and run by its runner.
 
-The role runs on localhost with ``--tags configure`` into a private directory (its
+The role runs on localhost with ``--tags maintenance_configure`` into a private directory (its
 assert, the job configurations and the credentials file); the runner then runs the
 rendered weekly and backup jobs against a throwaway PostgreSQL. Installing packages,
 users and timers is left to the Molecule scenario.
@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import schema as cerniq_schema
-from tests.support.ansible_run import REPO, collections_root, run_playbook
+from cerniq_testkit.ansible_run import REPO, collections_root, run_playbook
 
 RUNNER = os.path.join(REPO, 'roles', 'maintenance', 'files', 'cerniq_maintenance.py')
 
@@ -43,7 +43,7 @@ def _apply(tmp_path, pg_db, extra_vars=None):
         'gather_facts': False,
         'roles': [{'role': 'cerniq.ops.maintenance', 'vars': role_vars}],
     }]))
-    return run_playbook(str(playbook), extra_args=['--tags', 'configure'])
+    return run_playbook(str(playbook), extra_args=['--tags', 'maintenance_configure'])
 
 
 def _job(tmp_path, name):

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import schema as cerniq_schema
-from tests.support.ansible_run import REPO, collections_root
+from cerniq_testkit.ansible_run import REPO, collections_root
 
 RUNNER = os.path.join(REPO, 'roles', 'maintenance', 'files', 'cerniq_maintenance.py')
 
@@ -182,6 +182,36 @@ def test_weekly_analyze_covers_the_whole_database(tmp_path, pg_db, cerniq_db, re
             'Daily Totals'} <= set(after)
     assert [name for name in after if after[name] <= before.get(name, 0)] == []
     assert 'step analyze: ok' in result.stdout
+
+
+def test_weekly_auto_maintenance_fixes_what_the_health_report_finds(tmp_path, pg_db, cerniq_db, redis_params):
+    """The runner's auto_maintenance step is pg_maintenance targets=auto (the same report -> tasks composition)."""
+    with cerniq_db.cursor() as cur:
+        cur.execute("CREATE TABLE churn (id int PRIMARY KEY, v int) WITH (autovacuum_enabled = false)")
+        cur.execute("INSERT INTO churn SELECT g, g % 50 FROM generate_series(1, 2000) g")
+        cur.execute("DELETE FROM churn WHERE id % 3 = 0")
+        cur.execute("SELECT pg_stat_force_next_flush()")
+        with pytest.raises(Exception):  # an interrupted REINDEX CONCURRENTLY's leftover: an invalid index
+            cur.execute("CREATE UNIQUE INDEX CONCURRENTLY churn_v_ccnew ON churn (v)")
+    for _attempt in range(50):  # the dead tuples reach the statistics the report reads
+        if _count(cerniq_db, "SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'churn'"):
+            break
+        time.sleep(0.1)
+    thresholds = dict(min_dead_tuples=10, dead_tuples_pct=1, freeze_age=10 ** 9, index_bloat_min_bytes=10 ** 12)
+    steps = [{'name': 'auto_maintenance', 'type': 'auto_maintenance', 'options': {'thresholds': thresholds}}]
+    config = _config(tmp_path, pg_db, redis_params, steps, job='weekly')
+
+    dry = _run(config, '--dry-run')
+    assert dry.returncode == 0, dry.stdout
+    assert _count(cerniq_db, "SELECT count(*) FROM pg_index WHERE NOT indisvalid") == 1
+
+    result = _run(config)
+    assert result.returncode == 0, result.stdout
+    assert 'drop_invalid_index public.churn_v_ccnew: done' in result.stdout
+    assert 'vacuum public.churn: done' in result.stdout
+    assert _count(cerniq_db, "SELECT count(*) FROM pg_index WHERE NOT indisvalid") == 0
+    assert _count(cerniq_db, "SELECT last_vacuum IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'churn'")
+    assert 'nothing needed' in _run(config).stdout
 
 
 def _dump_config(tmp_path, pg_db, redis_params, backups, keep=2):

@@ -16,8 +16,8 @@ import sys
 import pytest
 
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import schema as cerniq_schema
-from tests.support.ansible_run import REPO, collections_root, run_playbook
-from tests.support.monitoring import AlertmanagerServer, PrometheusServer
+from cerniq_testkit.ansible_run import REPO, collections_root, run_playbook
+from cerniq_testkit.monitoring import AlertmanagerServer, PrometheusServer
 
 pytestmark = pytest.mark.skipif(shutil.which('prometheus') is None or shutil.which('prometheus-alertmanager') is None,
                                 reason='prometheus / prometheus-alertmanager (Debian) not installed')
@@ -249,7 +249,7 @@ def test_restart_window_covers_the_worker_and_its_queue_and_is_closed_on_failure
     subprocess.run(['podman', 'run', '-d', '--name', name, image, 'sleep', 'infinity'], env=env, check=True,
                    stdout=subprocess.DEVNULL)
     try:
-        from tests.support.bullmq_helpers import PY_CURRENT, run
+        from cerniq_testkit.bullmq_helpers import PY_CURRENT, run
         queue = 'silver:enrich:anaf-fiscal-status'
         run(PY_CURRENT, 'produce', redis_server.port, queue, '--count', 5)
         worker = dict(name=name, kind='podman', queue=queue, instance='worker1:9465')

@@ -10,8 +10,8 @@ import os
 
 import pytest
 
-from tests.support.ansible_run import REPO, run_module
-from tests.support.servers import free_port
+from cerniq_testkit.ansible_run import REPO, run_module
+from cerniq_testkit.servers import free_port
 
 # Minimal valid arguments of each module, besides the connection options.
 POSTGRES_MODULES = {
@@ -94,7 +94,7 @@ def hidden_libraries(tmp_path_factory):
 
 @pytest.mark.parametrize('module', sorted(POSTGRES_MODULES) + sorted(REDIS_MODULES))
 def test_missing_library_is_named(module, hidden_libraries, pg_db):
-    from tests.support.ansible_run import collections_root
+    from cerniq_testkit.ansible_run import collections_root
     args = dict(POSTGRES_MODULES[module] if module in POSTGRES_MODULES else REDIS_MODULES[module])
     if module in POSTGRES_MODULES:
         args.update(pg_db)

@@ -23,9 +23,9 @@ import pytest
 import yaml
 
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import schema as cerniq_schema
-from tests.support.ansible_run import REPO, run_playbook
-from tests.support.bullmq_helpers import PY_CURRENT, run
-from tests.support.rendered import render
+from cerniq_testkit.ansible_run import REPO, run_playbook
+from cerniq_testkit.bullmq_helpers import PY_CURRENT, run
+from cerniq_testkit.rendered import render
 
 NEW_QUEUE = 'gold:export:crm'
 WAITING = 300  # above the site's new warning level (200), below the runbook's (1000)

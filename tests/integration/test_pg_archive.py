@@ -18,7 +18,7 @@ import time
 import psycopg2
 import pytest
 
-from tests.support.ansible_run import collections_root, run_module
+from cerniq_testkit.ansible_run import collections_root, run_module
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_archive import ArchiveError, ArchiveRun, run_archive
 
 CUTOFF = '2026-01-01 00:00:00+00'

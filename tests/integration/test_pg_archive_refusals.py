@@ -8,8 +8,8 @@ import psycopg2
 import pytest
 
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_archive import ArchiveError, run_archive
-from tests.support.ansible_run import run_module
-from tests.support.servers import free_port
+from cerniq_testkit.ansible_run import run_module
+from cerniq_testkit.servers import free_port
 
 CUTOFF = '2026-01-01 00:00:00+00'
 

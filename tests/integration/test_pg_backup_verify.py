@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.support.ansible_run import run_module
+from cerniq_testkit.ansible_run import run_module
 
 
 def _dump(pg_server, database, path, fmt):

@@ -14,8 +14,8 @@ import tempfile
 import pytest
 
 from ansible_collections.cerniq.ops.plugins.module_utils import pg_connection
-from tests.support.ansible_run import run_module
-from tests.support.servers import PostgresServer, free_port
+from cerniq_testkit.ansible_run import run_module
+from cerniq_testkit.servers import PostgresServer, free_port
 
 READ = dict(sections=['connections'])  # pg_health_info: a read-only module that only needs to connect
 

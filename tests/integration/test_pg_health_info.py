@@ -12,7 +12,7 @@ from ansible_collections.cerniq.ops.plugins.module_utils.pg_health import (
     health_report,
     normalize_orphan_check,
 )
-from tests.support.ansible_run import run_module
+from cerniq_testkit.ansible_run import run_module
 
 SMALL = dict(unused_index_min_bytes=0, index_bloat_min_bytes=0, table_bloat_min_bytes=0)
 
@@ -264,7 +264,7 @@ def test_module_sections_thresholds_and_bad_options(pg_db, schema):
     (dict(login_port=70000), 'login_port'),
 ])
 def test_bad_options_refused_before_connecting(change, expected):
-    from tests.support.servers import free_port
+    from cerniq_testkit.servers import free_port
     args = dict(login_host='127.0.0.1', login_port=free_port(), login_user='u', login_db='d')
     args.update(change)
     result = run_module('pg_health_info', args)

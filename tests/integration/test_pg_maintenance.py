@@ -21,7 +21,7 @@ from ansible_collections.cerniq.ops.plugins.module_utils.pg_maintenance import (
     normalize_task,
     run_maintenance,
 )
-from tests.support.ansible_run import run_module
+from cerniq_testkit.ansible_run import run_module
 
 
 def _connect(params, app=None, autocommit=True):
@@ -391,7 +391,7 @@ def test_maintenance_bad_options_refused_before_connecting(change, expected):
 
 
 def _closed_port():
-    from tests.support.servers import free_port
+    from cerniq_testkit.servers import free_port
     return free_port()
 
 

@@ -8,7 +8,7 @@ import time
 import psycopg2
 import pytest
 
-from tests.support.ansible_run import REPO, run_playbook
+from cerniq_testkit.ansible_run import REPO, run_playbook
 
 PLAYBOOKS = os.path.join(REPO, 'playbooks')
 

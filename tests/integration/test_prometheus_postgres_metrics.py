@@ -15,8 +15,8 @@ import urllib.request
 
 import pytest
 
-from tests.support.ansible_run import REPO
-from tests.support.servers import free_port
+from cerniq_testkit.ansible_run import REPO
+from cerniq_testkit.servers import free_port
 
 EXPORTER = shutil.which('prometheus-postgres-exporter')
 pytestmark = pytest.mark.skipif(EXPORTER is None, reason='prometheus-postgres-exporter not installed')

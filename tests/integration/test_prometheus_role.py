@@ -1,6 +1,6 @@
 """The prometheus role's rules and configuration phases, against a real Prometheus.
 
-The role runs on localhost with ``--tags rules,configure`` into a private
+The role runs on localhost with ``--tags prometheus_rules,prometheus_configure`` into a private
 directory (the real ``template`` with the promtool ``validate`` and the real
 ``cerniq.ops.prometheus_rules`` the role uses on hosts). A throwaway
 ``/usr/bin/prometheus`` on a free loopback port then loads what the role wrote;
@@ -23,9 +23,9 @@ import urllib.request
 import pytest
 import yaml
 
-from tests.support.ansible_run import run_playbook
-from tests.support.rendered import RULE_NAMES, default_rule_files
-from tests.support.servers import free_port
+from cerniq_testkit.ansible_run import run_playbook
+from cerniq_testkit.rendered import RULE_NAMES, default_rule_files
+from cerniq_testkit.servers import free_port
 
 pytestmark = [
     pytest.mark.slow,
@@ -49,7 +49,7 @@ DUPLICATE_RULES = """groups:
 """
 
 
-def _apply(tmp_path, extra_vars=None, tags='rules,configure'):
+def _apply(tmp_path, extra_vars=None, tags='prometheus_rules,prometheus_configure'):
     role_vars = {
         'prometheus_config_dir': str(tmp_path / 'etc'),
         'prometheus_config_owner': pwd.getpwuid(os.getuid()).pw_name,
@@ -238,13 +238,13 @@ def test_site_rule_file_deployed_reloaded_and_removed(tmp_path, start_prometheus
     groups = prom.wait_for(prom.rule_groups, 'rules loaded')
     site = tmp_path / 'site-rules.yml'
     site.write_text('groups:\n  - name: site\n    rules:\n      - record: site:up:sum\n        expr: sum(up)\n')
-    added = _apply(tmp_path, dict(_live(port, prom, tmp_path), prometheus_extra_rule_files=[str(site)]), tags='rules')
+    added = _apply(tmp_path, dict(_live(port, prom, tmp_path), prometheus_extra_rule_files=[str(site)]), tags='prometheus_rules')
     assert added.returncode == 0, added.stdout
     assert 'Deploy the rule files as one unit' in added.stdout and 'changed=1' in added.stdout
     assert prom.rule_groups() == sorted(groups + ['site'])
-    again = _apply(tmp_path, dict(_live(port, prom, tmp_path), prometheus_extra_rule_files=[str(site)]), tags='rules')
+    again = _apply(tmp_path, dict(_live(port, prom, tmp_path), prometheus_extra_rule_files=[str(site)]), tags='prometheus_rules')
     assert again.returncode == 0 and 'changed=0' in again.stdout, again.stdout
-    removed = _apply(tmp_path, _live(port, prom, tmp_path), tags='rules')
+    removed = _apply(tmp_path, _live(port, prom, tmp_path), tags='prometheus_rules')
     assert removed.returncode == 0, removed.stdout
     assert 'site-rules.yml' not in _rule_files(tmp_path)
     assert prom.rule_groups() == groups

@@ -1,6 +1,6 @@
 """cerniq.ops.prometheus_rules against a real Prometheus 2.42 and promtool.
 
-Each test starts its own Prometheus (tests/support/monitoring.py) whose rule_files glob covers a
+Each test starts its own Prometheus (cerniq_testkit/monitoring.py) whose rule_files glob covers a
 private rules directory, runs the module as Ansible does, and reads back what Prometheus really
 loaded (/api/v1/rules, its own /metrics).
 """
@@ -11,8 +11,8 @@ import tempfile
 
 import pytest
 
-from tests.support.ansible_run import run_module
-from tests.support.monitoring import PrometheusServer
+from cerniq_testkit.ansible_run import run_module
+from cerniq_testkit.monitoring import PrometheusServer
 
 pytestmark = pytest.mark.skipif(shutil.which('prometheus') is None or shutil.which('promtool') is None,
                                 reason='prometheus/promtool (Debian prometheus) not installed')
@@ -293,7 +293,7 @@ def test_bad_input_is_one_clear_line_and_changes_nothing(rules_dir, args, messag
 
 def test_without_pyyaml_check_mode_reports_files_and_a_run_refuses(rules_dir, tmp_path):
     """A fresh host in check mode: python3-yaml (and promtool) not installed yet."""
-    from tests.support.ansible_run import collections_root
+    from cerniq_testkit.ansible_run import collections_root
     blocker = tmp_path / 'no-yaml' / 'yaml'
     blocker.mkdir(parents=True)
     (blocker / '__init__.py').write_text("raise ImportError('PyYAML is not installed (test)')\n")

@@ -1,7 +1,7 @@
 """Runbook 2.4 (quality score anomalies): cerniq.ops.quality_scores against a real PostgreSQL.
 
 The incident (master companies without a total quality score) is injected with the synthetic data
-engine. The CERNIQ scoring API cannot run here: scoring requests go to tests.support.http_recorder,
+engine. The CERNIQ scoring API cannot run here: scoring requests go to cerniq_testkit.http_recorder,
 a small HTTP server on 127.0.0.1 that records each request so the test checks its path, bearer token
 and JSON body; the test then plays the scoring worker and writes the scores.
 """
@@ -10,9 +10,9 @@ import json
 
 import pytest
 
-from tests.support.ansible_run import run_module
-from tests.support.results import assert_refused
-from tests.support.http_recorder import HttpRecorder
+from cerniq_testkit.ansible_run import run_module
+from cerniq_testkit.results import assert_refused
+from cerniq_testkit.http_recorder import HttpRecorder
 
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import schema as cerniq_schema, synthetic as cerniq_synthetic
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import connect_postgres

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 from ansible_collections.cerniq.ops.plugins.module_utils.redis_keys import (
     STAR, KeyCleaner, RedisKeysError, count_keys, delete_keys, glob_atoms, glob_match, literal_bytes,
     matches_nearly_everything, validate_patterns)
-from tests.support.ansible_run import run_module
-from tests.support.servers import RedisServer, free_port
+from cerniq_testkit.ansible_run import run_module
+from cerniq_testkit.servers import RedisServer, free_port
 
 ODD_MATCHING = [
     b'cache:with space',

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from tests.support.ansible_run import REPO, run_playbook
+from cerniq_testkit.ansible_run import REPO, run_playbook
 
 pytestmark = pytest.mark.skipif(shutil.which('podman') is None, reason='podman not installed')
 
@@ -73,7 +73,7 @@ def _restart_play(tmp_path, worker, redis_params, retries):
 def test_env_change_restart_and_wait_for_progress(worker_container, tmp_path, redis_server, redis_params,
                                                   redis_client):
     """runbook 2.2 step 3-4: lower the concurrency in the env file, restart, wait until the queue moves."""
-    from tests.support.bullmq_helpers import PY_CURRENT, run, start_worker
+    from cerniq_testkit.bullmq_helpers import PY_CURRENT, run, start_worker
     env_file = tmp_path / 'workers.env'
     env_file.write_text('ANAF_CONCURRENCY=4\nTERMENE_CONCURRENCY=10\n')
     queue = 'silver:enrich:anaf-fiscal-status'

@@ -1,7 +1,7 @@
 """Prometheus alert rules: validity, unit tests and test coverage.
 
 The rules are templates (roles/prometheus/templates/rules/*.j2) rendered from the cerniq settings;
-these tests read them rendered by the role itself (tests/support/rules.py), at the defaults and at
+these tests read them rendered by the role itself (cerniq_testkit/rendered.py), at the defaults and at
 changed settings:
 
 * every rendered rule file passes ``promtool check rules --lint-fatal`` (the same
@@ -23,8 +23,8 @@ import subprocess
 import pytest
 import yaml
 
-from tests.support.ansible_run import REPO
-from tests.support.rendered import default_rule_files, default_rules_dir, render_rules
+from cerniq_testkit.ansible_run import REPO
+from cerniq_testkit.rendered import default_rule_files, default_rules_dir, render_rules
 
 TEST_DIR = os.path.join(REPO, 'tests', 'rules')
 RULE_FILES = default_rule_files()

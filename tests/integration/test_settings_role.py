@@ -4,7 +4,7 @@ import sys
 
 import yaml
 
-from tests.support.ansible_run import REPO, run_playbook
+from cerniq_testkit.ansible_run import REPO, run_playbook
 
 
 def _inventory(tmp_path, host_vars):

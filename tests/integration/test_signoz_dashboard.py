@@ -20,8 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.support.ansible_run import run_module, run_playbook
-from tests.support.rendered import default_dashboards_dir
+from cerniq_testkit.ansible_run import run_module, run_playbook
+from cerniq_testkit.rendered import default_dashboards_dir
 
 API_KEY = 'test-signoz-key-5f2a'
 ITEM_PATH = re.compile(r'^/api/v1/dashboards/([0-9a-f-]{36})$')

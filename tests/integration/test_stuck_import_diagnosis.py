@@ -13,8 +13,8 @@ import time
 import psycopg2
 import pytest
 
-from tests.support.ansible_run import REPO, run_playbook
-from tests.support.worker_containers import CONTAINERS_CONF, HAVE_PODMAN, podman, remove, worker_image
+from cerniq_testkit.ansible_run import REPO, run_playbook
+from cerniq_testkit.worker_containers import CONTAINERS_CONF, HAVE_PODMAN, podman, remove, worker_image
 
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import schema as cerniq_schema, synthetic as cerniq_synthetic
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import connect_postgres

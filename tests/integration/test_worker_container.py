@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from tests.support.ansible_run import run_module
-from tests.support.worker_containers import (
+from cerniq_testkit.ansible_run import run_module
+from cerniq_testkit.worker_containers import (
     CONTAINERS_CONF, ENV, HAVE_PODMAN, inspect, podman, remove, running_env, worker_image)
 
 pytestmark = pytest.mark.skipif(not HAVE_PODMAN, reason='podman not installed')
@@ -155,7 +155,7 @@ def test_rate_limiting_lowers_the_concurrency_of_a_podman_worker(worker, redis_p
     """Runbook 2.2 through the playbook: no breaker is OPEN but ANAF's rate budget is used up - rate
     limiting all the same, so step 3 applies: the env file gets the runbook's values and the worker
     container runs with them (read from the running process); a second run changes nothing."""
-    from tests.support.ansible_run import REPO, run_playbook
+    from cerniq_testkit.ansible_run import REPO, run_playbook
     name, env_file = worker
     redis_client.set('rate_limit:anaf:remaining', 0)
     playbook = os.path.join(REPO, 'playbooks', 'runbook', 'rate_limiting.yml')

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from tests.runner.awx_job import EXAMPLE_PROJECT, VENV_BIN, run_job
-from tests.support.servers import PostgresServer, RedisServer
+from cerniq_testkit.servers import PostgresServer, RedisServer
 
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import schema as cerniq_schema, synthetic as cerniq_synthetic
 from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import connect_postgres

@@ -13,7 +13,7 @@ import threading
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qsl, urlsplit
 
-from tests.support.http_recorder import LocalHttpServer
+from cerniq_testkit.http_recorder import LocalHttpServer
 
 TEMPLATE_KINDS = ('job_templates', 'workflow_job_templates', 'projects', 'inventory_sources')
 SUBRESOURCES = ('survey_spec', 'credentials', 'schedules', 'labels', 'instance_groups', 'notification_templates_started',

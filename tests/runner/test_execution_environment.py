@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.runner.awx_job import CONTAINERS_CONF, REPO, VENV_BIN, run_job
-from tests.support.http_recorder import HttpRecorder
+from cerniq_testkit.http_recorder import HttpRecorder
 
 pytestmark = pytest.mark.skipif(shutil.which('podman') is None, reason='podman not installed')
 COLLECTION_IN_EE = '/usr/share/ansible/collections/ansible_collections/cerniq/ops/'

@@ -9,7 +9,7 @@ the host and the cause.
 import datetime
 import os
 
-from tests.support.monitoring import PrometheusServer
+from cerniq_testkit.monitoring import PrometheusServer
 
 
 def test_load_schema_and_lab_seed_on_an_empty_database(job, cerniq_db):

@@ -5,7 +5,7 @@ runner timeout or a question). Without cerniq_confirm a job reports what it woul
 succeeds; with it, it acts - with and without the optional settings (API URL, worker restart,
 Redis). The credentials come as environment variables (the CERNIQ credential type of the
 example project) and never appear in the job output or events. The CERNIQ HTTP API cannot run
-here: tests.support.http_recorder stands in for it.
+here: cerniq_testkit.http_recorder stands in for it.
 """
 
 import contextlib
@@ -15,10 +15,10 @@ import subprocess
 
 from tests.runner.awx_job import REPO
 from tests.runner.conftest import SEED
-from tests.support.http_recorder import HttpRecorder
+from cerniq_testkit.http_recorder import HttpRecorder
 
 PY = os.path.join(REPO, '.venv', 'bin', 'python')
-WORKER = os.path.join(REPO, 'tests', 'support', 'bullmq_worker.py')
+WORKER = os.path.join(REPO, 'cerniq_testkit', 'bullmq_worker.py')
 
 
 @contextlib.contextmanager

@@ -5,7 +5,7 @@ import os
 
 import yaml
 
-from tests.support.ansible_run import REPO
+from cerniq_testkit.ansible_run import REPO
 
 
 def _modules_using(function):

@@ -4,7 +4,7 @@ and a failing command stops the demo with the stage and the log to read."""
 import os
 import sys
 
-from tests.support.ansible_run import REPO
+from cerniq_testkit.ansible_run import REPO
 
 sys.path.insert(0, os.path.join(REPO, 'scripts'))
 

@@ -12,8 +12,8 @@ import os
 
 import pytest
 
-from tests.support.ansible_run import REPO
-from tests.support.results import ANSIBLE_MEANING_KEYS, RESERVED_RESULT_KEYS, documented_keys, reserved_key_misuse
+from cerniq_testkit.ansible_run import REPO
+from cerniq_testkit.results import ANSIBLE_MEANING_KEYS, RESERVED_RESULT_KEYS, documented_keys, reserved_key_misuse
 
 MODULES = sorted(os.path.splitext(os.path.basename(p))[0]
                  for p in glob.glob(os.path.join(REPO, 'plugins', 'modules', '*.py')))

@@ -5,6 +5,9 @@ engines (copied next to this script), so the SQL and Redis logic exists once.
 
     cerniq-maintenance --config /etc/cerniq/maintenance/daily.json [--dry-run]
 
+- The job configuration lists steps; each step type is one function of the table STEPS, calling
+  the engine the matching module calls (auto_maintenance: the same health report -> tasks
+  composition as pg_maintenance targets=auto, pg_health.maintenance_tasks).
 - A lock (flock on the job's lock file): a run started while another holds it
   logs that and exits 0 without doing anything.
 - A run timeout: past it the current step is interrupted, the run fails.
@@ -18,6 +21,7 @@ engines (copied next to this script), so the SQL and Redis logic exists once.
 """
 
 import argparse
+import contextlib
 import fcntl
 import json
 import os
@@ -99,100 +103,170 @@ def connection_params(config, credentials):
 BACKUP_METRICS_FILE = 'cerniq_backup.prom'
 
 
-def run_step(step, pg, redis_params, deadline, dry_run, engines, watchdog, textfile_dir=None):
-    """Run one step through the collection's engine; returns (summary, counters)."""
-    kind = step['type']
-    options = dict(step.get('options') or {})
-    remaining = max(1, int(deadline - time.monotonic()))
-    if kind in ('vacuum', 'maintenance', 'analyze_database'):
-        conn = watchdog.watch(engines.connect_postgres(pg))
+class Run(object):
+    """What every step works with: the connection settings, the run's deadline, dry run or not, the engines."""
+
+    def __init__(self, pg, redis_params, deadline, dry_run, engines, watchdog, textfile_dir=None):
+        self.pg = pg
+        self.redis_params = redis_params
+        self.deadline = deadline
+        self.dry_run = dry_run
+        self.engines = engines
+        self.watchdog = watchdog
+        self.textfile_dir = textfile_dir
+
+    def remaining(self):
+        """Whole seconds left before the run's timeout (at least 1)."""
+        return max(1, int(self.deadline - time.monotonic()))
+
+    @contextlib.contextmanager
+    def postgres(self):
+        """A PostgreSQL connection the watchdog cancels at the deadline, closed afterwards."""
+        conn = self.watchdog.watch(self.engines.connect_postgres(self.pg))
         try:
-            if kind == 'analyze_database':
-                tasks = [{'action': 'analyze', 'table': table}
-                         for table in database_tables(engines, conn, options.pop('schemas', None))]
-            else:
-                tasks = options.pop('tasks')
-            result = engines.run_maintenance(conn, tasks, check_mode=dry_run, **options)
+            yield conn
         finally:
             conn.close()
-        counts = {}
-        for item in result.get('operations', []):
-            counts[item.get('result')] = counts.get(item.get('result'), 0) + 1
-        failed = [r for r in result.get('operations', []) if r.get('result') == 'failed']
-        summary = ', '.join('%d %s' % (n, state) for state, n in sorted(counts.items())) or 'nothing to do'
-        skipped = [r for r in result.get('operations', []) if r.get('result') == 'skipped']
-        if skipped:
-            summary += ' (skipped: %s)' % ', '.join('%s: %s' % (r.get('object'), r.get('reason')) for r in skipped)
-        if failed:
-            raise RuntimeError('%s; failed: %s' % (summary, ', '.join(
-                '%s (%s)' % (r.get('object'), r.get('reason')) for r in failed)))
-        return summary, {}
-    if kind == 'auto_maintenance':
-        # Vacuum/freeze/reindex/drop-invalid exactly where the health report finds the need.
-        conn = watchdog.watch(engines.connect_postgres(pg))
-        try:
-            report = engines.health_report(conn, sections=['invalid_indexes', 'index_bloat', 'vacuum_candidates',
-                                                           'reindex_candidates'],
-                                           thresholds=options.pop('thresholds', None))
-            tasks = engines.tasks_from_health(report, actions=options.pop(
-                'actions', ('vacuum', 'freeze', 'reindex', 'cleanup_invalid')))
-            if not tasks:
-                return 'nothing needed (no bloated or invalid index, no vacuum candidate)', {}
-            result = engines.run_maintenance(conn, tasks, check_mode=dry_run, **options)
-        finally:
-            conn.close()
-        summary = ', '.join('%s %s: %s' % (r.get('action'), r.get('object'), r.get('result'))
-                            for r in result.get('operations', []))
-        failed = [r for r in result.get('operations', []) if r.get('result') == 'failed']
-        if failed:
-            raise RuntimeError('failed: %s' % summary)
-        return summary, {}
-    if kind == 'archive':
-        options.setdefault('time_budget', '%ds' % remaining)
-        options['check_mode'] = dry_run
-        conn = watchdog.watch(engines.connect_postgres(pg))
-        try:
-            result = engines.run_archive(conn, **options)
-        finally:
-            conn.close()
-        moved = int(result.get('moved') or 0)   # in a dry run: the rows that would move
-        counter = 'rows_purged' if not options.get('archive_table') else 'rows_archived'
-        summary = '%s rows %s (cutoff %s, %s batches, worst transaction %s ms)' % (
-            moved,
-            'would move' if dry_run else ('purged' if counter == 'rows_purged' else 'archived'),
-            result.get('cutoff'), result.get('batches'), result.get('worst_batch_ms'))
-        return summary, {counter: 0 if dry_run else moved}
-    if kind == 'redis_keys':
-        client = engines.connect_redis(redis_params)
-        patterns = options.pop('patterns')
-        result = engines.delete_keys(client, patterns, dry_run=dry_run, **options)
-        deleted = int(result.get('deleted') or 0)
-        return '%s keys matched, %d deleted' % (result.get('matched'), deleted), {'keys_deleted': deleted}
-    if kind == 'health':
-        conn = watchdog.watch(engines.connect_postgres(pg))
-        try:
-            report = engines.health_report(conn, sections=options.get('sections', ['orphans']),
+
+
+# Steps: each takes (run, options) and returns (summary, counters) or raises with a one-line reason.
+
+# Up to this many objects are named one by one in a step's log line; beyond, counted.
+NAMED_OBJECTS = 20
+
+
+def maintain(run, conn, tasks, options):
+    """Run pg_maintenance tasks; a failed object fails the step. The summary names the objects
+    (beyond NAMED_OBJECTS, only those not done) with the reason of each skipped or failed one."""
+    results = run.engines.run_maintenance(conn, tasks, check_mode=run.dry_run, **options).get('operations', [])
+    counts = {}
+    for row in results:
+        counts[row.get('result')] = counts.get(row.get('result'), 0) + 1
+    named = results if len(results) <= NAMED_OBJECTS else [r for r in results if r.get('result') in ('skipped', 'failed')]
+    summary = ', '.join('%d %s' % (n, result) for result, n in sorted(counts.items())) or 'nothing to do'
+    if named:
+        summary += ': ' + ', '.join('%s %s: %s%s' % (r.get('action'), r.get('object'), r.get('result'),
+                                                     ' (%s)' % r['reason'] if r.get('reason') else '') for r in named)
+    if counts.get('failed'):
+        raise RuntimeError(summary)
+    return summary, {}
+
+
+def step_maintenance(run, options):
+    """The configured tasks (vacuum, analyze, reindex ...) through pg_maintenance."""
+    with run.postgres() as conn:
+        return maintain(run, conn, options.pop('tasks'), options)
+
+
+def step_analyze_database(run, options):
+    """Runbook 3.2 step 3, ``ANALYZE;``: every table of the database (or of ``schemas``), listed at run time."""
+    with run.postgres() as conn:
+        tasks = [{'action': 'analyze', 'table': table}
+                 for table in database_tables(run.engines, conn, options.pop('schemas', None))]
+        return maintain(run, conn, tasks, options)
+
+
+def step_auto_maintenance(run, options):
+    """Vacuum, freeze, reindex, drop invalid indexes exactly where the health report finds the need."""
+    with run.postgres() as conn:
+        tasks, _report = run.engines.maintenance_tasks(conn, actions=options.pop('actions', run.engines.auto_actions),
+                                                       thresholds=options.pop('thresholds', None),
+                                                       schemas=options.pop('schemas', None))
+        if not tasks:
+            return 'nothing needed (no bloated or invalid index, no vacuum candidate)', {}
+        return maintain(run, conn, tasks, options)
+
+
+def step_archive(run, options):
+    """Archive or purge rows older than a cutoff, in short batches, within the run's time left."""
+    options.setdefault('time_budget', '%ds' % run.remaining())
+    with run.postgres() as conn:
+        result = run.engines.run_archive(conn, check_mode=run.dry_run, **options)
+    moved = int(result.get('moved') or 0)   # in a dry run: the rows that would move
+    counter = 'rows_archived' if options.get('archive_table') else 'rows_purged'
+    summary = '%s rows %s (cutoff %s, %s batches, worst transaction %s ms)' % (
+        moved,
+        'would move' if run.dry_run else ('archived' if counter == 'rows_archived' else 'purged'),
+        result.get('cutoff'), result.get('batches'), result.get('worst_batch_ms'))
+    return summary, {counter: 0 if run.dry_run else moved}
+
+
+def step_redis_keys(run, options):
+    """Delete the keys matching patterns (runbook 3.1 step 4), refused above max_keys."""
+    client = run.engines.connect_redis(run.redis_params)
+    result = run.engines.delete_keys(client, options.pop('patterns'), dry_run=run.dry_run, **options)
+    deleted = int(result.get('deleted') or 0)
+    return '%s keys matched, %d deleted' % (result.get('matched'), deleted), {'keys_deleted': deleted}
+
+
+def step_orphan_checks(run, options):
+    """The health report's orphan checks (runbook 3.2 step 4): counted, a failed check fails the step."""
+    with run.postgres() as conn:
+        report = run.engines.health_report(conn, sections=options.get('sections', ['orphans']),
                                            thresholds=options.get('thresholds'),
                                            orphan_checks=options.get('orphan_checks'))
-        finally:
-            conn.close()
-        orphans = report.get('orphans') or []
-        errors = ['%s: %s' % (item.get('name'), item['error']) for item in orphans if item.get('error')]
-        if errors:
-            raise RuntimeError('orphan check failed: %s' % '; '.join(errors))
-        found = sum(int(item.get('count') or 0) for item in orphans)
-        summary = ', '.join('%s=%s' % (item.get('name'), item.get('count')) for item in orphans) or 'no checks'
-        return summary, {'orphans_found': found}
-    if kind == 'backup_verify':
-        return verify_backups(options, pg, dry_run, engines, textfile_dir)
-    if kind == 'pg_dump':
-        if dry_run:
-            return 'would dump %s into %s (keeping %s)' % (pg.get('login_db'), options['directory'],
-                                                           options.get('keep', 7)), {}
-        result = engines.dump_database(pg, options['directory'], options['prefix'], keep=options.get('keep', 7))
-        return 'dumped %s (%d bytes), %d old dumps removed' % (
-            result['path'], result['size_bytes'], len(result['pruned'])), {}
-    raise ValueError('unknown step type %r' % kind)
+    orphans = report.get('orphans') or []
+    errors = ['%s: %s' % (item.get('name'), item['error']) for item in orphans if item.get('error')]
+    if errors:
+        raise RuntimeError('orphan check failed: %s' % '; '.join(errors))
+    found = sum(int(item.get('count') or 0) for item in orphans)
+    summary = ', '.join('%s=%s' % (item.get('name'), item.get('count')) for item in orphans) or 'no checks'
+    return summary, {'orphans_found': found}
+
+
+def step_backup_verify(run, options):
+    """Runbook 3.2 step 5 with the module's engine; writes the module's cerniq_backup_* metrics too."""
+    if not options.get('path') and not options.get('list_command'):
+        # The role refuses to install this; a hand-edited configuration must not pass for verified.
+        raise RuntimeError('no backup location configured (path or list_command): backups NOT verified')
+    options.pop('path' if options.get('list_command') else 'list_command', None)
+    max_age_hours = options.pop('max_age_hours', None)
+    if max_age_hours is not None:
+        options['max_age_seconds'] = float(max_age_hours) * 3600
+    restore = bool(options.pop('restore', False)) and not run.dry_run
+    engines = run.engines
+    result = engines.verify_backup(restore=restore, params=run.pg, **options)
+    if run.textfile_dir and not run.dry_run:
+        path = os.path.join(run.textfile_dir, BACKUP_METRICS_FILE)
+        previous = engines.metrics.read_sample(path, 'cerniq_backup_last_success_timestamp_seconds')
+        engines.metrics.write_metrics(path, engines.backup_metrics(result, task='backup', previous_success=previous))
+    if not result['verified']:
+        raise RuntimeError('backup verification failed: %s' % '; '.join(result['problems']))
+    return 'backup %s verified (%s, %d s old%s)' % (
+        result['backup'], result['format'], result['age_seconds'],
+        ', restored into a scratch database' if result['restored'] else ''), {}
+
+
+def step_pg_dump(run, options):
+    """The nightly dump (custom format) into a directory, keeping the newest ``keep``."""
+    keep = options.get('keep', 7)
+    if run.dry_run:
+        return 'would dump %s into %s (keeping %s)' % (run.pg.get('login_db'), options['directory'], keep), {}
+    result = run.engines.dump_database(run.pg, options['directory'], options['prefix'], keep=keep)
+    return 'dumped %s (%d bytes), %d old dumps removed' % (
+        result['path'], result['size_bytes'], len(result['pruned'])), {}
+
+
+# A job configuration's step types (roles/maintenance/templates/job.json.j2).
+STEPS = {
+    'maintenance': step_maintenance,
+    'analyze_database': step_analyze_database,
+    'auto_maintenance': step_auto_maintenance,
+    'archive': step_archive,
+    'redis_keys': step_redis_keys,
+    'health': step_orphan_checks,
+    'backup_verify': step_backup_verify,
+    'pg_dump': step_pg_dump,
+}
+
+
+def run_step(step, run):
+    """Run one configured step; returns (summary, counters)."""
+    try:
+        action = STEPS[step['type']]
+    except KeyError:
+        raise ValueError('unknown step type %r (known: %s)' % (step['type'], ', '.join(sorted(STEPS))))
+    return action(run, dict(step.get('options') or {}))
 
 
 def database_tables(engines, conn, schemas=None):
@@ -204,31 +278,6 @@ def database_tables(engines, conn, schemas=None):
     report = engines.health_report(conn, sections=['table_bloat'], schemas=schemas or None, exact_bloat='never')
     return [engines.quote_ident((row['schema'], row['table'])) for row in report['table_bloat']
             if not row['schema'].startswith('pg_')]  # other sessions' pg_temp_N tables
-
-
-def verify_backups(options, pg, dry_run, engines, textfile_dir):
-    """Runbook 3.2 step 5 with the module's engine; writes the module's cerniq_backup_* metrics too."""
-    if not options.get('path') and not options.get('list_command'):
-        # The role refuses to install this; a hand-edited configuration must not pass for verified.
-        raise RuntimeError('no backup location configured (path or list_command): backups NOT verified')
-    if options.get('list_command'):
-        options.pop('path', None)
-    else:
-        options.pop('list_command', None)
-    max_age_hours = options.pop('max_age_hours', None)
-    if max_age_hours is not None:
-        options['max_age_seconds'] = float(max_age_hours) * 3600
-    restore = bool(options.pop('restore', False)) and not dry_run
-    result = engines.verify_backup(restore=restore, params=pg, **options)
-    if textfile_dir and not dry_run:
-        path = os.path.join(textfile_dir, BACKUP_METRICS_FILE)
-        previous = engines.metrics.read_sample(path, 'cerniq_backup_last_success_timestamp_seconds')
-        engines.metrics.write_metrics(path, engines.backup_metrics(result, task='backup', previous_success=previous))
-    if not result['verified']:
-        raise RuntimeError('backup verification failed: %s' % '; '.join(result['problems']))
-    return 'backup %s verified (%s, %d s old%s)' % (
-        result['backup'], result['format'], result['age_seconds'],
-        ', restored into a scratch database' if result['restored'] else ''), {}
 
 
 class Engines(object):
@@ -244,9 +293,11 @@ class Engines(object):
         self.quote_ident = importlib.import_module(base + 'pg_sql').quote_ident
         pg_maintenance = importlib.import_module(base + 'pg_maintenance')
         self.run_maintenance = pg_maintenance.run_maintenance
-        self.tasks_from_health = pg_maintenance.tasks_from_health
+        self.auto_actions = pg_maintenance.AUTO_ACTIONS
         self.run_archive = importlib.import_module(base + 'pg_archive').run_archive
-        self.health_report = importlib.import_module(base + 'pg_health').health_report
+        pg_health = importlib.import_module(base + 'pg_health')
+        self.health_report = pg_health.health_report
+        self.maintenance_tasks = pg_health.maintenance_tasks
         pg_backup = importlib.import_module(base + 'pg_backup')
         self.verify_backup = pg_backup.verify_backup
         self.backup_metrics = pg_backup.backup_metrics
@@ -390,7 +441,8 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, _terminate)
     window.open(args.dry_run)
     try:
-        status, counters, step_status = run_steps(config, pg, redis_params, deadline, args, engines, watchdog, log)
+        run = Run(pg, redis_params, deadline, args.dry_run, engines, watchdog, config.get('textfile_dir'))
+        status, counters, step_status = run_steps(config, run, log)
     finally:
         window.close()
     watchdog.timer.cancel()
@@ -402,7 +454,7 @@ def main(argv=None):
     return status
 
 
-def run_steps(config, pg, redis_params, deadline, args, engines, watchdog, log):
+def run_steps(config, run, log):
     """Every enabled step in order, each failure logged; returns (status, counters, step status)."""
     timeout = int(config.get('timeout') or 3600)
     counters = {}
@@ -413,17 +465,16 @@ def run_steps(config, pg, redis_params, deadline, args, engines, watchdog, log):
         if not step.get('enabled', True):
             log('step %s: disabled' % name)
             continue
-        if watchdog.timed_out:
+        if run.watchdog.timed_out:
             log('step %s: not started: run timeout of %d s reached' % (name, timeout))
             step_status.append((name, False))
             continue
         step_started = time.monotonic()
         try:
-            summary, step_counters = run_step(step, pg, redis_params, deadline, args.dry_run, engines, watchdog,
-                                              config.get('textfile_dir'))
+            summary, step_counters = run_step(step, run)
         except Exception as error:  # pylint: disable=broad-except
             message = str(error).strip().splitlines()[0] if str(error).strip() else error.__class__.__name__
-            if watchdog.timed_out:
+            if run.watchdog.timed_out:
                 message = 'run timeout of %d s reached (%s)' % (timeout, message)
             log('step %s: FAILED: %s' % (name, message))
             if config.get('debug'):

@@ -18,7 +18,7 @@ def test_config_change_reloads_without_restart(host):
     started = process_start(host, pid)
     reloaded_at = own_metric(host, RELOAD_TS)
 
-    result = run_role("--tags", "configure", "-e", json.dumps({"alertmanager_repeat_interval": new_interval}))
+    result = run_role("--tags", "alertmanager_configure", "-e", json.dumps({"alertmanager_repeat_interval": new_interval}))
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Send Alertmanager the reload signal" in result.stdout

@@ -37,7 +37,7 @@ def test_config_change_reloads_without_restart(host):
     started = process_start(host, pid)
     reloaded_at = own_metric(host, RELOAD_TS)
 
-    result = run_role("--tags", "configure", "-e", json.dumps({"prometheus_scrape_interval": new_interval}))
+    result = run_role("--tags", "prometheus_configure", "-e", json.dumps({"prometheus_scrape_interval": new_interval}))
 
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Send Prometheus the reload signal" in result.stdout
@@ -59,7 +59,7 @@ def test_broken_rule_file_is_refused(host):
 
     result = run_role(
         "--tags",
-        "rules",
+        "prometheus_rules",
         "-e",
         json.dumps({"prometheus_scrape_interval": interval, "prometheus_extra_rule_files": [str(BROKEN_RULES)]}),
     )
@@ -88,7 +88,7 @@ def test_site_rule_file_deployed_through_systemd_reload_and_removed(host):
 
     added = run_role(
         "--tags",
-        "rules",
+        "prometheus_rules",
         "-e",
         json.dumps({"prometheus_scrape_interval": interval, "prometheus_extra_rule_files": [str(SITE_RULES)]}),
     )
@@ -100,7 +100,7 @@ def test_site_rule_file_deployed_through_systemd_reload_and_removed(host):
     assert own_metric(host, RELOAD_TS) > reloaded_at
     assert set(rule_groups(host)) == groups_before | {"molecule-site"}
 
-    removed = run_role("--tags", "rules", "-e", json.dumps({"prometheus_scrape_interval": interval}))
+    removed = run_role("--tags", "prometheus_rules", "-e", json.dumps({"prometheus_scrape_interval": interval}))
 
     assert removed.returncode == 0, removed.stdout + removed.stderr
     assert not host.file(f"{RULES_DIR}/{SITE_RULES.name}").exists
