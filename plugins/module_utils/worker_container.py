@@ -194,7 +194,7 @@ class DockerApi(object):
         """Create and start a container like ``info`` with the settings in its ``Env``; returns its id."""
         name = info['Name'].lstrip('/')
         config = dict(info['Config'])
-        keys = set(key for key, _ in pairs)
+        keys = set(key for key, _value in pairs)
         env = [item for item in config.get('Env') or [] if item.split('=', 1)[0] not in keys]
         if config.get('Hostname') == info['Id'][:12]:   # a generated host name belongs to the old container
             config.pop('Hostname')
@@ -212,7 +212,7 @@ class DockerApi(object):
         host['Ulimits'] = [dict(limit, Name=limit['Name'].lower().replace('rlimit_', '', 1))
                            for limit in host.get('Ulimits') or [] if limit.get('Name')] or None
         body = dict(config, HostConfig=host, NetworkingConfig=dict(EndpointsConfig=endpoints))
-        _, created = self.request('POST', '/containers/create?name=%s' % name, body)
+        _status, created = self.request('POST', '/containers/create?name=%s' % name, body)
         self.start(name)
         return created.get('Id') if isinstance(created, dict) else None
 
@@ -293,7 +293,7 @@ def restart_worker(runtime, run, name, env=None, state='restarted', stop_timeout
         if after is None or not (after.get('State') or {}).get('Running'):
             raise WorkerError('%s is not running after the %s' % (name, method))
         current = env_dict(after)
-        result.update(container_id=after['Id'], env=dict((key, current.get(key)) for key, _ in pairs))
+        result.update(container_id=after['Id'], env=dict((key, current.get(key)) for key, _value in pairs))
         missing = differing(after, pairs)
         if missing:
             raise WorkerError('%s runs without the new settings: %s (its definition sets them after the env file: '

@@ -93,7 +93,7 @@ EXAMPLES = r'''
     login_db: cerniq_db
     state: reset
 
-- name: Re-trigger scoring through the API (runbook body {"query": ...})
+- name: 'Re-trigger scoring through the API (the runbook''s body, {"query": ...})'
   cerniq.ops.quality_scores:
     login_db: cerniq_db
     state: triggered

@@ -144,7 +144,6 @@ REDIS_MODULES = ('bullmq_queue', 'bullmq_queue_info', 'circuit_breaker', 'circui
                  'redis_keys_info')
 
 
-
 def worker_invariant(example):
     """The worker is never lost: exactly one container holds its name and runs, no renamed old one is left,
     and a successful run left it with every requested setting."""

@@ -197,8 +197,9 @@ def test_cerniq_queue_stats(pg_workspace, data):
 @budget(12)
 @given(data=st.data())
 def test_capacity_info(pg_workspace, data):
-    hints = dict(period=st.sampled_from(['1d', '30 days', '6w', '12h', None]), measurements=st.sampled_from([{}, dict(queue_depth=5, memory=50),
-                                                                        dict(disk='full'), dict(memory=float('nan'))]),
+    hints = dict(period=st.sampled_from(['1d', '30 days', '6w', '12h', None]),
+                 measurements=st.sampled_from([{}, dict(queue_depth=5, memory=50), dict(disk='full'),
+                                               dict(memory=float('nan'))]),
                  thresholds=st.sampled_from([{}, dict(memory=dict(warning=1, critical=2, action='x')),
                                              dict(memory=dict(warning='a')), dict(nope=1)]))
     hostile_run(pg_workspace, data, 'capacity_info', CERNIQ, CERNIQ_CORRUPTIONS, hints)

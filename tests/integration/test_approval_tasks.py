@@ -67,7 +67,6 @@ def test_report_and_release(pg_db, pg_conn, breach):
     assert bad.failed and 'nobody@cerniq.invalid' in bad['msg']
 
 
-
 def test_release_to_a_named_operator(pg_db, pg_conn, breach):
     """Issue 17 item 11: redistribution can target a named operator (``assign_to``) instead of the pool; the
     target must be an active user other than the released operators."""

@@ -73,7 +73,6 @@ def test_sla_breach_playbook(pg_db, pg_conn, incident):
         assert len(api.requests) == 12 and 'changed=0' in again.stdout
 
 
-
 def test_sla_breach_playbook_targets_named_users(pg_db, pg_conn, incident):
     """Issue 17 item 11: the runbook's <overloaded_user_id> and <manager_user_id> as playbook options
     (cerniq_release_operators, cerniq_escalate_to) and a named operator for the released tasks
@@ -165,7 +164,6 @@ def test_rate_limiting_playbook(pg_db, redis_params, redis_client, incident):
     redis_client.delete('rate_limit:anaf:remaining')
     calm = run_playbook(_playbook('rate_limiting.yml'), extra_vars=extra)
     assert calm.returncode == 0 and 'Nothing to fix' in calm.stdout, calm.stdout
-
 
 
 def test_rate_limiting_playbook_follows_the_key_overrides(pg_db, redis_params, redis_client, incident):

@@ -153,7 +153,7 @@ def test_silences_of_the_window_are_in_the_report(monitoring, impact_db, pg_db):
 
 def test_errored_contacts_count_only_within_the_window(monitoring, impact_db, pg_db):
     """Issue 17 item 10: a contact that failed before the incident is not affected by it."""
-    prometheus, _ = monitoring
+    prometheus = monitoring[0]
     start = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=30)).isoformat()
     args = dict(pg_db, prometheus_url=prometheus.url, start=start, step=1)
     with impact_db.cursor() as cur:

@@ -71,7 +71,7 @@ def test_podman_worker_is_recreated_with_the_new_settings(worker):
 
 def test_a_setting_overridden_by_the_container_is_reported(worker):
     """KEEP is set with -e on the container's own command line, after the env: the new value cannot win."""
-    name, _ = worker
+    name = worker[0]
     result = run_module('worker_container', dict(name=name, runtime='podman', env=['KEEP=other']), env=RUN_ENV)
     assert result.failed and 'runs without the new settings: KEEP=me' in result['msg'], result
     assert inspect(name)['State']['Running']
