@@ -155,7 +155,7 @@ def test_errored_contacts_count_only_within_the_window(monitoring, impact_db, pg
     """Issue 17 item 10: a contact that failed before the incident is not affected by it."""
     prometheus = monitoring[0]
     start = (datetime.datetime.now(datetime.timezone.utc) - datetime.timedelta(minutes=30)).isoformat()
-    args = dict(pg_db, prometheus_url=prometheus.url, start=start, step=1)
+    args = dict(pg_db, prometheus_url=prometheus.url, start=start, step='1s')
     with impact_db.cursor() as cur:
         cur.execute("INSERT INTO bronze_contacts (tenant_id, created_at, processed_at, processing_status) VALUES "
                     "(gen_random_uuid(), now() - interval '2 hours', now() - interval '1 hour', 'error')")
@@ -206,7 +206,7 @@ def test_status_and_timeline_follow_what_happened(clearing_alerts, pg_conn, pg_d
     cerniq_schema.apply(pg_conn, cerniq_schema.load_migrations_dir(cerniq_schema.default_migrations_dir()))
     prometheus, alertmanager, first, second = clearing_alerts
     start = _at(first - 120)
-    base = dict(pg_db, prometheus_url=prometheus.url, alertmanager_url=alertmanager.url, start=start, step=1,
+    base = dict(pg_db, prometheus_url=prometheus.url, alertmanager_url=alertmanager.url, start=start, step='1s',
                 incident_id='INC-9')
 
     active = run_module('incident_info', dict(base, end=_at(first - 4)))

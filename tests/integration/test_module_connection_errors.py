@@ -46,6 +46,8 @@ EXEMPT = {
     'alertmanager_silence': 'talks to the Alertmanager HTTP API; covered in test_alertmanager_silence.py',
     'alertmanager_silence_info': 'talks to the Alertmanager HTTP API; covered in test_alertmanager_silence.py',
     'signoz_dashboard': 'talks to the SigNoz HTTP API, not PostgreSQL or Redis; covered in test_signoz_dashboard.py',
+    'worker_container': 'talks to podman, the Docker Engine API or compose, not PostgreSQL or Redis; covered in '
+                        'test_worker_container.py (test_bad_input_is_one_line)',
 }
 SECRET = 'a-wrong-secret-9f8e'
 
