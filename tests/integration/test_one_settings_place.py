@@ -59,7 +59,7 @@ EXPORTER_PLAY = """
         dest: "%(dest)s/{{ item.dest }}"
         mode: "0600"
       loop:
-        - {src: "%(repo)s/roles/redis_exporter/templates/prometheus-redis-exporter.default.j2", dest: redis_exporter.env}
+        - {src: "%(repo)s/roles/redis_exporter/templates/environment.j2", dest: redis_exporter.env}
         - {src: "%(repo)s/roles/sql_exporter/templates/prometheus-sql-exporter.yml.j2", dest: sql_exporter.yml}
       tags: [cerniq_test_render]
 """
