@@ -27,13 +27,13 @@ options:
     type: bool
     default: true
   timeout:
-    description: How long to wait for each API call, as a duration with a unit (C(10s)).
+    description: How long to wait for each API call, as a duration with a unit (C(10s)); C(1ms) to C(1h).
     type: str
     default: 10s
   cluster_timeout:
     description:
       - How long the other cluster members may take to show a change, as a duration with a unit
-        (C(30s)). A member that answers but still does not show it then fails the task.
+        (C(30s)); C(0s) to C(1h). A member that answers but still does not show it then fails the task.
     type: str
     default: 30s
 '''

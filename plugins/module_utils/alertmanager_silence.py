@@ -401,8 +401,8 @@ ALERTMANAGER_ARGUMENT_SPEC = dict(
 
 def module_cluster(module):
     """The Cluster of a module's ``url`` list, with its ``timeout``; the cluster timeout in seconds."""
-    from ansible_collections.cerniq.ops.plugins.module_utils.durations import parse_duration
+    from ansible_collections.cerniq.ops.plugins.module_utils.durations import duration_option
     from ansible_collections.cerniq.ops.plugins.module_utils.http_request import module_request
-    timeout = parse_duration(module.params['timeout'], 'timeout')
-    cluster_timeout = parse_duration(module.params['cluster_timeout'], 'cluster_timeout')
+    timeout = duration_option(module.params['timeout'], 'timeout', 0.001, 3600)
+    cluster_timeout = duration_option(module.params['cluster_timeout'], 'cluster_timeout', 0, 3600)
     return Cluster(module.params['url'], module_request(module, timeout=timeout)), cluster_timeout

@@ -32,7 +32,7 @@ def module_request(module, timeout=None):
         try:
             response = open_url(url, data=_body(payload), method=method, headers=JSON_HEADERS,
                                 validate_certs=module.params.get('validate_certs', True),
-                                timeout=timeout or module.params.get('timeout') or 10, follow_redirects='none')
+                                timeout=10 if timeout is None else timeout, follow_redirects='none')
             return response.getcode(), response.read().decode('utf-8', 'replace')
         except HTTPError as error:
             return error.code, error.read().decode('utf-8', 'replace')

@@ -203,6 +203,41 @@ data_model:
   description: Data model used (C(v5), C(v6) or C(unknown)).
   returned: always
   type: str
+data_model_source:
+  description: How RV(data_model) was decided - C(option) (O(data_model)), C(meta.version), or what the queue's keys
+    show when the meta hash has no version.
+  returned: always
+  type: str
+name:
+  description: The queue (O(name)).
+  returned: always
+  type: str
+prefix:
+  description: The key prefix (O(prefix)).
+  returned: always
+  type: str
+state:
+  description: The O(state) the run asked for.
+  returned: always
+  type: str
+paused:
+  description: Whether the queue is paused (C(meta.paused) set; after the run for V(paused) and V(resumed)).
+  returned: when state is repaired, retried, promoted, paused or resumed
+  type: bool
+stalled_counter_field:
+  description: The job hash field counting stalls for the queue's BullMQ version (C(stc), or C(stalledCounter)
+    before 5.49.0).
+  returned: when state is repaired
+  type: str
+over_limit_treatment:
+  description: What the queue's BullMQ version does with a job stalled more than O(max_stalled_count) times -
+    C(fail) (moved to C(failed) by the repair, before 5.53.2) or C(defer) (left to the worker's next stalled check).
+  returned: when state is repaired
+  type: str
+batches:
+  description: Server-side steps (Lua calls) the repair took.
+  returned: when state is repaired
+  type: int
 diff:
   description: Before and after counts, when diff mode is on.
   returned: when diff mode is on

@@ -148,6 +148,11 @@ thresholds:
   description: The thresholds used (the durations written with a unit, for example C(long_running) C(5m)).
   returned: always
   type: dict
+server_version_num:
+  description: The server's version as a number (C(server_version_num), for example C(150007)).
+  returned: always
+  type: int
+  sample: 150007
 '''
 
 from ansible.module_utils.basic import AnsibleModule

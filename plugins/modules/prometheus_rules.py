@@ -125,7 +125,7 @@ options:
     type: str
     default: prometheus
   reload_timeout:
-    description: How long Prometheus may take to process a reload, as a duration with a unit.
+    description: How long Prometheus may take to process a reload, as a duration with a unit; C(0s) to C(1h).
     type: str
     default: 30s
   validate_certs:
@@ -133,7 +133,7 @@ options:
     type: bool
     default: true
   timeout:
-    description: How long to wait for each HTTP call to Prometheus, as a duration with a unit.
+    description: How long to wait for each HTTP call to Prometheus, as a duration with a unit; C(1ms) to C(1h).
     type: str
     default: 10s
 notes:
@@ -240,6 +240,10 @@ validation_output:
   description: promtool's output when it refused the files or a test failed.
   returned: failure
   type: str
+file:
+  description: The rule file a failure is about, when it is about one (for example one that is not valid YAML).
+  returned: failure
+  type: str
 '''
 
 import grp
@@ -248,7 +252,7 @@ import pwd
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.cerniq.ops.plugins.module_utils.durations import parse_duration
+from ansible_collections.cerniq.ops.plugins.module_utils.durations import duration_option
 from ansible_collections.cerniq.ops.plugins.module_utils.errors import fail_engine_error
 from ansible_collections.cerniq.ops.plugins.module_utils.http_request import module_request
 from ansible_collections.cerniq.ops.plugins.module_utils.prometheus_rules import HAS_YAML, Prometheus, RulesError, deploy
@@ -325,12 +329,12 @@ def main():
         module.warn('PyYAML (python3-yaml) is not installed yet: only file-level changes are reported (check mode)')
     prometheus = None
     try:
+        http_timeout = duration_option(params['timeout'], 'timeout', 0.001, 3600)
+        reload_timeout = duration_option(params['reload_timeout'], 'reload_timeout', 0, 3600)
         if params['reload'] != 'none':
-            prometheus = Prometheus(params['prometheus_url'],
-                                    module_request(module, timeout=parse_duration(params['timeout'], 'timeout')),
+            prometheus = Prometheus(params['prometheus_url'], module_request(module, timeout=http_timeout),
                                     method=params['reload'], pid=params['pid'], pid_file=params['pid_file'],
-                                    service=params['service'],
-                                    timeout=parse_duration(params['reload_timeout'], 'reload_timeout'))
+                                    service=params['service'], timeout=reload_timeout)
         result = deploy(params['rules_dir'], files, tests, promtool=promtool, lint_fatal=params['lint_fatal'],
                         exclusive=params['exclusive'], mode=mode, uid=uid, gid=gid, prometheus=prometheus,
                         check_mode=module.check_mode)

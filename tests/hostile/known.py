@@ -59,7 +59,7 @@ KNOWN = [
           'redis_cluster=true against a standalone server is a RedisClusterException traceback',
           lambda args, state, check: args.get('redis_cluster') is True,
           dict(module='bullmq_queue_info', args=dict(redis_cluster=True), state=dict(queues=[], plain=[]),
-               check_mode=False)),
+               check_mode=False), is_open=False),
     Known('bullmq-wrong-type-job', 'bullmq_queue', 'defect 1', 'h-bullmq',
           'a job key of the wrong type part-way through a batch: WRONGTYPE, jobs already popped are in no state',
           lambda args, state, check: _target_has(args, state, ('string_key', 'list_key')),
@@ -77,7 +77,7 @@ KNOWN = [
           lambda args, state, check: any(isinstance(args.get(name), str) and '\x00' in args[name]
                                          for name in PG_CONNECTION),
           dict(module='pg_health_info', template='hostile_tpl_empty', args=dict(application_name='a\x00b'),
-               check_mode=False, state=dict(corruptions=[]))),
+               check_mode=False, state=dict(corruptions=[])), is_open=False),
     Known('schema-table-of-another-shape', 'cerniq_schema', 'defect 12 (class)', 'not assigned to a helper',
           'table naming an existing table that is not a migrations table (users) is a psycopg2 traceback',
           lambda args, state, check: args.get('table', 'schema_migrations') != 'schema_migrations',
@@ -130,12 +130,7 @@ RESERVED_OPEN = {}
 
 # Keys modules return without documenting them in RETURN (the real output must match RETURN): ignored by the
 # oracle while listed here; test_known_failures.py checks each set against RETURN (strict xfail).
-UNDOCUMENTED = {
-    # h-bullmq: every state returns name, prefix, state; repaired adds the rest.
-    'bullmq_queue': {'name', 'prefix', 'state', 'batches', 'data_model_source', 'over_limit_treatment', 'paused',
-                     'stalled_counter_field'},
-    'pg_health_info': {'server_version_num'},   # not assigned to a helper
-}
+UNDOCUMENTED = {}
 
 
 def matches(module, args, state, check_mode):
