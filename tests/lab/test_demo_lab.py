@@ -156,6 +156,11 @@ def test_incident_report_is_filled_from_the_lab(demo):
     for name in ('WorkerDown', 'EnrichmentErrorRate', 'ImportStuck'):
         assert name in report
     assert 'SEV2' in report  # the most severe alert that fired (BullMQQueueDepth / EnrichmentErrorRate sev2)
+    # Runbook 5.2 (issue 17 item 10): the fixes the demo ran are in the timeline, so the incident is no
+    # longer Active - Mitigated while an alert still fires, Resolved once all stayed clear.
+    assert 'Fix deployed' in report and 'cerniq.ops runbook procedures (demo)' in report
+    status = [line for line in report.splitlines() if line.startswith('- **Status:**')]
+    assert len(status) == 1 and status[0].split()[-1] in ('Mitigated', 'Resolved'), status
     assert '<!-- TODO: fill in -->' in report  # root cause and lessons stay for the humans
     assert os.path.getsize(summary['reports']['capacity']) > 0
     assert '<svg' in open(summary['reports']['capacity_html']).read()
