@@ -136,12 +136,17 @@ def _sha256(data):
 
 
 def read_manifest(rules_dir):
+    """{file name: checksum} of the files this engine wrote earlier. A manifest that cannot be read or
+    is not of the shape ``_write_manifest`` writes owns nothing: no file is removed on its word."""
     try:
         with open(os.path.join(rules_dir, MANIFEST)) as handle:
             data = json.load(handle)
-        return dict(data.get('files') or {})
     except (OSError, ValueError):
         return {}
+    files = data.get('files') if isinstance(data, dict) else None
+    if not isinstance(files, dict) or not all(isinstance(n, str) and isinstance(d, str) for n, d in files.items()):
+        return {}
+    return dict(files)
 
 
 def _rule_file_names(rules_dir):

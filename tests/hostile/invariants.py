@@ -362,13 +362,20 @@ def archive_refusals(args):
     return reasons
 
 
+def _ansible_true(value):
+    """Whether Ansible reads ``value`` as true for a bool option ('yes', 'on', 1, ...)."""
+    if isinstance(value, str):
+        return value.strip().lower() in ('yes', 'on', '1', 'true', 'y', 't')
+    return value is True or (isinstance(value, int) and value == 1)
+
+
 def archive_invariant(example):
     args, result, state = example.args, example.result, example.state
     problems = ['ran although %s' % reason for reason in archive_refusals(args)]
     source, archive = _plain(args.get('source_table')), _plain(args.get('archive_table'))
     family = set([source, archive, 'new_archive'] + (list(PARTITION_TREE) + ['pt_archive']
                                                      if source in PARTITION_TREE else []))
-    allows = any(isinstance(v, bool) and v and ('cascade' in k or 'trigger' in k) for k, v in args.items())
+    allows = _ansible_true(args.get('allow_delete_side_effects'))
     other = _tables_changed(example, lambda name: _plain(name) in family or _plain(name).startswith('pt_'))
     if other and not allows:
         problems.append('changed tables it does not archive (cascade or trigger): %s' % other)
