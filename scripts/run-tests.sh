@@ -143,11 +143,11 @@ fail() {  # layer
   exit 1
 }
 
-finished() {  # layer start
+finished() {  # layer start [end]
   DONE+=("$1")
   local count unit detail
   IFS=$'\t' read -r count unit detail <"$LOGDIR/$1.result"
-  printf '== %-11s %5s %-9s passed in %s\n' "$1" "$count" "$unit" "$(elapsed $((SECONDS - $2)))"
+  printf '== %-11s %5s %-9s passed in %s\n' "$1" "$count" "$unit" "$(elapsed $((${3:-$SECONDS} - $2)))"
 }
 
 run_foreground() {  # layer
@@ -162,10 +162,12 @@ run_foreground() {  # layer
 start_background() {  # layer
   echo "== $1 started in the background"
   set -m  # own process group: a failure elsewhere stops the whole layer
-  ( "layer_$1" ) &
+  # The layer notes when it ended (seconds since the run began): its time is its own, not the
+  # time at which a foreground layer finished and noticed it.
+  ( "layer_$1"; rc=$?; echo $((SECONDS - T0)) >"$LOGDIR/$1.end"; exit $rc ) &
   BG_PID[$1]=$!
   set +m
-  BG_START[$1]=$SECONDS
+  BG_START[$1]=$((SECONDS - T0))
 }
 
 check_background() {  # report finished background layers; fail on the first failed one
@@ -175,7 +177,7 @@ check_background() {  # report finished background layers; fail on the first fai
       wait "${BG_PID[$layer]}"; rc=$?
       unset "BG_PID[$layer]"
       [ "$rc" = 0 ] || fail "$layer"
-      finished "$layer" "${BG_START[$layer]}"
+      finished "$layer" "${BG_START[$layer]}" "$(cat "$LOGDIR/$layer.end" 2>/dev/null || echo $((SECONDS - T0)))"
     fi
   done
 }
