@@ -131,6 +131,17 @@ def test_the_incidents_fire_the_shipped_alerts_and_the_fixes_clear_them(demo):
     assert {p['labels']['instance'] for p in worker_down} == {'cerniq-lab-worker:9464'}
 
 
+def test_the_procedures_silenced_what_they_touched_and_expired_it(demo):
+    """Issue 16: the daily maintenance and the runbook procedures' worker restarts open silences scoped to
+    what they touch and expire them when done; the demo lists them."""
+    _proc, summary, _state = demo
+    windows = summary['silences']
+    comments = [w['comment'] for w in windows]
+    assert any(c.startswith('cerniq.ops daily maintenance of ') for c in comments), windows
+    assert any(c.startswith('cerniq.ops restart of cerniq-workers-') for c in comments), windows
+    assert all(w['state'] == 'expired' and w['matchers'] for w in windows), windows
+
+
 def test_alertmanager_routed_the_alerts_by_severity(demo):
     _proc, summary, _state = demo
     routed = summary['receivers']
