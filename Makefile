@@ -51,7 +51,7 @@ build: bootstrap
 	@mkdir -p build && $(VENV)/bin/ansible-galaxy collection build --force --output-path build .
 
 changelog: bootstrap
-	@$(VENV)/bin/antsibull-changelog release
+	@PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/antsibull-changelog release
 
 clean:
 	rm -rf build tests/output .pytest_cache

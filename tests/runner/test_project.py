@@ -73,3 +73,4 @@ def test_the_tarball_carries_the_license_and_the_example_project(tarball):
         assert handle.read() == license_text
     assert 'docs/examples/awx-project/collections/requirements.yml' in names
     assert 'meta/execution-environment.yml' in names
+    assert 'CHANGELOG.rst' in names and 'changelogs/changelog.yaml' in names

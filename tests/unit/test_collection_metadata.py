@@ -31,3 +31,20 @@ def test_galaxy_metadata():
     assert (galaxy['namespace'], galaxy['name']) == ('cerniq', 'ops')
     for excluded in ('tests', 'molecule', 'benchmarks', '.venv'):
         assert excluded in galaxy['build_ignore']
+
+
+def test_the_galaxy_version_is_a_released_changelog_version():
+    """antsibull-changelog lint passes, and galaxy.yml's version is a release in changelog.yaml and CHANGELOG.rst."""
+    import subprocess
+    import sys
+    lint = subprocess.run([os.path.join(os.path.dirname(sys.executable), 'antsibull-changelog'), 'lint'],
+                          cwd=REPO, capture_output=True, text=True, check=False)
+    assert lint.returncode == 0 and not lint.stdout.strip(), lint.stdout + lint.stderr
+    with open(os.path.join(REPO, 'galaxy.yml')) as handle:
+        version = yaml.safe_load(handle)['version']
+    with open(os.path.join(REPO, 'changelogs', 'changelog.yaml')) as handle:
+        releases = yaml.safe_load(handle)['releases']
+    assert version in releases, 'galaxy.yml says %s, changelog.yaml releases %s' % (version, sorted(releases))
+    assert releases[version]['changes'].get('release_summary')
+    with open(os.path.join(REPO, 'CHANGELOG.rst')) as handle:
+        assert '\nv%s\n' % version in handle.read()
