@@ -33,6 +33,7 @@ import psutil
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from benchmarks.playbook_timing import PairedBenchmark, Sample, machine_line  # noqa: E402
 from cerniq_testkit.ansible_run import collections_root  # noqa: E402
 from cerniq_testkit.servers import RedisServer  # noqa: E402
 
@@ -200,6 +201,54 @@ def module_rss(server, big, batch):
     return results
 
 
+def repair_settings():
+    """The batch size and max stalled count repair_queues.yml passes (the cerniq role's defaults)."""
+    import yaml
+    with open(os.path.join(REPO, 'roles', 'cerniq', 'defaults', 'main.yml')) as handle:
+        defaults = yaml.safe_load(handle)
+    return defaults['cerniq_repair_batch_size'], defaults['cerniq_repair_max_stalled_count']
+
+
+def through_playbook(server, client, script, args):
+    """BullMQ's own script and the module through ansible-playbook, paired rounds (playbook_timing)."""
+    batch, max_stalled = repair_settings()
+
+    def fresh():
+        build(client, args.orphans, args.live)
+        slowlog_start(client)
+
+    def bullmq():
+        run = run_bullmq(server, client, script)
+        assert run['moved'] == args.orphans, run['moved']
+        return Sample(run['total'], **{'Redis CPU s': run['cpu'], 'longest server call ms': run['server'][-1] * 1000,
+                                       'worst PING ms': run['probe'] * 1000})
+
+    probes = {}
+
+    def start_probe():
+        fresh()
+        probes['probe'] = Probe(server)
+        probes['probe'].start()
+        probes['cpu'] = redis_cpu(client)
+
+    def after_module(result):
+        if result.get('moved') != args.orphans:
+            raise RuntimeError('the module moved %r jobs, not %d' % (result.get('moved'), args.orphans))
+        calls = slowlog_evalsha(client)
+        return {'Redis CPU s': redis_cpu(client) - probes['cpu'], 'longest server call ms': calls[-1] * 1000,
+                'worst PING ms': probes['probe'].finish() * 1000, 'calls': len(calls)}
+
+    bench = PairedBenchmark(runs=args.repeat, autogroup_nice=args.autogroup_nice)
+    bench.add('BullMQ moveStalledJobsToWait (2 passes)', bullmq, prepare=fresh, baseline=True)
+    bench.add_module('bullmq_queue repaired, as repair_queues.yml', 'bullmq_queue', dict(
+        server.params(), prefix=PREFIX, name=NAME, state='repaired', batch_size=batch,
+        max_stalled_count=max_stalled), prepare=start_probe, rss=True, figures=after_module)
+    bench.run()
+    bench.print_report('repair %d orphaned + %d live-locked active jobs, through ansible-playbook (module seconds = '
+                       'playbook minus the same round\'s start-up; ratio on module process s: the module process '
+                       'alone)' % (args.orphans, args.live))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--orphans', type=int, default=100000)
@@ -208,6 +257,9 @@ def main():
     parser.add_argument('--repeat', type=int, default=3, help='paired rounds (medians are reported)')
     parser.add_argument('--only-ours', action='store_true', help='skip the (slow) BullMQ runs')
     parser.add_argument('--big', type=int, default=1000000, help='jobs in the queue for the RSS run (0: skip)')
+    parser.add_argument('--engine', action='store_true',
+                        help='also the engine-only rounds (Queue.repair() in this process, labelled so)')
+    parser.add_argument('--autogroup-nice', type=int, help='raise the benchmark\'s CPU share (see playbook_timing)')
     args = parser.parse_args()
     path, script = bullmq_stalled_lua()
     # No BUSY replies: let a long script simply block the other clients (that is what we measure).
@@ -220,10 +272,14 @@ def main():
         probe = Probe(server)
         probe.start()
         time.sleep(5)
-        print('machine noise: worst PING to the idle Redis over 5 s: %.1f ms (load average %s)'
-              % (probe.finish() * 1000, ' '.join('%.1f' % v for v in os.getloadavg())))
+        print('machine noise: worst PING to the idle Redis over 5 s: %.1f ms (%s)'
+              % (probe.finish() * 1000, machine_line()))
+        if not args.only_ours:
+            through_playbook(server, client, script, args)
         runs, theirs_runs = [], []
-        for round_no in range(1, args.repeat + 1):
+        if args.engine:
+            print('\nengine only (Queue.repair() in this process, no Ansible):')
+        for round_no in range(1, (args.repeat if args.engine or args.only_ours else 0) + 1):
             build(client, args.orphans, args.live)
             ours = run_ours(server, client, args.batch)
             assert ours['moved'] == args.orphans, ours['moved']
@@ -242,25 +298,26 @@ def main():
                   ' each), worst PING %.0f ms; round ratio %.1fx' % (
                       round_no, theirs['total'], theirs['cpu'], theirs['calls'][0], theirs['calls'][1],
                       theirs['probe'] * 1000, theirs['total'] / ours['total']))
-        ours = sorted(runs, key=lambda r: r['total'])[len(runs) // 2]  # the median run
-        print('cerniq.ops repair            : median total %6.2f s (runs %s; Redis CPU median %.2f s) in %d calls;'
-              ' moved %d, left %d live; longest call %.1f ms; worst PING %.1f ms'
-              % (ours['total'], ' / '.join('%.2f' % r['total'] for r in runs),
-                 statistics.median(r['cpu'] for r in runs), len(ours['calls']), ours['moved'], ours['skipped'],
-                 max(max(r['calls']) for r in runs) * 1000, max(r['probe'] for r in runs) * 1000))
-        for label, calls in (('client-side', sorted(ours['calls'])), ('server-side', ours['server'])):
-            print('ours, per call (%s)  : median %.1f ms, p95 %.1f ms, max %.1f ms (median run)'
-                  % (label, calls[len(calls) // 2] * 1000, calls[int(len(calls) * 0.95)] * 1000, calls[-1] * 1000))
-        if theirs_runs:
-            median_theirs = statistics.median(r['total'] for r in theirs_runs)
-            print('BullMQ moveStalledJobsToWait : median total %6.2f s (runs %s; Redis CPU median %.2f s), one call'
-                  ' blocking Redis per pass' % (median_theirs, ' / '.join('%.2f' % r['total'] for r in theirs_runs),
-                                                statistics.median(r['cpu'] for r in theirs_runs)))
-            print('ratio (BullMQ / ours)        : %.1fx faster (medians of %d paired rounds; per round %s; Redis CPU'
-                  ' %.1fx)' % (median_theirs / statistics.median(r['total'] for r in runs), len(runs),
-                               ' / '.join('%.1fx' % (t['total'] / o['total']) for t, o in zip(theirs_runs, runs)),
-                               statistics.median(r['cpu'] for r in theirs_runs)
-                               / statistics.median(r['cpu'] for r in runs)))
+        ours = sorted(runs, key=lambda r: r['total'])[len(runs) // 2] if runs else None  # the median run
+        if ours is not None:
+            print('cerniq.ops repair            : median total %6.2f s (runs %s; Redis CPU median %.2f s) in %d calls;'
+                  ' moved %d, left %d live; longest call %.1f ms; worst PING %.1f ms'
+                  % (ours['total'], ' / '.join('%.2f' % r['total'] for r in runs),
+                     statistics.median(r['cpu'] for r in runs), len(ours['calls']), ours['moved'], ours['skipped'],
+                     max(max(r['calls']) for r in runs) * 1000, max(r['probe'] for r in runs) * 1000))
+            for label, calls in (('client-side', sorted(ours['calls'])), ('server-side', ours['server'])):
+                print('ours, per call (%s)  : median %.1f ms, p95 %.1f ms, max %.1f ms (median run)'
+                      % (label, calls[len(calls) // 2] * 1000, calls[int(len(calls) * 0.95)] * 1000, calls[-1] * 1000))
+            if theirs_runs:
+                median_theirs = statistics.median(r['total'] for r in theirs_runs)
+                print('BullMQ moveStalledJobsToWait : median total %6.2f s (runs %s; Redis CPU median %.2f s), one call'
+                      ' blocking Redis per pass' % (median_theirs, ' / '.join('%.2f' % r['total'] for r in theirs_runs),
+                                                    statistics.median(r['cpu'] for r in theirs_runs)))
+                print('ratio (BullMQ / ours)        : %.1fx faster (medians of %d paired rounds; per round %s; Redis CPU'
+                      ' %.1fx)' % (median_theirs / statistics.median(r['total'] for r in runs), len(runs),
+                                   ' / '.join('%.1fx' % (t['total'] / o['total']) for t, o in zip(theirs_runs, runs)),
+                                   statistics.median(r['cpu'] for r in theirs_runs)
+                                   / statistics.median(r['cpu'] for r in runs)))
         if args.big:
             active = min(100000 + args.live, args.big // 10)
             live = min(args.live, active // 10)

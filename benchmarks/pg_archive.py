@@ -43,6 +43,7 @@ import psycopg2
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from benchmarks.playbook_timing import PairedBenchmark, Sample, machine_line  # noqa: E402
 from cerniq_testkit.ansible_run import collections_root  # noqa: E402
 from cerniq_testkit.servers import PostgresServer  # noqa: E402
 
@@ -153,53 +154,45 @@ def median_range(values, fmt='%.2f'):
 
 
 def paired(server, conn, opts):
+    """Runbook and module through ansible-playbook in the same rounds (benchmarks/playbook_timing.py)."""
     built = build(conn, opts.rows, opts.days)
     due = q(conn, 'SELECT count(*) FROM src WHERE created_at < now() - %s::interval', (opts.older_than,))[0][0]
     size = q(conn, "SELECT pg_size_pretty(pg_total_relation_size('src')), pg_relation_size('src') / 8192")[0]
     print('table src: %d rows, %s (%d heap pages), %d due (older than %s), built in %.0f s, PostgreSQL %s' % (
         opts.rows, size[0], size[1], due, opts.older_than, built, conn.server_version), flush=True)
-    rounds = []
-    for index in range(opts.runs):
-        copy_table(conn, 'rb')
-        copy_table(conn, 'mod')
-        checkpoint(server)
-        load = os.getloadavg()[0]
-        order = ['runbook', 'module'] if index % 2 == 0 else ['module', 'runbook']
-        figures = {}
-        for side in order:
-            if side == 'runbook':
-                figures[side] = run_runbook(server, 'rb', opts.older_than)
-            else:
-                figures[side] = module_figures(server, 'mod', opts.older_than)
-        rb, mod = figures['runbook'], figures['module']
-        mod['ratio'] = rb['seconds'] / mod['seconds']
-        mod['engine_ratio'] = rb['seconds'] / mod['engine_s']
-        rounds.append((rb, mod))
-        print('round %d (%s first, load average %.1f):' % (index + 1, order[0], load))
-        print('  runbook INSERT + DELETE: %.2f s, %d rows, longest statement %.0f ms, lost %d, in both %d' % (
-            rb['seconds'], rb['rows'], rb['worst_ms'], rb['lost'], rb['both']))
-        print('  pg_archive module process: %.2f s (engine-only elapsed_seconds %.2f s), %d rows in %d batches '
-              '(median %.0f ms, longest %.0f ms), read-only count %.0f ms (longest statement %.0f ms), '
-              'lost %d, in both %d, archived at/after cutoff %d, left_for_next_run %d, peak RSS %.1f MB' % (
-                  mod['seconds'], mod['engine_s'], mod['rows'], mod['batches'], mod['median_ms'], mod['worst_ms'],
-                  mod['check_ms'], mod['worst_check_ms'], mod['lost'], mod['both'], mod['late'], mod['left'],
-                  mod['rss_mb']))
-        print('  ratio runbook / pg_archive: %.2fx (module process), %.2fx (engine only)' % (
-            mod['ratio'], mod['engine_ratio']), flush=True)
-    rb = [r[0] for r in rounds]
-    mod = [r[1] for r in rounds]
-    print('\nmedians of %d rounds (range):' % len(rounds))
-    print('  runbook: %s s, longest statement %s ms, lost %s rows' % (
-        median_range([r['seconds'] for r in rb]), median_range([r['worst_ms'] for r in rb], '%.0f'),
-        median_range([r['lost'] for r in rb], '%d')))
-    print('  pg_archive module process: %s s; engine only: %s s; longest write transaction %s ms; longest '
-          'read-only statement %s ms; lost %d, in both %d, left_for_next_run %d (totals); peak RSS %s MB' % (
-              median_range([r['seconds'] for r in mod]), median_range([r['engine_s'] for r in mod]),
-              median_range([r['worst_ms'] for r in mod], '%.0f'), median_range([r['worst_check_ms'] for r in mod], '%.0f'),
-              sum(r['lost'] for r in mod), sum(r['both'] for r in mod), sum(r['left'] for r in mod),
-              median_range([r['rss_mb'] for r in mod], '%.1f')))
-    print('  paired ratio runbook / pg_archive: %s (module process), %s (engine only)' % (
-        median_range([r['ratio'] for r in mod], '%.2fx'), median_range([r['engine_ratio'] for r in mod], '%.2fx')))
+
+    def fresh(table):
+        def prepare():
+            copy_table(conn, table)
+            checkpoint(server)
+        return prepare
+
+    def runbook():
+        figures = run_runbook(server, 'rb', opts.older_than)
+        return Sample(figures['seconds'], **{'longest statement ms': figures['worst_ms'],
+                                             'rows lost': figures['lost'], 'rows in both tables': figures['both']})
+
+    def module_figures_after(result):
+        lost, both, late = check_rows(conn, 'mod', result['cutoff'])
+        if lost or both or late:
+            raise RuntimeError('pg_archive lost %d rows, left %d in both tables, archived %d too new' % (
+                lost, both, late))
+        return {'longest write ms': result['worst_batch_ms'], 'longest read ms': result['worst_check_ms'],
+                'median batch ms': result['median_batch_ms'], 'batches': result['batches'],
+                'final check ms': result['final_check_ms'], 'rows lost': lost, 'rows in both tables': both,
+                'left for next run': result['left_for_next_run']}
+
+    bench = PairedBenchmark(runs=opts.runs, autogroup_nice=opts.autogroup_nice)
+    bench.add('runbook INSERT + DELETE', runbook, prepare=fresh('rb'), baseline=True)
+    # The options daily_maintenance.yml passes (source_table, archive_table, older_than; the connection
+    # from module_defaults there, as module arguments here).
+    bench.add_module('pg_archive, as daily_maintenance.yml', 'pg_archive', dict(
+        server.params(), source_table='mod', archive_table='mod_archive', timestamp_column='created_at',
+        older_than=opts.older_than), prepare=fresh('mod'), rss=True, figures=module_figures_after)
+    bench.run()
+    bench.print_report('pg_archive vs runbook 3.1 step 3, %d rows, %d due, through ansible-playbook '
+                       '(module seconds = playbook minus the same round\'s start-up; engine s = its elapsed_seconds, '
+                       'engine only)' % (opts.rows, due))
 
 
 def module_only(server, conn, opts):
@@ -232,11 +225,12 @@ def main():
     parser.add_argument('--runs', type=int, default=3, help='paired rounds (medians are reported)')
     parser.add_argument('--module-only', action='store_true',
                         help='one table, the module only: memory and correctness with many due rows')
+    parser.add_argument('--autogroup-nice', type=int, help='raise the benchmark\'s CPU share (see playbook_timing)')
     opts = parser.parse_args()
     with PostgresServer(settings={'shared_buffers': '512MB', 'max_wal_size': '4GB', 'autovacuum': 'off'}) as server:
         conn = psycopg2.connect(server.dsn())
         conn.autocommit = True
-        print('%d CPUs, load average %.1f / %.1f / %.1f' % ((os.cpu_count(),) + os.getloadavg()), flush=True)
+        print(machine_line(), flush=True)
         if opts.module_only:
             module_only(server, conn, opts)
         else:

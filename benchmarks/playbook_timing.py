@@ -181,12 +181,13 @@ class PairedBenchmark(object):
         return method
 
     def add_module(self, label, module, args, prepare=None, check=False, env=None, rss=False, accept=None,
-                   baseline=False):
+                   baseline=False, figures=None):
         """``cerniq.ops.<module>`` (or a fully qualified name) with ``args`` through ansible-playbook.
 
         Its time is the playbook's wall time minus the start-up of the same round.
         ``accept(result)`` may raise when the result is wrong; by default a failed task raises.
-        Extras: the module's own ``elapsed`` (engine seconds) when it returns one, peak RSS with ``rss``.
+        Extras: the module's own ``elapsed`` (engine seconds) when it returns one, peak RSS with ``rss``,
+        and whatever ``figures(result)`` returns (a dict of named numbers: checks made after the run, say).
         """
         if self.startup is None:
             playbook = write_playbook(self.scratch, 'noop', {'ansible.builtin.meta': 'noop'})
@@ -209,6 +210,8 @@ class PairedBenchmark(object):
             if rss:
                 extras['module RSS MB'] = peak / 1e6
                 extras['module process s'] = lived
+            if figures is not None:
+                extras.update(figures(result))
             return Sample(wall, result, **extras)
 
         method = Method(label, run, prepare, baseline, playbook=True)

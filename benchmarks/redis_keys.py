@@ -185,6 +185,8 @@ def main():
 def compare(data, server, args):
     connection = dict(redis_host='127.0.0.1', redis_port=server.port)
     guarded = dict(connection, patterns=[PATTERN], max_keys=args.max_keys)
+    # max_keys at the number of matching keys, below the database's size: the guard must count first.
+    counting = dict(connection, patterns=[PATTERN], max_keys=args.keys)
     unguarded = dict(connection, patterns=[PATTERN])
     expected = args.keys
 
@@ -196,7 +198,11 @@ def compare(data, server, args):
     bench.add('runbook: --scan | xargs DEL', data.measured(
         lambda: timed(lambda: subprocess.run(['bash', '-c', RUNBOOK.format(port=server.port)], check=True)),
         expected), prepare=data.load, baseline=True)
-    for label, module_args in (('module, max_keys=%d' % args.max_keys, guarded), ('module, no max_keys', unguarded)):
+    modes = [('module, max_keys=%d (as daily_maintenance.yml)' % args.max_keys, guarded)]
+    if args.max_keys >= 2 * args.keys:
+        modes.append(('module, max_keys=%d (below DBSIZE: the guard counts)' % args.keys, counting))
+    modes.append(('module, no max_keys', unguarded))
+    for label, module_args in modes:
         method = bench.add_module(label, 'redis_keys', module_args, prepare=data.load, rss=True, accept=accept)
         method.run = data.measured(method.run, expected)
     for label, options in (('engine only, max_keys=%d' % args.max_keys, dict(max_keys=args.max_keys)),
