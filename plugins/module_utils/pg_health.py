@@ -319,6 +319,29 @@ def _index_bloat_estimate(conn, schemas=None):
     return out
 
 
+def _exact_measurements(conn, rows, schema, function, columns, kind, min_bytes, exact, warnings):
+    """(row, measurement) for each estimated ``kind`` ('index' or 'table') row a pgstattuple ``function`` measures.
+
+    With ``exact='auto'`` only relations of at least ``min_bytes``; invalid indexes never. A failure keeps
+    the estimate (with a warning); permission denied stops the measuring, since it is the same for every
+    relation (grant pg_stat_scan_tables to use it).
+    """
+    sql = 'SELECT %s FROM %s.%s(%%s::oid::regclass)' % (columns, quote_ident(schema), function)
+    for row in rows:
+        if (exact == 'auto' and row['size_bytes'] < min_bytes) or not row.get('is_valid', True):
+            continue
+        try:
+            got = _rows(conn, sql, (row[kind + '_oid'],))[0]
+        except Exception as error:  # permission denied, relation dropped meanwhile...
+            if warnings is not None:
+                warnings.append('%s(%s.%s) failed, estimate kept: %s' % (
+                    function, row['schema'], row[kind], str(error).strip().splitlines()[0]))
+            if 'permission denied' in str(error):
+                break
+            continue
+        yield row, got
+
+
 def index_bloat(conn, thresholds, schemas=None, exact='auto', warnings=None):
     """B-tree bloat: estimate for all, pgstatindex for the ones big enough to matter.
 
@@ -331,22 +354,8 @@ def index_bloat(conn, thresholds, schemas=None, exact='auto', warnings=None):
         warnings.append('exact bloat requested but the pgstattuple extension is not installed: estimates only')
     if schema is None:
         return rows
-    func = '%s.pgstatindex' % quote_ident(schema)
-    for row in rows:
-        if exact == 'auto' and row['size_bytes'] < thresholds['index_bloat_min_bytes']:
-            continue
-        if not row['is_valid']:
-            continue
-        try:
-            got = _rows(conn, 'SELECT avg_leaf_density, leaf_pages FROM %s(%%s::oid::regclass)' % func,
-                        (row['index_oid'],))[0]
-        except Exception as error:  # permission denied, index dropped meanwhile...
-            if warnings is not None:
-                warnings.append('pgstatindex(%s.%s) failed, estimate kept: %s' % (
-                    row['schema'], row['index'], str(error).strip().splitlines()[0]))
-            if 'permission denied' in str(error):
-                break  # the same for every index: grant pg_stat_scan_tables to use it
-            continue
+    for row, got in _exact_measurements(conn, rows, schema, 'pgstatindex', 'avg_leaf_density, leaf_pages',
+                                        'index', thresholds['index_bloat_min_bytes'], exact, warnings):
         density = got['avg_leaf_density']
         if density is None or math.isnan(float(density)):  # NaN: empty index
             pct = 0.0
@@ -400,20 +409,9 @@ def table_bloat(conn, thresholds, schemas=None, exact='auto', warnings=None):
     schema = pgstattuple_schema(conn) if exact != 'never' else None
     if schema is None:
         return rows
-    func = '%s.pgstattuple_approx' % quote_ident(schema)
-    for row in rows:
-        if exact == 'auto' and row['size_bytes'] < thresholds['table_bloat_min_bytes']:
-            continue
-        try:
-            got = _rows(conn, 'SELECT approx_free_percent, dead_tuple_percent FROM %s(%%s::oid::regclass)' % func,
-                        (row['table_oid'],))[0]
-        except Exception as error:
-            if warnings is not None:
-                warnings.append('pgstattuple_approx(%s.%s) failed, estimate kept: %s' % (
-                    row['schema'], row['table'], str(error).strip().splitlines()[0]))
-            if 'permission denied' in str(error):
-                break
-            continue
+    for row, got in _exact_measurements(conn, rows, schema, 'pgstattuple_approx',
+                                        'approx_free_percent, dead_tuple_percent', 'table',
+                                        thresholds['table_bloat_min_bytes'], exact, warnings):
         pct = float(got['approx_free_percent'] or 0) + float(got['dead_tuple_percent'] or 0)
         pct = max(0.0, pct - (100 - row['fillfactor']))
         row.update(method='pgstattuple', is_na=False, bloat_pct=_num(pct),

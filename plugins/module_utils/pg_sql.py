@@ -12,6 +12,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
+
 from ansible_collections.cerniq.ops.plugins.module_utils.errors import EngineError
 
 
@@ -21,6 +23,37 @@ def relation(option, value, error=EngineError):
         return quote_relation(value)
     except ValueError as problem:
         raise error('%s: %s' % (option, problem))
+
+
+@contextlib.contextmanager
+def explicit_transactions(conn):
+    """A block that commits its own transactions (one per batch, say) on ``conn``.
+
+    Autocommit is off inside; when the block raises, the open transaction is rolled back before the error
+    goes on (nothing half-written is committed later by someone else's ``commit``); the connection's
+    autocommit setting is restored either way.
+    """
+    autocommit = conn.autocommit
+    conn.autocommit = False
+    try:
+        yield conn
+    except Exception:
+        conn.rollback()
+        raise
+    finally:
+        conn.autocommit = autocommit
+
+
+@contextlib.contextmanager
+def transaction(conn, commit=True):
+    """A block run as one transaction on ``conn``: committed when it ends, or rolled back when ``commit``
+    is false (check mode: the statements ran, nothing stays) or when the block raises."""
+    with explicit_transactions(conn):
+        yield conn
+        if commit:
+            conn.commit()
+        else:
+            conn.rollback()
 
 
 def fetch_all(conn, sql, args=None):

@@ -32,7 +32,7 @@ __metaclass__ = type
 import uuid
 
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.api import rejected_message, request_failed_message
-from ansible_collections.cerniq.ops.plugins.module_utils.pg_sql import fetch_dicts
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_sql import explicit_transactions, fetch_dicts, transaction
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.checks import (
     MAX_LIMIT, MAX_SECONDS, CerniqError, check_api, check_duration, check_fraction, check_int, check_relation,
     check_text, check_texts, check_uuid, check_uuids)
@@ -196,18 +196,16 @@ def active_user(conn, option, ref, tables=None):
     return user
 
 
-def _write(conn, body):
-    autocommit = conn.autocommit
-    conn.autocommit = False
-    try:
-        result = body()
-        conn.commit()
-        return result
-    except Exception:
-        conn.rollback()
-        raise
-    finally:
-        conn.autocommit = autocommit
+def _preview_or_apply(conn, check_mode, preview_sql, apply_sql, params):
+    """The tasks a change would touch (check mode: ``preview_sql``, read only) or touched (``apply_sql``, an
+    UPDATE ... RETURNING run as one transaction), in due order."""
+    if check_mode:
+        rows = fetch_dicts(conn, preview_sql, params)
+        _end_read(conn)
+    else:
+        with transaction(conn):
+            rows = fetch_dicts(conn, apply_sql, params)
+    return sorted(rows, key=lambda r: (r['due_at'], r['id']))
 
 
 def release(conn, operators=None, max_tasks_per_operator=10, due_within='2h', tenant_id=None, tables=None,
@@ -233,17 +231,13 @@ def release(conn, operators=None, max_tasks_per_operator=10, due_within='2h', te
              "AND t.due_at < now() + %%(seconds)s * interval '1 second' %s") % (
         'AND t.tenant_id = %(tenant)s::uuid' if tenant_id else '')
     columns = 't.id::text AS id, t.approval_type, t.priority, t.due_at'
-    if check_mode:
-        rows = fetch_dicts(conn, 'SELECT %s, t.assigned_to::text AS previous_assignee FROM %s t WHERE %s ORDER BY t.due_at'
-                           % (columns, t['tasks'], where), params)
-        _end_read(conn)
-    else:
-        rows = _write(conn, lambda: fetch_dicts(conn, (
-            "UPDATE %s t SET assigned_to = %%(target)s::uuid, "
-            "status = CASE WHEN %%(target)s::uuid IS NULL THEN 'pending' ELSE 'assigned' END, updated_at = now() "
-            "FROM %s old WHERE old.id = t.id AND %s RETURNING %s, old.assigned_to::text AS previous_assignee")
-            % (t['tasks'], t['tasks'], where, columns), params))
-        rows.sort(key=lambda r: (r['due_at'], r['id']))
+    rows = _preview_or_apply(
+        conn, check_mode,
+        'SELECT %s, t.assigned_to::text AS previous_assignee FROM %s t WHERE %s' % (columns, t['tasks'], where),
+        ("UPDATE %s t SET assigned_to = %%(target)s::uuid, "
+         "status = CASE WHEN %%(target)s::uuid IS NULL THEN 'pending' ELSE 'assigned' END, updated_at = now() "
+         "FROM %s old WHERE old.id = t.id AND %s RETURNING %s, old.assigned_to::text AS previous_assignee")
+        % (t['tasks'], t['tasks'], where, columns), params)
     return dict(changed=bool(rows), operators=user_ids, released=rows, assigned_to=target)
 
 
@@ -315,9 +309,7 @@ def _escalate_one(conn, t, post, api_url, task_id, to, reason, escalated_by, ten
     ``None`` when the task is no longer a candidate (another run took it); ``dict(error=...)`` when the call
     failed (nothing written). A database error raises before any call.
     """
-    autocommit = conn.autocommit
-    conn.autocommit = False
-    try:
+    with explicit_transactions(conn):
         if not _escalation_candidates(conn, t, tenant_id, None, lock_id=task_id):
             conn.rollback()
             return None
@@ -344,11 +336,6 @@ def _escalate_one(conn, t, post, api_url, task_id, to, reason, escalated_by, ten
                         % t['escalations'], (int(status), record, task_id, level))
         conn.commit()
         return dict(level=level, api_status=int(status))
-    except Exception:
-        conn.rollback()
-        raise
-    finally:
-        conn.autocommit = autocommit
 
 
 def auto_approve(conn, approval_types, min_confidence=0.90, only_overdue=True, limit=None,
@@ -373,17 +360,13 @@ def auto_approve(conn, approval_types, min_confidence=0.90, only_overdue=True, l
     select = 'SELECT t.id FROM %s t WHERE %s ORDER BY t.due_at, t.id%s' % (
         t['tasks'], where, ' LIMIT %d' % limit if limit is not None else '')
     columns = ('t.id::text AS id, t.approval_type, t.priority, t.due_at, %s AS confidence' % _CONFIDENCE)
-    if check_mode:
-        rows = fetch_dicts(conn, 'SELECT %s FROM %s t WHERE t.id IN (%s) ORDER BY t.due_at, t.id'
-                           % (columns, t['tasks'], select), params)
-        _end_read(conn)
-    else:
-        # the CTE is evaluated once: the LIMIT holds, and rows locked by another run are skipped
-        rows = _write(conn, lambda: fetch_dicts(conn, (
-            "WITH picked AS (%s FOR UPDATE SKIP LOCKED) "
-            "UPDATE %s t SET status = 'approved', decision = 'approve', decision_reason = %%(reason)s, "
-            "decided_at = now(), decided_by = %%(by)s, updated_at = now() "
-            "FROM picked WHERE t.id = picked.id AND t.status = 'pending' RETURNING %s")
-            % (select, t['tasks'], columns), params))
-        rows.sort(key=lambda r: (r['due_at'], r['id']))
+    # Applying: the CTE is evaluated once, so the LIMIT holds, and rows locked by another run are skipped.
+    rows = _preview_or_apply(
+        conn, check_mode,
+        'SELECT %s FROM %s t WHERE t.id IN (%s)' % (columns, t['tasks'], select),
+        ("WITH picked AS (%s FOR UPDATE SKIP LOCKED) "
+         "UPDATE %s t SET status = 'approved', decision = 'approve', decision_reason = %%(reason)s, "
+         "decided_at = now(), decided_by = %%(by)s, updated_at = now() "
+         "FROM picked WHERE t.id = picked.id AND t.status = 'pending' RETURNING %s")
+        % (select, t['tasks'], columns), params)
     return dict(changed=bool(rows), approved=rows)

@@ -17,6 +17,7 @@ __metaclass__ = type
 
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.checks import (
     MAX_SECONDS, CerniqError, check_duration, check_relation, check_text, check_uuid, check_uuids)
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_sql import transaction
 
 DEFAULT_REASON = 'Manually cancelled - stuck processing'
 DEFAULT_STUCK_AFTER = '30m'
@@ -129,18 +130,9 @@ def cancel(conn, reason=DEFAULT_REASON, stuck_after=DEFAULT_STUCK_AFTER, ids=Non
     sql = ("UPDATE %s AS b SET status = 'cancelled', error_message = %%(reason)s, cancelled_at = now(), "
            "updated_at = now()\nWHERE %s\nRETURNING %s") % (
         t['batches_table'], _where(params['ids'], tenant_id).format(contacts=t['contacts_table']), _COLUMNS)
-    autocommit = conn.autocommit
-    conn.autocommit = False
-    try:
-        with conn.cursor() as cur:
-            cur.execute(sql, params)
-            cancelled = sorted((_row(row) for row in cur.fetchall()), key=lambda b: b['started_at'] or '')
-        conn.commit()
-    except Exception:
-        conn.rollback()
-        raise
-    finally:
-        conn.autocommit = autocommit
+    with transaction(conn), conn.cursor() as cur:
+        cur.execute(sql, params)
+        cancelled = sorted((_row(row) for row in cur.fetchall()), key=lambda b: b['started_at'] or '')
     done = set(b['id'] for b in cancelled)
     return dict(changed=bool(cancelled), stuck=stuck, cancelled=cancelled,
                 no_longer_stuck=[b['id'] for b in stuck if b['id'] not in done], queues=queues_of(cancelled))

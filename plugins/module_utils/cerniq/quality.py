@@ -31,6 +31,7 @@ from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.api import rejec
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq.checks import (
     MAX_LIMIT, MAX_SECONDS, CerniqError, check_api, check_duration, check_int, check_relation, check_text, check_texts,
     check_uuid)
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_sql import explicit_transactions, transaction
 
 SCORING_PATH = '/api/v1/internal/scoring/batch'
 DEFAULT_REASON = 'total_quality_score missing - runbook 2.4'
@@ -116,26 +117,14 @@ def reset(conn, tenant_id=None, master_only=False, table='silver_companies', che
              "OR freshness_score IS NOT NULL)%s%s" % (' AND is_master_record' if master_only else '',
                                                       _tenant(tenant_id)))
     params = dict(tenant=tenant_id)
-    autocommit = conn.autocommit
-    conn.autocommit = False
-    try:
-        with conn.cursor() as cur:
-            if check_mode:
-                cur.execute('SELECT id::text FROM %s WHERE %s ORDER BY id' % (t, where), params)
-            else:
-                cur.execute('UPDATE %s SET completeness_score = NULL, accuracy_score = NULL, freshness_score = NULL, '
-                            'updated_at = now() WHERE %s RETURNING id::text' % (t, where), params)
-            count = cur.rowcount
-            sample = sorted(row[0] for row in cur.fetchmany(max(sample_size, 0) or 1))[:sample_size]
+    with transaction(conn, commit=not check_mode), conn.cursor() as cur:
         if check_mode:
-            conn.rollback()
+            cur.execute('SELECT id::text FROM %s WHERE %s ORDER BY id' % (t, where), params)
         else:
-            conn.commit()
-    except Exception:
-        conn.rollback()
-        raise
-    finally:
-        conn.autocommit = autocommit
+            cur.execute('UPDATE %s SET completeness_score = NULL, accuracy_score = NULL, freshness_score = NULL, '
+                        'updated_at = now() WHERE %s RETURNING id::text' % (t, where), params)
+        count = cur.rowcount
+        sample = sorted(row[0] for row in cur.fetchmany(max(sample_size, 0) or 1))[:sample_size]
     return dict(changed=count > 0, reset_count=count, sample=sample)
 
 
@@ -169,9 +158,7 @@ def trigger(conn, post, api_url, batch_size=100, enrichment_statuses=('complete'
         return dict(changed=count > 0, requested_count=count, batches=[], failed_batches=[], sample=sample,
                     batch_count=-(-count // int(batch_size)))
     requested, batches, failed, sample, last = 0, [], [], [], '00000000-0000-0000-0000-000000000000'
-    autocommit = conn.autocommit
-    conn.autocommit = False
-    try:
+    with explicit_transactions(conn):
         while limit is None or requested + sum(f['count'] for f in failed) < limit:
             size = int(batch_size) if limit is None else min(int(batch_size),
                                                              limit - requested - sum(f['count'] for f in failed))
@@ -199,11 +186,6 @@ def trigger(conn, post, api_url, batch_size=100, enrichment_statuses=('complete'
             requested += len(ids)
             batches.append(dict(count=len(ids), api_status=int(status)))
             sample.extend(ids[:max(0, 20 - len(sample))])
-    except Exception:
-        conn.rollback()
-        raise
-    finally:
-        conn.autocommit = autocommit
     return dict(changed=requested > 0, requested_count=requested, batches=batches, failed_batches=failed, sample=sample,
                 batch_count=len(batches))
 
@@ -238,9 +220,7 @@ def trigger_query(conn, post, api_url, enrichment_statuses=('complete',), retrig
     query = scoring_query(enrichment_statuses, tenant_id)
     result = dict(changed=False, requested_count=0, batches=[], failed_batches=[], sample=[], batch_count=0,
                   query=query)
-    autocommit = conn.autocommit
-    conn.autocommit = False
-    try:
+    with explicit_transactions(conn):
         with conn.cursor() as cur:
             cur.execute('SELECT count(*) FILTER (WHERE %s), count(*) FROM %s WHERE %s' % (due, t, eligible), params)
             due_count, covered = cur.fetchone()
@@ -274,9 +254,4 @@ def trigger_query(conn, post, api_url, enrichment_statuses=('complete',), retrig
                 result['failed_batches'] = [failed]
             cur.execute('DROP TABLE pg_temp.companies_to_score')
         conn.commit()
-    except Exception:
-        conn.rollback()
-        raise
-    finally:
-        conn.autocommit = autocommit
     return result
