@@ -124,6 +124,22 @@ def socket_timeout_seconds(params):
         raise RedisConnectError(str(error))
 
 
+def _no_retry():
+    """A retry policy of no retries, or None where redis-py has no such setting (before 4.0: none is made).
+
+    redis-py 8 re-sends a command up to 10 times after a connection error or a timeout (6 and 7: 3
+    times). That multiplies ``redis_socket_timeout`` (a hung server held a task for 11 timeouts), and a
+    write whose reply was lost would run again. A failed call fails the task instead, with what was
+    done so far, whatever the library's version.
+    """
+    try:
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+    except ImportError:  # pragma: no cover - redis-py before 4.0
+        return None
+    return Retry(NoBackoff(), 0)
+
+
 def _client_kwargs(params):
     kwargs = dict(
         username=params.get('redis_username') or None,
@@ -131,6 +147,9 @@ def _client_kwargs(params):
         socket_timeout=socket_timeout_seconds(params),
         socket_connect_timeout=socket_timeout_seconds(params),
     )
+    retry = _no_retry()
+    if retry is not None:
+        kwargs['retry'] = retry
     if params.get('redis_tls'):
         kwargs.update(
             ssl=True,

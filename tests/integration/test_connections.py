@@ -78,6 +78,43 @@ def test_redis_unreachable():
         connect_redis(dict(redis_host='127.0.0.1', redis_port=port, redis_socket_timeout='2s'))
 
 
+def test_redis_calls_are_never_silently_repeated():
+    """A server that accepts and never answers: one connection, one timeout, the task fails.
+
+    redis-py 8 would re-send the command up to 10 times (11 connections here, 11 x the timeout, and a
+    write whose reply was lost run again); the collection sets no retries whatever the version.
+    """
+    import socket
+    import threading
+    listener = socket.socket()
+    listener.bind(('127.0.0.1', 0))
+    listener.listen(32)
+    accepted = []
+
+    def accept():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    stop = threading.Event()
+    thread = threading.Thread(target=accept)
+    thread.start()
+    try:
+        result = run_module('circuit_breaker_info', dict(redis_host='127.0.0.1', redis_port=listener.getsockname()[1],
+                                                         redis_socket_timeout='500ms', sources=['anaf']))
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        listener.close()
+    assert result.failed and 'connection timed out' in result['msg'], result
+    assert len(accepted) == 1, '%d connections: the client retried' % len(accepted)
+
+
 def test_redis_cluster_connects(redis_cluster):
     client = connect_redis(redis_cluster.params())
     client.set('{bull}:probe', 1)
