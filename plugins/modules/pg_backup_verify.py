@@ -74,7 +74,7 @@ options:
     type: float
     default: 10.0
   textfile_path:
-    description: Write metrics to this C(.prom) file in the node_exporter textfile collector directory.
+    description: Write metrics to this file, an absolute path ending in C(.prom) in the node_exporter textfile collector directory.
     type: path
   metrics_task:
     description: Value of the C(task) label of the metrics (not C(job), which is the scrape job's label).
@@ -210,6 +210,9 @@ def main():
     if restore and not HAS_PSYCOPG2:
         from ansible.module_utils.basic import missing_required_lib
         module.fail_json(msg=missing_required_lib('psycopg2 (or psycopg2-binary)'), exception=PSYCOPG2_IMPORT_ERROR)
+    if p['textfile_path'] and not (os.path.isabs(p['textfile_path']) and p['textfile_path'].endswith('.prom')):
+        module.fail_json(msg='textfile_path must be an absolute path ending in .prom (the files node_exporter\'s '
+                             'textfile collector reads), got %r' % p['textfile_path'])
     if p['textfile_path'] and not os.path.isdir(os.path.dirname(os.path.abspath(p['textfile_path']))):
         module.fail_json(msg='directory of textfile_path %s does not exist' % p['textfile_path'])
     try:

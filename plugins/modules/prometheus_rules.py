@@ -265,8 +265,8 @@ def _ids(module):
     try:
         uid = pwd.getpwnam(params['owner']).pw_uid if params['owner'] else -1
         gid = grp.getgrnam(params['group']).gr_gid if params['group'] else -1
-    except KeyError as error:
-        module.fail_json(msg='unknown owner or group: %s' % error)
+    except (KeyError, ValueError):  # ValueError: a name with a NUL byte
+        module.fail_json(msg='unknown owner or group: owner %r, group %r' % (params['owner'], params['group']))
     try:
         mode = int(params['mode'], 8)
     except ValueError:

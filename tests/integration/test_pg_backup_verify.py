@@ -140,6 +140,16 @@ def test_bad_input_is_a_clear_error(tmp_path):
     assert result.failed and 'one of the following is required' in result['msg']
 
 
+@pytest.mark.parametrize('textfile_path', ['backup.prom', 'True', 'metrics/backup.prom', '/tmp/backup.txt'])
+def test_textfile_path_is_an_absolute_prom_file(tmp_path, monkeypatch, textfile_path):
+    """A 10x hostile hunt wrote metrics files named 'True' and '1e9 years' into the directory it ran from."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / 'empty').mkdir()
+    result = run_module('pg_backup_verify', dict(path=str(tmp_path / 'empty'), textfile_path=textfile_path))
+    assert result.failed and 'textfile_path must be an absolute path ending in .prom' in result['msg'], result
+    assert sorted(os.listdir(tmp_path)) == ['empty'] and not os.path.exists(textfile_path)
+
+
 def test_wrong_password_is_one_line(pg_server, pg_db, source, tmp_path):
     _dump(pg_server, pg_db['login_db'], tmp_path / 'a.dump', 'c')
     params = dict(source, login_password='not-the-password')

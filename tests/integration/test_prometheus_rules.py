@@ -279,6 +279,7 @@ def test_only_owned_files_are_removed_unless_exclusive(rules_dir, prometheus):
     (dict(files=[dict(name='a.yml', content=QUEUES), dict(name='a.yml', content=NODES)]), 'rule file a.yml is given twice'),
     (dict(files=[dict(name='a.yml', content='groups: [unclosed')]), 'a.yml is not valid YAML'),
     (dict(mode='rw-r--r--'), "mode 'rw-r--r--' is not an octal mode"),
+    (dict(owner='\x00'), "unknown owner or group: owner '\\x00'"),  # a 10x hostile hunt's: a ValueError traceback
     (dict(reload_timeout='30'), "reload_timeout: '30' is not a duration with a unit"),
     (dict(prometheus_url='http://127.0.0.1:1'), 'Prometheus at http://127.0.0.1:1 does not answer'),
 ])

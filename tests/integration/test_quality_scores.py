@@ -175,3 +175,20 @@ def test_trigger_sends_the_runbook_query(pg_db, pg_conn, unscored):
                             check_mode=True)
         assert tenant['query'] == ('total_quality_score IS NULL AND enrichment_status IN (complete, partial) '
                                    'AND tenant_id = 00000000-0000-0000-0000-000000000001')
+
+
+@pytest.mark.parametrize('payload', ['company_ids', 'query'])
+def test_a_marker_the_database_refuses_stops_the_run_before_any_call(pg_db, pg_conn, unscored, payload):
+    """Found by the 10x hostile hunt: the scoring request went out, then the UPDATE of scoring_requested_at was
+    rejected, so the run failed having sent companies it could not mark (a rerun sends them again)."""
+    _count(pg_conn, "CREATE FUNCTION reject() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$BEGIN RAISE EXCEPTION 'updates of silver_companies are rejected'; END$$; "
+                    "CREATE TRIGGER reject BEFORE UPDATE ON silver_companies FOR EACH ROW EXECUTE FUNCTION reject(); "
+                    "SELECT 1")
+    with HttpRecorder() as api:
+        result = run_module('quality_scores', dict(pg_db, state='triggered', payload=payload, api_url=api.url,
+                                                   api_token=TOKEN, batch_size=2))
+        assert result.failed and 'updates of silver_companies are rejected' in result['msg'], result
+        assert '\n' not in result['msg'].strip()
+        assert api.requests == []
+    assert _count(pg_conn, 'SELECT count(*) FROM silver_companies WHERE scoring_requested_at IS NOT NULL') == 0

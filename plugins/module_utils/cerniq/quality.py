@@ -128,6 +128,19 @@ def reset(conn, tenant_id=None, master_only=False, table='silver_companies', che
     return dict(changed=count > 0, reset_count=count, sample=sample)
 
 
+def _check_marker_writable(conn, t, company_ids):
+    """Before the first API call: the ``scoring_requested_at`` marker can be written (permissions, triggers,
+    a read-only server), proved by a no-op UPDATE of one of ``company_ids`` (one no other transaction holds),
+    rolled back at once. Raises the database's error otherwise, so a run that could not mark what it sends
+    makes no call (a later run would send it again)."""
+    with conn.cursor() as cur:
+        try:
+            cur.execute('UPDATE %s SET scoring_requested_at = scoring_requested_at WHERE id = (SELECT id FROM %s '
+                        'WHERE id = ANY(%%s::uuid[]) LIMIT 1 FOR UPDATE SKIP LOCKED)' % (t, t), (list(company_ids),))
+        finally:
+            conn.rollback()
+
+
 def trigger(conn, post, api_url, batch_size=100, enrichment_statuses=('complete',), retrigger_after='1h',
             limit=None, tenant_id=None, reason=DEFAULT_REASON, table='silver_companies', check_mode=False):
     """Request scoring of eligible unscored master companies, ``batch_size`` ids per call.
@@ -169,6 +182,8 @@ def trigger(conn, post, api_url, batch_size=100, enrichment_statuses=('complete'
             conn.rollback()
             if not ids:
                 break
+            if not requested and not failed:
+                _check_marker_writable(conn, t, ids)
             last = ids[-1]
             try:
                 status, body = post(url, dict(companyIds=ids, reason=reason))
@@ -232,6 +247,8 @@ def trigger_query(conn, post, api_url, enrichment_statuses=('complete',), retrig
             if check_mode:
                 conn.rollback()
                 return dict(result, changed=True, requested_count=covered, sample=sample, batch_count=1)
+            cur.execute('SELECT id::text FROM %s WHERE %s LIMIT 20' % (t, eligible), params)
+            _check_marker_writable(conn, t, [row[0] for row in cur.fetchall()])
             cur.execute('DROP TABLE IF EXISTS pg_temp.companies_to_score')
             cur.execute('CREATE TEMP TABLE companies_to_score AS SELECT id FROM %s WHERE %s' % (t, eligible), params)
         conn.commit()
