@@ -9,6 +9,7 @@ module process), snapshots again and returns everything the test needs to judge 
 import json
 import os
 import subprocess
+import tempfile
 
 import psycopg2
 
@@ -104,9 +105,10 @@ def _libpq(params):
 class Example:
     """One run: its arguments, the state it ran against, the result and the snapshots around it."""
 
-    def __init__(self, module, args, check_mode, state, result, before, after, timed_out):
+    def __init__(self, module, args, check_mode, state, result, before, after, timed_out, stray_files=()):
         self.module, self.args, self.check_mode, self.state = module, args, check_mode, state
         self.result, self.before, self.after, self.timed_out = result, before, after, timed_out
+        self.stray_files = sorted(stray_files)
 
     @property
     def succeeded(self):
@@ -118,8 +120,10 @@ class Example:
         return not self.check_mode and (self.succeeded or bool(self.result.get('changed')))
 
     def problems(self, invariant=None):
-        found = verdict(self.module, self.result, self.check_mode, self.before, self.after, self.timed_out,
-                        self.args)
+        found = list(verdict(self.module, self.result, self.check_mode, self.before, self.after, self.timed_out,
+                             self.args))
+        if self.stray_files:
+            found.append('wrote into the directory it ran in: %s' % ', '.join(self.stray_files))
         if not found and invariant is not None and self.may_have_changed:
             found = list(invariant(self) or [])
         return found
@@ -138,12 +142,19 @@ class _TimedOut(dict):
 def run_example(module, args, check_mode, state, snapshot, env=None):
     """Snapshot, run ``module`` with ``args``, snapshot again; returns an ``Example``."""
     before = snapshot()
-    try:
-        result = run_module(module, args, check_mode=check_mode, env=env, timeout=RUN_TIMEOUT)
-        timed_out = False
-    except subprocess.TimeoutExpired:
-        result, timed_out = _TimedOut(msg='timed out after %ss' % RUN_TIMEOUT), True
-    example = Example(module, args, check_mode, state, result, before, snapshot(), timed_out)
+    # The module runs in an empty directory of its own: no option may make it write there.
+    with tempfile.TemporaryDirectory(prefix='cerniq-hostile-cwd-') as cwd:
+        previous = os.getcwd()
+        os.chdir(cwd)
+        try:
+            result = run_module(module, args, check_mode=check_mode, env=env, timeout=RUN_TIMEOUT)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            result, timed_out = _TimedOut(msg='timed out after %ss' % RUN_TIMEOUT), True
+        finally:
+            os.chdir(previous)
+        stray = os.listdir(cwd)
+    example = Example(module, args, check_mode, state, result, before, snapshot(), timed_out, stray)
     _trace(example)
     return example
 
