@@ -6,7 +6,13 @@ to read its ``moveStalledJobsToWait`` Lua at run time; nothing of it is committe
 
     .venv/bin/python benchmarks/bullmq_repair.py [--orphans 100000] [--live 3000] [--big 1000000]
 
-Engine level (``Queue.repair()``, no Ansible start-up). Prints, for the same data (``--orphans``
+First, as users run it: BullMQ's own script (the baseline) and ``cerniq.ops.bullmq_queue``
+``state=repaired`` with the batch size and max stalled count ``repair_queues.yml`` passes, through
+``ansible-playbook`` (benchmarks/playbook_timing.py: module seconds = playbook minus a no-op playbook
+run right before it; also the module process's own lifetime), in ``--repeat`` paired rounds, with the
+Redis CPU, the longest server call (SLOWLOG) and another client's worst PING (benchmarks/ping_probe.py).
+
+With ``--engine``, also engine level (``Queue.repair()``, no Ansible start-up). Prints, for the same data (``--orphans``
 lockless active jobs + ``--live`` active jobs with a live lock, interleaved, ``meta.version``
 bullmq:6.7.0), in ``--repeat`` paired rounds (ours, then BullMQ's on freshly built data):
   - total time of BullMQ's moveStalledJobsToWait (the marking pass and the moving pass) and of ours,
@@ -33,6 +39,7 @@ import psutil
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+from benchmarks.ping_probe import PingProbe  # noqa: E402
 from benchmarks.playbook_timing import PairedBenchmark, Sample, machine_line  # noqa: E402
 from cerniq_testkit.ansible_run import collections_root  # noqa: E402
 from cerniq_testkit.servers import RedisServer  # noqa: E402
@@ -227,16 +234,19 @@ def through_playbook(server, client, script, args):
 
     def start_probe():
         fresh()
-        probes['probe'] = Probe(server)
-        probes['probe'].start()
+        probes['probe'] = PingProbe(server.port).start()  # a process of its own: no GIL waits measured
         probes['cpu'] = redis_cpu(client)
 
     def after_module(result):
         if result.get('moved') != args.orphans:
             raise RuntimeError('the module moved %r jobs, not %d' % (result.get('moved'), args.orphans))
+        # The probe and the CPU first: reading the slow log (every command, the probe's PINGs too) is
+        # itself a long server call.
+        worst_ping = probes['probe'].stop().worst_ms
+        cpu = redis_cpu(client) - probes['cpu']
         calls = slowlog_evalsha(client)
-        return {'Redis CPU s': redis_cpu(client) - probes['cpu'], 'longest server call ms': calls[-1] * 1000,
-                'worst PING ms': probes['probe'].finish() * 1000, 'calls': len(calls)}
+        return {'Redis CPU s': cpu, 'longest server call ms': calls[-1] * 1000, 'worst PING ms': worst_ping,
+                'calls': len(calls)}
 
     bench = PairedBenchmark(runs=args.repeat, autogroup_nice=args.autogroup_nice)
     bench.add('BullMQ moveStalledJobsToWait (2 passes)', bullmq, prepare=fresh, baseline=True)
@@ -245,7 +255,7 @@ def through_playbook(server, client, script, args):
         max_stalled_count=max_stalled), prepare=start_probe, rss=True, figures=after_module)
     bench.run()
     bench.print_report('repair %d orphaned + %d live-locked active jobs, through ansible-playbook (module seconds = '
-                       'playbook minus the same round\'s start-up; ratio on module process s: the module process '
+                       'playbook minus the no-op playbook run right before it; ratio on module process s: the module process '
                        'alone)' % (args.orphans, args.live))
 
 

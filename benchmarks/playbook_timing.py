@@ -14,11 +14,12 @@ Shared by the benchmarks in this directory (import it after putting the reposito
   generated one-task playbook holding the given module arguments, with ``-v`` so the task's result
   can be read back from the default callback's output.
 * Start-up is measured in the same run: the same play whose only task is ``ansible.builtin.meta:
-  noop`` (Ansible's start-up, inventory and play; no module process), once per round. A module's
-  time is its playbook's wall time minus the start-up of the same round, so it still includes what
-  a module costs every user (AnsiballZ, its Python process, imports, connecting). Start-up is
-  reported on its own row. On a busy machine start-up varies by seconds from one playbook to the
-  next: compare a module's time with its own ``engine s`` (the time it measured itself).
+  noop`` (Ansible's start-up, inventory and play; no module process), run right before every module
+  playbook, after that run's ``prepare``. A module's time is its playbook's wall time minus the
+  start-up measured just before it (``start-up s``), so it still includes what a module costs every
+  user (AnsiballZ, its Python process, imports, connecting). Start-up is reported on its own row
+  (every no-op run). Start-up still varies from one playbook to the next (seconds on a busy machine):
+  compare a module's time with its own ``engine s`` and ``module process s``.
 * Each round runs every method once (after its untimed ``prepare``), in alternating order (forward
   in even rounds, backward in odd ones), so slow drift of a shared machine hits both sides alike.
 * Ratios are paired: per round, baseline seconds / method seconds; the table shows the median of
@@ -184,27 +185,28 @@ class PairedBenchmark(object):
                    baseline=False, figures=None):
         """``cerniq.ops.<module>`` (or a fully qualified name) with ``args`` through ansible-playbook.
 
-        Its time is the playbook's wall time minus the start-up of the same round.
+        Its time is the playbook's wall time minus the no-op playbook's run right before it.
         ``accept(result)`` may raise when the result is wrong; by default a failed task raises.
         Extras: the module's own ``elapsed`` (engine seconds) when it returns one, peak RSS with ``rss``,
         and whatever ``figures(result)`` returns (a dict of named numbers: checks made after the run, say).
         """
+        noop = write_playbook(self.scratch, 'noop', {'ansible.builtin.meta': 'noop'})
         if self.startup is None:
-            playbook = write_playbook(self.scratch, 'noop', {'ansible.builtin.meta': 'noop'})
-            self.startup = Method(STARTUP, lambda: Sample(time_playbook(playbook)[0]))
-            self.methods.insert(0, self.startup)
+            self.startup = Method(STARTUP, None)  # its samples: every no-op run, made by the module methods
         fqcn = module if '.' in module else 'cerniq.ops.%s' % module
         playbook = write_playbook(self.scratch, label, {fqcn: args})
         marker = 'AnsiballZ_%s' % fqcn.rsplit('.', 1)[-1] if rss or self.autogroup_nice is not None else None
 
         def run():
+            startup = time_playbook(noop)[0]
+            self.startup.samples.append(Sample(startup))
             wall, result, proc, peak, lived = time_playbook(playbook, check=check, env=env, process_marker=marker,
                                                             nice=self.autogroup_nice)
             if accept is not None:
                 accept(result)
             elif result is None or result.get('failed') or proc.returncode != 0:
                 raise RuntimeError('%s failed:\n%s' % (label, proc.stdout[-3000:]))
-            extras = {}
+            extras = {'start-up s': startup}
             if isinstance(result.get('elapsed_seconds'), (int, float)):
                 extras['engine s'] = result['elapsed_seconds']
             if rss:
@@ -245,10 +247,10 @@ class PairedBenchmark(object):
         self.load.append(os.getloadavg()[0])
 
     def seconds(self, method):
-        """Per round: a playbook's wall time minus the start-up measured in that round; others as measured."""
+        """Per run: a playbook's wall time minus the start-up measured right before it; others as measured."""
         if not method.playbook:
             return [sample.seconds for sample in method.samples]
-        return [sample.seconds - startup.seconds for sample, startup in zip(method.samples, self.startup.samples)]
+        return [sample.seconds - sample.extras['start-up s'] for sample in method.samples]
 
     def ratios(self, method, extra=None):
         """Per round: baseline seconds / this method's seconds (or its ``extra`` figure)."""
@@ -263,13 +265,14 @@ class PairedBenchmark(object):
 
     def rows(self):
         extras = []
-        for method in self.methods:
+        methods = ([self.startup] if self.startup is not None else []) + self.methods
+        for method in methods:
             for sample in method.samples:
                 extras.extend(name for name in sorted(sample.extras) if name not in extras)
         header = ['method', 'seconds: median (range)', 'paired ratio to baseline: median (range)',
                   'ratio on module process s'] + ['%s: median (worst)' % name for name in extras]
         rows = []
-        for method in self.methods:
+        for method in methods:
             seconds = self.seconds(method)
             ratios = self.ratios(method)
             process_ratios = self.ratios(method, 'module process s') if method.playbook else None

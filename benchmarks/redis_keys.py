@@ -45,6 +45,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 sys.path.insert(0, REPO)
 
+from benchmarks.ping_probe import PingProbe  # noqa: E402
 from benchmarks.playbook_timing import (  # noqa: E402
     PairedBenchmark, Sample, machine_line, prioritize, time_playbook, write_playbook)
 from cerniq_testkit.ansible_run import collections_root  # noqa: E402
@@ -58,27 +59,6 @@ from ansible_collections.cerniq.ops.plugins.module_utils.redis_keys import (  # 
 VALUE = b'v' * 64
 PATTERN = 'cache:*'
 RUNBOOK = 'redis-cli -p {port} --scan --pattern "cache:*" | xargs redis-cli -p {port} DEL > /dev/null'
-
-# Another client: a separate process doing PING round trips (0.5 ms apart) until stdin says stop.
-PROBE = r'''
-import select, socket, sys, time
-sock = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
-sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-samples = []
-sys.stdout.write('ready\n')
-sys.stdout.flush()
-while not select.select([sys.stdin], [], [], 0)[0]:
-    start = time.perf_counter()
-    sock.sendall(b'PING\r\n')
-    data = b''
-    while not data.endswith(b'\r\n'):
-        data += sock.recv(64)
-    samples.append(time.perf_counter() - start)
-    time.sleep(0.0005)
-samples.sort()
-print('%d %.3f %.3f' % (len(samples), samples[-1] * 1000, samples[int(len(samples) * 0.99) - 1] * 1000))
-'''
-
 
 def playbook_max_keys():
     """cerniq_redis_cleanup_max_keys from the cerniq role's defaults (what daily_maintenance.yml passes)."""
@@ -122,21 +102,15 @@ class Server(object):
         def wrapper():
             self.client.config_set('slowlog-log-slower-than', 1000)
             self.client.slowlog_reset()
-            probe = subprocess.Popen([sys.executable, '-c', PROBE, str(self.server.port)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
-            assert probe.stdout.readline().strip() == 'ready'
-            cpu = self.cpu()
-            sample = run()
-            cpu = self.cpu() - cpu
-            probe.stdin.write('stop\n')
-            probe.stdin.flush()
-            pings, worst, p99 = probe.stdout.readline().split()
-            probe.wait()
+            with PingProbe(self.server.port) as probe:
+                cpu = self.cpu()
+                sample = run()
+                cpu = self.cpu() - cpu
             slow = [entry['duration'] / 1000.0 for entry in self.client.slowlog_get(100000)
                     if (entry['command'] or b'').split(b' ')[0].upper() not in (b'SLOWLOG', b'CONFIG', b'INFO')]
             if not isinstance(sample, Sample):
                 sample = Sample(sample)
-            sample.extras.update({'PING worst ms': float(worst), 'PING p99 ms': float(p99), 'server CPU s': cpu,
+            sample.extras.update({'PING worst ms': probe.worst_ms, 'PING p99 ms': probe.p99_ms, 'server CPU s': cpu,
                                   'longest call ms': max(slow) if slow else 0.0})
             if remaining is not None:
                 assert self.client.dbsize() == remaining, (self.client.dbsize(), remaining)

@@ -1,0 +1,29 @@
+"""The benchmarks still run, on tiny data (their figures mean nothing here: they are printed by the real runs).
+
+Each prints its paired table: the runbook's method (or BullMQ's) as the baseline, the module through
+ansible-playbook with its start-up, and a paired ratio.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cerniq_testkit.ansible_run import REPO
+
+RUNS = {
+    'redis_keys.py': ['--keys', '2000', '--runs', '1', '--big', '0'],
+    'pg_archive.py': ['--rows', '5000', '--runs', '1'],
+    'bullmq_repair.py': ['--orphans', '300', '--live', '10', '--repeat', '1', '--big', '0'],
+}
+
+
+@pytest.mark.parametrize('script', sorted(RUNS))
+def test_benchmark_prints_its_paired_table(script):
+    proc = subprocess.run([sys.executable, os.path.join(REPO, 'benchmarks', script)] + RUNS[script], cwd=REPO,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert '| start-up (no-op playbook)' in proc.stdout and '(baseline)' in proc.stdout, proc.stdout[-3000:]
+    module_rows = [line for line in proc.stdout.splitlines() if line.startswith('| ') and 'x (' in line]
+    assert module_rows, proc.stdout[-3000:]
