@@ -60,6 +60,7 @@ VALUE = b'v' * 64
 PATTERN = 'cache:*'
 RUNBOOK = 'redis-cli -p {port} --scan --pattern "cache:*" | xargs redis-cli -p {port} DEL > /dev/null'
 
+
 def playbook_max_keys():
     """cerniq_redis_cleanup_max_keys from the cerniq role's defaults (what daily_maintenance.yml passes)."""
     with open(os.path.join(REPO, 'roles', 'cerniq', 'defaults', 'main.yml')) as handle:
