@@ -9,7 +9,8 @@ then `scripts/demo.py down` and that nothing of the lab is left.
 
 The demo then runs a second time on the running lab (`make demo` twice must work): it reuses
 the containers - except the Redis one, whose processes the test kills first, which it must
-recreate - resets the data and finds and fixes the same incidents again. The rerun does not wait
+recreate - resets the data and finds and fixes the same incidents again; its site.yml run on the
+reused hosts must change nothing. The rerun does not wait
 for the alerts a second time (CERNIQ_DEMO_WAIT_ALERTS=0): the first run proves they fire, route
 and clear; what a rerun can break is the lab reuse and the reset, and those it checks in full.
 
@@ -29,7 +30,6 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEMO = os.path.join(REPO, 'scripts', 'demo.py')
-LAB = os.path.join(REPO, 'scripts', 'lab.sh')
 PODMAN_ENV = dict(os.environ, CONTAINERS_CONF=os.path.join(REPO, 'extensions', 'molecule', 'containers.conf'))
 LAB_CONTAINERS = ('cerniq-lab-db', 'cerniq-lab-redis', 'cerniq-lab-worker', 'cerniq-lab-monitor')
 
@@ -221,13 +221,20 @@ def test_a_second_demo_reuses_the_lab_recreates_a_dead_container_and_does_it_all
 
 
 def test_site_yml_changes_nothing_on_the_converged_lab(demo, demo_again):
-    """Idempotence of the whole stack on four hosts (what the monitoring_e2e Molecule scenario did)."""
-    proc = subprocess.run([LAB, 'up'], env=PODMAN_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                          timeout=30 * 60, check=False)
-    assert proc.returncode == 0, proc.stdout[-6000:]
-    site = proc.stdout.split('[lab] running playbooks/site.yml', 1)[1].split('[lab] running extensions/lab', 1)[0]
+    """Idempotence of the whole stack on the hosts the second demo reused (what the monitoring_e2e Molecule
+    scenario did): the second run's `lab.sh up` ran playbooks/site.yml on the lab the first run converged.
+
+    The Redis host was recreated by that run (the test killed it), so site.yml converged it from scratch there;
+    its roles' idempotence is the redis and redis_exporter Molecule scenarios'. (A third `lab.sh up` only for
+    this check cost 3.5 minutes of the lab layer, the longest of `make test`.)
+    """
+    _proc, _summary, state = demo_again
+    log = (state / 'logs' / '01-lab-up.log').read_text()
+    site = log.split('[lab] running playbooks/site.yml', 1)[1].split('[lab] running extensions/lab', 1)[0]
     recap = dict(re.findall(r'^(cerniq-lab-\w+)\s+: ok=\d+\s+changed=(\d+)', site, re.MULTILINE))
-    assert recap == dict.fromkeys(LAB_CONTAINERS, '0'), site[-6000:]
+    assert set(recap) == set(LAB_CONTAINERS), site[-6000:]
+    assert int(recap.pop('cerniq-lab-redis')) > 0, site[-6000:]  # recreated: converged from scratch
+    assert recap == dict.fromkeys(set(LAB_CONTAINERS) - {'cerniq-lab-redis'}, '0'), site[-6000:]
 
 
 def test_exporters_reach_their_backends_and_the_contract_metrics_arrive(demo):
