@@ -38,13 +38,15 @@ RULES = default_rule_files()
 QUEUES = ['bronze:ingest:csv', 'bronze:ingest:xlsx', 'silver:enrich:termene', 'silver:score:quality']
 # queue -> (waiting jobs, jobs finished per second); termene: waiting, nothing finishes (stalled).
 LOAD = {'bronze:ingest:csv': (6000, 5.0), 'silver:score:quality': (1500, 10.0), 'silver:enrich:termene': (200, 0.0)}
-# The workers' counters started 15 minutes ago: Prometheus gets that past as history, so the
-# 10-minute rate of the rules is the real throughput from the first evaluation.
-STARTED = time.time() - 900
+# The workers' counters started 15 minutes before the stand-in does (CLOCK, set by the stand_in fixture, not
+# at import: with pytest-xdist a worker may import this file many minutes before it runs it, and a
+# history that ended long ago leaves the rules' 10-minute rates a few live samples). Prometheus gets
+# that past as history, so the 10-minute rate of the rules is the real throughput from the first evaluation.
+CLOCK = {'started': time.time() - 900}
 
 
 def _processed(queue, at):
-    return 7 + LOAD[queue][1] * (at - STARTED)
+    return 7 + LOAD[queue][1] * (at - CLOCK['started'])
 
 
 def _history(target):
@@ -52,8 +54,8 @@ def _history(target):
     for queue in LOAD:
         for step in range(0, 880, 15):
             lines.append('cerniq_worker_jobs_processed_total{instance="%s",job="cerniq-workers",queue="%s",'
-                         'status="completed"} %.3f %d' % (target, queue, _processed(queue, STARTED + step),
-                                                          STARTED + step))
+                         'status="completed"} %.3f %d' % (target, queue, _processed(queue, CLOCK['started'] + step),
+                                                          CLOCK['started'] + step))
     return '\n'.join(lines) + '\n# EOF\n'
 
 
@@ -92,6 +94,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(scope='module')
 def stand_in():
+    CLOCK['started'] = time.time() - 900
     server = http.server.ThreadingHTTPServer(('127.0.0.1', free_port()), _Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
