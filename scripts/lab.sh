@@ -101,6 +101,19 @@ reusable() {  # an existing lab container $1 is kept when it runs image $2 and a
   fi
 }
 
+remove() {  # container $1, also when its conmon is gone
+  # Podman 4.3 waits for the exit file conmon would write; with conmon killed the first
+  # `rm -f` times out (exit 125, "timed out waiting for file /run/libpod/exits/...") and only
+  # then marks the container stopped, so the next attempt removes it.
+  local attempt
+  for attempt in 1 2 3; do
+    podman rm -f -t 5 "$1" >/dev/null 2>&1 && return 0
+    exists "$1" || return 0
+    say "$1: podman rm failed (attempt $attempt); retrying"
+  done
+  podman rm -f -t 5 "$1" >/dev/null || die "$1 cannot be removed"
+}
+
 create() {  # container $1 from image $2; the monitor publishes Prometheus and Alertmanager on loopback
   local c=$1 image=$2 args
   args=(--detach --name "$c" --hostname "$c" --label "$LABEL" --label "cerniq.lab.image=$image"
@@ -137,7 +150,7 @@ up() {
         continue
       fi
       [ "$c" != "$MONITOR" ] || { prom_port=$(published 9090); am_port=$(published 9093); }
-      podman rm -f -t 5 "$c" >/dev/null
+      remove "$c"
     fi
     create "$c" "$image"
   done
@@ -185,7 +198,7 @@ down() {
   local c
   for c in "${CONTAINERS[@]}"; do
     if exists "$c"; then
-      if ours "$c"; then podman rm -f -t 5 "$c" >/dev/null; say "$c removed"
+      if ours "$c"; then remove "$c"; say "$c removed"
       else say "$c was not created by the lab; left alone"; fi
     fi
   done
