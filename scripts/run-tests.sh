@@ -131,12 +131,13 @@ stop_lanes() {
   done
   wait 2>/dev/null
   LANE_PIDS=()
-  # Leave no lab or fresh container behind a stopped run. (Molecule scenario containers a killed lane
-  # was converging are not removed yet: issue 12 note.)
+  # Leave no container behind a stopped run: the lab's, the fresh layer's, and those of the Molecule
+  # scenario a killed lane was converging (Molecule's label on a container of the project's image).
   [[ " $ALL_LAYERS " == *" lab "* ]] && scripts/lab.sh down >/dev/null 2>&1
-  local fresh
-  for fresh in $(podman ps -aq --filter label=cerniq.fresh=1 2>/dev/null); do
-    podman rm -f -t 0 "$fresh" >/dev/null 2>&1
+  local c
+  for c in $(podman ps -aq --filter label=cerniq.fresh=1 2>/dev/null) \
+           $(podman ps -aq --filter label=owner=molecule --filter label=org.cerniq.recipe 2>/dev/null); do
+    podman rm -f -t 0 "$c" >/dev/null 2>&1
   done
 }
 

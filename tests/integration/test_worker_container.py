@@ -209,3 +209,6 @@ def test_compose_worker_is_recreated_by_compose(tmp_path):
     finally:
         subprocess.run(compose + ['down', '-t', '0'], cwd=str(tmp_path), env=ENV, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, check=False)
+        # podman-compose 1.0's down leaves the project's network; every run would leak one subnet
+        subprocess.run(['podman', 'network', 'rm', '-f', project + '_default'], env=ENV, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=False)
