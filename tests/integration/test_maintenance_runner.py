@@ -6,12 +6,15 @@ Molecule scenario runs the same runner installed by the role on a systemd host.
 """
 
 import fcntl
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 import time
 
+import psycopg2
+import psycopg2.extensions
 import pytest
 
 from ansible_collections.cerniq.ops.plugins.module_utils.cerniq import schema as cerniq_schema
@@ -132,6 +135,41 @@ def test_timeout_cancels_the_running_statement_and_fails_the_run(tmp_path, pg_db
     assert 'cerniq_maintenance_exit_status{task="daily"} 124' in metrics
     assert 'cerniq_maintenance_last_success_timestamp_seconds' not in metrics
     assert 'cerniq_maintenance_step_success{step="slow_check",task="daily"} 0' in metrics
+
+
+def _watchdog_class():
+    spec = importlib.util.spec_from_file_location('cerniq_maintenance_runner', RUNNER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.Watchdog
+
+
+def test_a_statement_started_after_the_deadline_is_cancelled_too(pg_db):
+    """The race CI hit on a loaded machine: the deadline passed while the step was connecting, the one
+    cancel reached an idle connection, and a 30 s statement then ran to the end (step ok, run 124)."""
+    watchdog = _watchdog_class()(0.2)
+    conn = psycopg2.connect(host=pg_db['login_host'], port=pg_db['login_port'], dbname=pg_db['login_db'],
+                            user=pg_db['login_user'], password=pg_db['login_password'])
+    try:
+        watchdog.watch(conn)
+        watchdog.start()
+        time.sleep(0.6)  # past the deadline, nothing running: the first cancel finds the connection idle
+        assert watchdog.timed_out
+        started = time.monotonic()
+        with pytest.raises(psycopg2.extensions.QueryCanceledError):
+            with conn.cursor() as cur:
+                cur.execute('SELECT pg_sleep(30)')
+        assert time.monotonic() - started < 5
+        conn.rollback()
+        # and no new connection is handed out after the deadline
+        late = psycopg2.connect(host=pg_db['login_host'], port=pg_db['login_port'], dbname=pg_db['login_db'],
+                                user=pg_db['login_user'], password=pg_db['login_password'])
+        with pytest.raises(RuntimeError, match='after the run timeout'):
+            watchdog.watch(late)
+        assert late.closed
+    finally:
+        watchdog.stop()
+        conn.close()
 
 
 def test_failed_step_keeps_last_success_and_other_steps_run(tmp_path, pg_db, cerniq_db, redis_params):

@@ -39,27 +39,45 @@ class Watchdog(object):
 
     A signal handler would only run after the blocking libpq call returns; a
     thread calling ``connection.cancel()`` (PQcancel) interrupts it at once.
+    A cancel reaches only the statement running at that moment: one sent while a
+    step was connecting, or between two statements, is lost. So past the deadline
+    the thread cancels again every RECANCEL seconds until the run stops it, and no
+    new connection is handed out.
     """
+
+    RECANCEL = 0.5
 
     def __init__(self, seconds):
         self.seconds = seconds
         self.timed_out = False
         self.connections = []
-        self.timer = threading.Timer(seconds, self.fire)
-        self.timer.daemon = True
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name='cerniq-watchdog', daemon=True)
 
-    def fire(self):
+    def start(self):
+        self._thread.start()
+
+    def stop(self):
+        self._stopped.set()
+
+    def _run(self):
+        if self._stopped.wait(self.seconds):
+            return
         self.timed_out = True
-        for conn in list(self.connections):
-            try:
-                conn.cancel()
-            except Exception:  # pylint: disable=broad-except
-                pass
+        while True:
+            for conn in list(self.connections):
+                try:
+                    conn.cancel()
+                except Exception:  # pylint: disable=broad-except
+                    pass  # closed meanwhile
+            if self._stopped.wait(self.RECANCEL):
+                return
 
     def watch(self, conn):
-        self.connections.append(conn)
         if self.timed_out:
-            conn.cancel()
+            conn.close()
+            raise RuntimeError('no new PostgreSQL work after the run timeout')
+        self.connections.append(conn)
         return conn
 
 
@@ -430,7 +448,7 @@ def main(argv=None):
     timeout = int(config.get('timeout') or 3600)
     deadline = started + timeout
     watchdog = Watchdog(timeout)
-    watchdog.timer.start()
+    watchdog.start()
 
     engines = Engines(args.lib)
     credentials = read_credentials(config.get('credentials_file'))
@@ -445,7 +463,7 @@ def main(argv=None):
         status, counters, step_status = run_steps(config, run, log)
     finally:
         window.close()
-    watchdog.timer.cancel()
+    watchdog.stop()
     if watchdog.timed_out:
         status = 124
     if not args.dry_run:
