@@ -10,7 +10,6 @@ unchanged.
 LONGEST_FIRST = (
     'test_worker_container.py',
     'test_incident_info.py',
-    'test_demo_local.py',
     'test_maintenance_windows.py',
     'test_prometheus_role.py',
     'test_cerniq_runbook.py',

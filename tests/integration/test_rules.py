@@ -4,11 +4,10 @@ The rules are templates (roles/prometheus/templates/rules/*.j2) rendered from th
 these tests read them rendered by the role itself (cerniq_testkit/rendered.py), at the defaults and at
 changed settings:
 
-* every rendered rule file passes ``promtool check rules --lint-fatal`` (the same
-  command the prometheus role uses as ``validate:``);
-* every ``tests/rules/*.test.yml`` passes ``promtool test rules`` on the rules rendered with the
-  defaults, and a threshold, a ``for:`` and an escalation delay changed in the settings change
-  when the alerts fire (promtool, on the rules rendered with them);
+* ``promtool check rules --lint-fatal`` and ``promtool test rules`` on the rules rendered with
+  the defaults are the ``rules`` layer of ``make test`` (scripts/run-tests.sh), not repeated here;
+  here a threshold, a ``for:`` and an escalation delay changed in the settings change when the
+  alerts fire (promtool, on the rules rendered with them);
 * every alert rule (alertname x severity x escalation) is tested both firing and
   not firing, carries severity/service/summary/description/runbook_url, and the
   SEV1/SEV2 escalation siblings follow runbook 5.3.
@@ -88,27 +87,10 @@ def test_rule_and_test_files_exist():
     assert len(TEST_FILES) >= len(RULE_FILES)
 
 
-@needs_promtool
-@pytest.mark.parametrize('path', RULE_FILES, ids=_ids(RULE_FILES))
-def test_promtool_check_rules_lint_fatal(path):
-    proc = subprocess.run(['promtool', 'check', 'rules', '--lint-fatal', path],
-                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
-    assert proc.returncode == 0, proc.stdout
-
-
 def _promtool_test(directory, test_file):
     """promtool test rules on ``test_file`` run from ``directory`` (which holds ``rendered/``)."""
     return subprocess.run(['promtool', 'test', 'rules', test_file], cwd=directory,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
-
-
-@needs_promtool
-@pytest.mark.parametrize('path', TEST_FILES, ids=_ids(TEST_FILES))
-def test_promtool_test_rules(path):
-    work = os.path.dirname(default_rules_dir())
-    shutil.copy(path, work)
-    proc = _promtool_test(work, os.path.basename(path))
-    assert proc.returncode == 0, proc.stdout
 
 
 def test_every_rule_file_is_covered_by_a_test_file():
