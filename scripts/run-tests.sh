@@ -4,17 +4,18 @@
 #   run-tests.sh fast   all but the container layers (molecule, lab, fresh)
 #   run-tests.sh LAYER  one layer
 #
-# `all` overlaps what waits with what computes: the lab demo (most of it waiting out the
-# alert rules' real `for:` durations) and the fresh-machine set-up (most of it apt and pip
-# downloading) start first, in the background; the other layers run one after the other
-# meanwhile. The first failure stops the run (background layers included) and names its log.
-# A background layer prints a progress line every few minutes while the others run.
+# `all` runs lanes side by side, each lane's layers one after the other (the `all` case below): what waits
+# (the lab demo waiting out the alert rules' real `for:` durations, apt and pip downloads) overlaps
+# with what computes. The first failure stops every lane, removes the containers they made and
+# names its log. Every few minutes a line says which layers are still running.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 REPO=$PWD
 VENV=${CERNIQ_VENV:-.venv}
 export PATH="$REPO/$VENV/bin:$PATH"
 export ANSIBLE_NOCOLOR=1 PY_COLORS=0
+# podman with the project's settings (netavark networks), for the layers and the stop path alike
+export CONTAINERS_CONF=${CONTAINERS_CONF:-$REPO/extensions/molecule/containers.conf}
 LOGDIR=$(mktemp -d /tmp/cerniq-test-logs-XXXXXX)
 # The repository seen as ansible_collections/cerniq/ops, for ansible-lint's syntax checks.
 mkdir -p "$LOGDIR/collections/ansible_collections/cerniq"
@@ -138,6 +139,11 @@ stop_lanes() {
   for c in $(podman ps -aq --filter label=cerniq.fresh=1 2>/dev/null) \
            $(podman ps -aq --filter label=owner=molecule --filter label=org.cerniq.recipe 2>/dev/null); do
     podman rm -f -t 0 "$c" >/dev/null 2>&1
+  done
+  local scenario
+  for scenario in extensions/molecule/*/molecule.yml; do  # each scenario's network (extensions/molecule/config.yml)
+    scenario=${scenario%/molecule.yml}
+    podman network rm -f "cerniq-${scenario##*/}" >/dev/null 2>&1
   done
 }
 
