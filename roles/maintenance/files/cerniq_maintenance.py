@@ -41,11 +41,11 @@ class Watchdog(object):
     thread calling ``connection.cancel()`` (PQcancel) interrupts it at once.
     A cancel reaches only the statement running at that moment: one sent while a
     step was connecting, or between two statements, is lost. So past the deadline
-    the thread cancels again every RECANCEL seconds until the run stops it, and no
+    the thread cancels again every RECANCEL_MS milliseconds until the run stops it, and no
     new connection is handed out.
     """
 
-    RECANCEL = 0.5
+    RECANCEL_MS = 500
 
     def __init__(self, seconds):
         self.seconds = seconds
@@ -70,7 +70,7 @@ class Watchdog(object):
                     conn.cancel()
                 except Exception:  # pylint: disable=broad-except
                     pass  # closed meanwhile
-            if self._stopped.wait(self.RECANCEL):
+            if self._stopped.wait(self.RECANCEL_MS / 1000.0):
                 return
 
     def watch(self, conn):
