@@ -40,6 +40,12 @@ INVENTORY = os.path.join(REPO, 'inventory', 'lab')
 DB, REDIS, WORKER, MONITOR = 'cerniq-lab-db', 'cerniq-lab-redis', 'cerniq-lab-worker', 'cerniq-lab-monitor'
 PODMAN_ENV = dict(os.environ, CONTAINERS_CONF=os.environ.get(
     'CONTAINERS_CONF', os.path.join(REPO, 'extensions', 'molecule', 'containers.conf')))
+# The lab inventory's connection with pipelining, as scripts/lab.sh uses it (inventory/lab/hosts.yml).
+LAB_CONNECTION_ENV = {
+    'CERNIQ_LAB_CONNECTION': os.environ.get('CERNIQ_LAB_CONNECTION', 'podman_pipelined'),
+    'ANSIBLE_CONNECTION_PLUGINS': os.environ.get('ANSIBLE_CONNECTION_PLUGINS',
+                                                 os.path.join(REPO, 'extensions', 'plugins', 'connection')),
+}
 WORKER_PY = '/opt/cerniq-lab-worker/venv/bin/python'
 WORKER_PROGRAM = '/opt/cerniq-lab-worker/cerniq_lab_worker.py'
 WORKER_ENV = '/etc/cerniq-lab/workers.env'
@@ -136,7 +142,8 @@ class LabDemo:
 
     def playbook(self, name, path, extra=None, show=every_line):
         return self.stages.command(name, playbook_command(INVENTORY, path, extra),
-                                   env=playbook_env(CERNIQ_API_TOKEN=API_TOKEN), show=show, what=path)
+                                   env=playbook_env(CERNIQ_API_TOKEN=API_TOKEN, **LAB_CONNECTION_ENV), show=show,
+                                   what=path)
 
     def procedure(self, name, path, extra=None):
         """A runbook procedure on the database host, acting unattended (as an AWX job would)."""

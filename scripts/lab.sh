@@ -15,6 +15,9 @@ cd "$ROOT"
 VENV=${CERNIQ_VENV:-$ROOT/.venv}
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$ROOT/extensions/molecule/containers.conf}
 export PATH="$VENV/bin:$PATH"
+# The lab inventory's connection with pipelining (inventory/lab/hosts.yml).
+export CERNIQ_LAB_CONNECTION=${CERNIQ_LAB_CONNECTION:-podman_pipelined}
+export ANSIBLE_CONNECTION_PLUGINS=${ANSIBLE_CONNECTION_PLUGINS:-$ROOT/extensions/plugins/connection}
 
 NETWORK=cerniq-lab
 LABEL=cerniq.lab=1

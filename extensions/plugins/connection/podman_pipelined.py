@@ -1,5 +1,5 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""containers.podman.podman with pipelining, for the Molecule scenarios' systemd containers.
+"""containers.podman.podman with pipelining, for the systemd containers of the Molecule scenarios and the lab.
 
 Test infrastructure, not part of the collection's interface. containers.podman's connection
 runs each task as six podman calls (mount, `echo ~`, mkdir, chmod, the module, rm), because it
