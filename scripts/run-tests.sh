@@ -224,12 +224,13 @@ case "$target" in
     # What waits (the lab demo's alert windows, the fresh machine's downloads, Molecule's container
     # boots, the integration tests' servers and playbooks) runs beside what computes. Measured on
     # this 2-core machine: see README, "Test layers".
+    # The lab lane sets the run's length (its demo waits out real alert windows between CPU-heavy
+    # playbook runs): it gets the CPU first. The others take what it leaves while it waits; the
+    # pure-CPU lane, done long before the rest, last.
     start_lane lab
-    start_lane fresh molecule
-    # Pure CPU with nothing timed, done long before the others: it yields the CPU to the lanes that
-    # set the run's length (the lab's playbooks, Molecule) and takes what they leave while they wait.
+    start_lane --nice 5 fresh molecule
     start_lane --nice 10 sanity lint unit rules
-    start_lane integration hostile runner
+    start_lane --nice 5 integration hostile runner
     ;;
   fast)
     start_lane sanity lint unit rules
