@@ -121,6 +121,8 @@ create() {  # container $1 from image $2; the monitor publishes Prometheus and A
   local c=$1 image=$2 args
   args=(--detach --name "$c" --hostname "$c" --label "$LABEL" --label "cerniq.lab.image=$image"
         --network "$NETWORK" --cap-add SYS_ADMIN --systemd always)
+  # A CPU weight for the containers (scripts/run-tests.sh gives its lanes' containers their nice's weight).
+  [ -z "${CERNIQ_CONTAINER_CPU_SHARES:-}" ] || args+=(--cpu-shares "$CERNIQ_CONTAINER_CPU_SHARES")
   if [ "$c" = "$MONITOR" ]; then
     # The ports it had before, when they are still free; else the next free ones.
     prom_port=${CERNIQ_LAB_PROMETHEUS_PORT:-$(pick_port "${prom_port:-9090}")} || die "no free port for Prometheus"

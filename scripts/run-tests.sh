@@ -164,12 +164,23 @@ fail() {  # layer
   exit 1
 }
 
+# The CPU weight of a nice value (the kernel's sched_prio_to_weight table). Nice orders only the
+# processes that share a cgroup: the processes of a container are weighed as one group, by the
+# container's cgroup weight (`podman run --cpu-shares`, 1024 by default), whatever the nice of the
+# shell that started it. A lane's containers (Molecule's, the fresh machine) get its nice's weight.
+cpu_shares() {
+  case $1 in 0) echo 1024 ;; 5) echo 335 ;; 10) echo 110 ;; *) echo "no CPU weight for nice $1" >&2; exit 2 ;; esac
+}
+
 start_lane() {  # [--nice N] layers...
   local nice=0
   if [ "$1" = --nice ]; then nice=$2; shift 2; fi
+  local shares
+  shares=$(cpu_shares "$nice") || exit 2
   set -m  # own process group: a failure elsewhere stops the whole lane, its children included
   (
     [ "$nice" = 0 ] || renice -n "$nice" -p "$BASHPID" >/dev/null
+    export CERNIQ_CONTAINER_CPU_SHARES=$shares
     for layer in "$@"; do
       now >"$LOGDIR/$layer.start"
       ( "layer_$layer" ); rc=$?

@@ -61,6 +61,8 @@ def fresh_machine(tmp_path_factory):
             tar.add(os.path.join(REPO, name), arcname=name, recursive=False)
     name = 'cerniq-fresh-%s' % uuid.uuid4().hex[:8]
     args = ['run', '-d', '--name', name, '--systemd=always', '--label', 'cerniq.fresh=1']
+    if os.environ.get('CERNIQ_CONTAINER_CPU_SHARES'):  # the lane's priority (scripts/run-tests.sh)
+        args += ['--cpu-shares', os.environ['CERNIQ_CONTAINER_CPU_SHARES']]
     if os.path.exists(HOST_CA):
         shutil.copy(HOST_CA, work / 'host-ca.crt')
         args += ['-v', '%s:/run/host-ca.crt:ro' % (work / 'host-ca.crt'), '-e', 'PIP_CERT=/run/host-ca.crt']
