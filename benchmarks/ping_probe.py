@@ -12,7 +12,8 @@ the run and stopped after it::
 import subprocess
 import sys
 
-# PING round trips 0.5 ms apart until stdin says stop; prints the count, the worst and the p99 (ms).
+# PING round trips 0.5 ms apart until stdin says stop (at least one: a run shorter than the probe's
+# first round trip, stop already waiting, still has a sample); prints the count, the worst and the p99 (ms).
 PROBE = r'''
 import select, socket, sys, time
 sock = socket.create_connection(('127.0.0.1', int(sys.argv[1])))
@@ -20,13 +21,15 @@ sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 samples = []
 sys.stdout.write('ready\n')
 sys.stdout.flush()
-while not select.select([sys.stdin], [], [], 0)[0]:
+while True:
     start = time.perf_counter()
     sock.sendall(b'PING\r\n')
     data = b''
     while not data.endswith(b'\r\n'):
         data += sock.recv(64)
     samples.append(time.perf_counter() - start)
+    if select.select([sys.stdin], [], [], 0)[0]:
+        break
     time.sleep(0.0005)
 samples.sort()
 print('%d %.3f %.3f' % (len(samples), samples[-1] * 1000, samples[int(len(samples) * 0.99) - 1] * 1000))

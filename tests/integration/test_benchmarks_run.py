@@ -27,3 +27,20 @@ def test_benchmark_prints_its_paired_table(script):
     assert '| start-up (no-op playbook)' in proc.stdout and '(baseline)' in proc.stdout, proc.stdout[-3000:]
     module_rows = [line for line in proc.stdout.splitlines() if line.startswith('| ') and 'x (' in line]
     assert module_rows, proc.stdout[-3000:]
+
+
+def test_the_ping_probe_has_a_sample_when_the_run_ends_before_its_first_ping():
+    """A run shorter than the probe's first round trip (the benchmarks' engine-only rounds, 0.01 s) sent
+    'stop' before any PING: the probe had no sample, crashed on the empty list and failed the benchmark
+    (seen under load, 4 of 10 immediate stops). It measures at least one round trip now."""
+    sys.path.insert(0, os.path.join(REPO, 'benchmarks'))
+    try:
+        from ping_probe import PingProbe
+    finally:
+        sys.path.pop(0)
+    from cerniq_testkit.servers import RedisServer
+    with RedisServer() as server:
+        for _ in range(10):
+            with PingProbe(server.port) as probe:
+                pass
+            assert probe.pings >= 1 and probe.worst_ms >= probe.p99_ms > 0
