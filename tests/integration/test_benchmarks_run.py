@@ -40,7 +40,7 @@ def test_the_ping_probe_has_a_sample_when_the_run_ends_before_its_first_ping():
         sys.path.pop(0)
     from cerniq_testkit.servers import RedisServer
     with RedisServer() as server:
-        for _ in range(10):
+        for _attempt in range(10):
             with PingProbe(server.port) as probe:
                 pass
             assert probe.pings >= 1 and probe.worst_ms >= probe.p99_ms > 0
