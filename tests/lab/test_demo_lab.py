@@ -39,28 +39,11 @@ def podman(*args):
                           text=True, check=False)
 
 
-def prefer_the_session(pid):
-    """The demo's session gets about nine times the CPU weight of another (root only; else nothing changes).
-
-    With kernel autogroups (Debian's default) a session is scheduled as one group of weight 1024,
-    whatever the nice of its processes: in `make test` the demo, in a session of its own, weighed as
-    much as all the other lanes' processes together and as each test server in its own session, and its
-    first `lab.sh up` (sequential podman execs, each waiting in the run queue) took 13 minutes beside
-    them for about 6 of CPU. The lab lane sets the run's length; the others take what it leaves.
-    """
-    try:
-        with open('/proc/%d/autogroup' % pid, 'w') as handle:
-            handle.write('-10')
-    except OSError:
-        pass
-
-
 def run_demo(state, **env_vars):
     """scripts/demo.py in its own process group: on a timeout the whole run (its playbooks too) is killed."""
     env = dict(os.environ, CERNIQ_DEMO_DIR=str(state), **env_vars)
     proc = subprocess.Popen([sys.executable, DEMO], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
-    prefer_the_session(proc.pid)
     try:
         out = proc.communicate(timeout=45 * 60)[0]
     except subprocess.TimeoutExpired:
