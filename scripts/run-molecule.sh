@@ -78,18 +78,32 @@ run_one() {
   local lock="/var/tmp/cerniq-molecule-${s//\//_}.lock"
   exec 8>"$lock"
   flock -n 8 || { say "scenario $s: another run holds $lock, waiting"; flock 8; }
-  if molecule test -s "$s" </dev/null >"$log" 2>&1; then
+  # Molecule's state for this run only (so `create` always creates), and no `destroy` playbook runs:
+  # remove_instance does what it would, before (a run killed earlier) and after, in 0.3 s instead of
+  # two ansible-playbook runs (about 12 CPU-s a scenario).
+  local state
+  state=$(mktemp -d "${TMPDIR:-/tmp}/cerniq-molecule-state.XXXXXX")
+  remove_instance "$s"
+  if MOLECULE_EPHEMERAL_DIRECTORY=$state molecule test -s "$s" --destroy=never </dev/null >"$log" 2>&1; then
     echo "scenario $s: passed ($((SECONDS - t0)) s)"
     rc=0
   else
     echo "scenario $s: FAILED ($((SECONDS - t0)) s, log: $log)"
     tail -n 40 "$log" | sed "s/^/  [$s] /"
-    # leave nothing running behind a failed scenario
-    molecule destroy -s "$s" </dev/null >>"$log" 2>&1 || true
     rc=1
   fi
+  remove_instance "$s"  # leave nothing running, after a failed scenario too
+  rm -rf "$state"
   exec 8>&-
   return $rc
+}
+
+# What the driver's destroy playbook removes for scenario $1: its container and network, both named
+# cerniq-<scenario> by extensions/molecule/config.yml.
+remove_instance() {
+  podman rm -f -t 0 "cerniq-$1" >/dev/null 2>&1
+  podman network rm -f "cerniq-$1" >/dev/null 2>&1
+  return 0
 }
 
 # Scenarios are independent (own container names, network, Molecule directory), so
@@ -102,7 +116,7 @@ if [ "$JOBS" -le 1 ]; then
     run_one "$s" | tee -a "$RESULTS" || break
   done
 else
-  export -f run_one say
+  export -f run_one remove_instance say
   export SCENARIO_ROOT LOGDIR
   # shellcheck disable=SC2016  # $1 is expanded by the inner bash, not here
   printf '%s\n' "${scenarios[@]}" | xargs -P "$JOBS" -I{} bash -c 'run_one "$1"' _ {} | tee -a "$RESULTS"

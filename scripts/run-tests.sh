@@ -172,16 +172,22 @@ cpu_shares() {
   case $1 in 0) echo 1024 ;; 5) echo 335 ;; 10) echo 110 ;; *) echo "no CPU weight for nice $1" >&2; exit 2 ;; esac
 }
 
-start_lane() {  # [--nice N] layers...
-  local nice=0
-  if [ "$1" = --nice ]; then nice=$2; shift 2; fi
-  local shares
-  shares=$(cpu_shares "$nice") || exit 2
+start_lane() {  # [--nice N] layers... [--nice N layers...]  (a --nice applies to the layers after it)
+  local item layers=()
+  for item in "$@"; do
+    case $item in --nice|[0-9]*) ;; *) layers+=("$item") ;; esac
+  done
   set -m  # own process group: a failure elsewhere stops the whole lane, its children included
   (
-    [ "$nice" = 0 ] || renice -n "$nice" -p "$BASHPID" >/dev/null
-    export CERNIQ_CONTAINER_CPU_SHARES=$shares
-    for layer in "$@"; do
+    while [ $# -gt 0 ]; do
+      layer=$1; shift
+      if [ "$layer" = --nice ]; then
+        renice -n "$1" -p "$BASHPID" >/dev/null
+        CERNIQ_CONTAINER_CPU_SHARES=$(cpu_shares "$1") || exit 2
+        export CERNIQ_CONTAINER_CPU_SHARES
+        shift
+        continue
+      fi
       now >"$LOGDIR/$layer.start"
       ( "layer_$layer" ); rc=$?
       now >"$LOGDIR/$layer.end"
@@ -191,8 +197,8 @@ start_lane() {  # [--nice N] layers...
   ) &
   LANE_PIDS+=($!)
   set +m
-  ALL_LAYERS="$ALL_LAYERS $*"
-  echo "== lane: $*"
+  ALL_LAYERS="$ALL_LAYERS ${layers[*]}"
+  echo "== lane: ${layers[*]}"
 }
 
 report_ended() {  # print the layers that ended since the last call; fail on the first failed one
@@ -238,9 +244,11 @@ case "$target" in
     # The lab lane sets the run's length (its demo waits out real alert windows between CPU-heavy
     # playbook runs): it gets the CPU first. The others take what it leaves while it waits; the
     # pure-CPU lane, done long before the rest, last.
+    # Molecule, the longest after the lab, starts at once; the fresh machine follows the pure-CPU
+    # layers, in time to end with the others.
     start_lane lab
-    start_lane --nice 5 fresh molecule
-    start_lane --nice 10 sanity lint unit rules
+    start_lane --nice 5 molecule
+    start_lane --nice 10 sanity lint unit rules --nice 5 fresh
     start_lane --nice 5 integration hostile runner
     ;;
   fast)
