@@ -17,6 +17,8 @@ export ANSIBLE_NOCOLOR=1 PY_COLORS=0
 # podman with the project's settings (netavark networks), for the layers and the stop path alike
 export CONTAINERS_CONF=${CONTAINERS_CONF:-$REPO/extensions/molecule/containers.conf}
 LOGDIR=$(mktemp -d /tmp/cerniq-test-logs-XXXXXX)
+# Marks every process this run starts, in whatever session (stop_lanes finds them by it).
+export CERNIQ_TEST_RUN=${LOGDIR##*/}
 # The repository seen as ansible_collections/cerniq/ops, for ansible-lint's syntax checks.
 mkdir -p "$LOGDIR/collections/ansible_collections/cerniq"
 ln -s "$REPO" "$LOGDIR/collections/ansible_collections/cerniq/ops"
@@ -125,13 +127,29 @@ print_summary() {
   SUMMARY_TOTAL="$tests tests (pytest, ansible-test sanity and promtool rule tests), $scenarios Molecule scenarios, $files files linted"
 }
 
+run_pids() {  # the processes of this run (they carry its CERNIQ_TEST_RUN), whatever their session
+  grep -lzx "CERNIQ_TEST_RUN=$CERNIQ_TEST_RUN" /proc/[0-9]*/environ 2>/dev/null | cut -d/ -f3
+}
+
 stop_lanes() {
-  local pid
+  local pid strays
+  # Test servers, workers and the demo run in sessions of their own: killing a lane's process group
+  # does not reach them, and a killed pytest runs no fixture teardown.
+  strays=" $(run_pids | tr '\n' ' ') "
   for pid in "${LANE_PIDS[@]}"; do
     kill -- -"$pid" 2>/dev/null || kill "$pid" 2>/dev/null
   done
   wait 2>/dev/null
   LANE_PIDS=()
+  for pid in $strays; do kill "$pid" 2>/dev/null; done
+  sleep 2
+  for pid in $(run_pids); do kill -KILL "$pid" 2>/dev/null; done
+  # The integration and runner tests' containers are named after their pytest process.
+  local name
+  for name in $(podman ps -a --format '{{.Names}}' 2>/dev/null); do
+    case $name in cerniq-test-*-[0-9]*|cerniq-ee-worker-[0-9]*) ;; *) continue ;; esac
+    [[ "$strays" == *" ${name##*-} "* ]] && podman rm -f -t 0 "$name" >/dev/null 2>&1
+  done
   # Leave no container behind a stopped run - only those of this run's layers (another run's are not ours):
   # the lab's, the fresh layer's, and those of the Molecule scenario a killed lane was converging
   # (Molecule's label on a container of the project's image) with the scenarios' networks.
