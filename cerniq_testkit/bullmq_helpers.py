@@ -34,7 +34,7 @@ def run(py, command, port, queue, *extra, **kw):
 def start_worker(py, port, queue, *extra, **kw):
     args, tail = _base(py, port, queue, kw.get('prefix', 'bull'), kw.get('cluster', False))
     return subprocess.Popen(args + ['work'] + tail + [str(e) for e in extra], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, process_group=0)
 
 
 def finish(proc, timeout=120):

@@ -62,7 +62,7 @@ class _Server:
 
     def _start(self, args):
         log = open(os.path.join(self.base, 'server.log'), 'ab')
-        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, process_group=0)
         _wait_for_port(self.port, 30, self.proc, self.name)
 
     def stop(self):

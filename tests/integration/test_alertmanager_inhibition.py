@@ -65,7 +65,7 @@ def alertmanager(tmp_path_factory):
     log = open(str(tmp_path / 'alertmanager.log'), 'wb')
     proc = subprocess.Popen([BINARY, '--config.file=%s' % config, '--storage.path=%s' % (tmp_path / 'data'),
                              '--web.listen-address=127.0.0.1:%d' % port, '--cluster.listen-address='],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=log, stderr=subprocess.STDOUT, process_group=0)
     deadline = time.monotonic() + 60
     while True:
         assert proc.poll() is None, open(log.name).read()[-2000:]

@@ -109,7 +109,7 @@ def postgres_exporter(pg_server):
         params['login_user'], params['login_password'], params['login_port']))
     port = free_port()
     proc = subprocess.Popen([EXPORTER, '--web.listen-address=127.0.0.1:%d' % port], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0)
     yield '127.0.0.1:%d' % port
     proc.terminate()
     proc.wait(timeout=30)

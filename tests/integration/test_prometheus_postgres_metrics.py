@@ -51,7 +51,7 @@ def test_rule_metrics_exposed_by_postgres_exporter(pg_server, tmp_path):
     port = free_port()
     proc = subprocess.Popen([EXPORTER, '--web.listen-address=127.0.0.1:%d' % port,
                              '--extend.query-path=%s' % queries],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, process_group=0)
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -97,7 +97,7 @@ class Prometheus:
         self.proc = subprocess.Popen(
             ['prometheus', '--config.file=%s' % config, '--storage.tsdb.path=%s' % data_dir,
              '--web.listen-address=127.0.0.1:%d' % port],
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+            stdout=self.log, stderr=subprocess.STDOUT, process_group=0)
         self.wait_for(lambda: self._get('/-/ready', raw=True) is not None, 'Prometheus ready')
 
     def _get(self, path, raw=False):
@@ -264,7 +264,7 @@ def test_redis_keys_relabelled_into_bullmq_queue_jobs(tmp_path, start_prometheus
     exporter = subprocess.Popen(
         [exporter_bin, '-redis.addr', 'redis://127.0.0.1:%d' % redis_server.port,
          '-web.listen-address', '127.0.0.1:%d' % exporter_port, '-check-single-keys', ','.join(keys)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0)
     try:
         port = free_port()
         result = _apply(tmp_path, {

@@ -27,7 +27,7 @@ def bullmq_consumer(services, queue, count):
     consumer = subprocess.Popen(
         [PY, WORKER, 'work', '--port', str(services.redis.port), '--password', services.redis.password,
          '--queue', queue, '--prefix', 'bull', '--record', 'test:consumed', '--seconds', '120', '--until', str(count)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, process_group=0)
     try:
         yield
     finally:
