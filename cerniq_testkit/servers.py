@@ -229,7 +229,7 @@ class RedisServer:
                 args = [binary, conf] + args[1:]
             if self.cluster:
                 args += ['--cluster-enabled', 'yes', '--cluster-config-file',
-                         os.path.join(self.base, 'nodes.conf'), '--cluster-node-timeout', '2000']
+                         os.path.join(self.base, 'nodes.conf'), '--cluster-node-timeout', '15000']
             args += self.extra_args
             self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                          process_group=0)
@@ -286,14 +286,16 @@ class RedisCluster:
         addresses = ['127.0.0.1:%d' % node.port for node in self.nodes]
         subprocess.run([shutil.which('redis-cli'), '--cluster', 'create'] + addresses + ['--cluster-yes'],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, timeout=60)
-        deadline = time.monotonic() + 30
+        # Every node, not only the first: a client is redirected to the node that holds its key's slot,
+        # and a node still converging answers CLUSTERDOWN (seen under load).
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            out = subprocess.run([shutil.which('redis-cli'), '-p', str(self.nodes[0].port), 'cluster', 'info'],
-                                 stdout=subprocess.PIPE, check=True).stdout.decode()
-            if 'cluster_state:ok' in out:
+            if all('cluster_state:ok' in subprocess.run(
+                    [shutil.which('redis-cli'), '-p', str(node.port), 'cluster', 'info'],
+                    stdout=subprocess.PIPE, check=True).stdout.decode() for node in self.nodes):
                 return self
             time.sleep(0.2)
-        raise RuntimeError('redis cluster did not reach cluster_state:ok')
+        raise RuntimeError('redis cluster did not reach cluster_state:ok on every node')
 
     @property
     def port(self):
