@@ -85,7 +85,9 @@ def test_a_failed_recreation_puts_the_old_container_back():
     podman('tag', worker_image(), tag)
     try:
         podman('run', '-d', '--name', name, '-e', 'ANAF_CONCURRENCY=4', tag, 'sleep', 'infinity')
-        podman('untag', tag)
+        # `podman untag IMAGE` alone removes every name of the image - the project's base image tags
+        # too (Molecule then failed to create its containers, and every run rebuilt the image): this name only.
+        podman('untag', tag, tag)
         before = inspect(name)
         result = run_module('worker_container', dict(name=name, runtime='podman', env=['ANAF_CONCURRENCY=1']),
                             env=RUN_ENV)
@@ -97,7 +99,7 @@ def test_a_failed_recreation_puts_the_old_container_back():
         assert podman('ps', '-a', '--filter', 'name=%s-cerniq-old' % name, '--format', '{{.Names}}') == ''
     finally:
         remove(name)
-        podman('untag', tag, check=False)
+        podman('untag', tag, tag, check=False)
 
 
 def test_bad_input_is_one_line():
