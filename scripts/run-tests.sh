@@ -153,11 +153,12 @@ stop_lanes() {
   for pid in $strays; do kill "$pid" 2>/dev/null; done
   sleep 2
   for pid in $(run_pids); do kill -KILL "$pid" 2>/dev/null; done
-  # The integration and runner tests' containers are named after their pytest process.
+  # The integration and runner tests' containers are named after their pytest process
+  # (cerniq-test-<what>-<pid>, and -cerniq-old while the worker_container module replaces one).
   local name
   for name in $(podman ps -a --format '{{.Names}}' 2>/dev/null); do
-    case $name in cerniq-test-*-[0-9]*|cerniq-ee-worker-[0-9]*) ;; *) continue ;; esac
-    [[ "$strays" == *" ${name##*-} "* ]] && podman rm -f -t 0 "$name" >/dev/null 2>&1
+    [[ $name =~ ^cerniq-(test-[a-z]+|ee-worker)-([0-9]+) ]] || continue
+    [[ "$strays" == *" ${BASH_REMATCH[2]} "* ]] && podman rm -f -t 0 "$name" >/dev/null 2>&1
   done
   # Leave no container behind a stopped run - only those of this run's layers (another run's are not ours):
   # the lab's, the fresh layer's, and those of the Molecule scenario a killed lane was converging
