@@ -46,7 +46,8 @@ def ingest_worker(stuck):
 
 @pytest.fixture
 def bronze_query(pg_db):
-    """A query on bronze_contacts that runs for 30 s in another session (cancelled at the end)."""
+    """A query on bronze_contacts that runs in another session until the test cancels it at the end (its
+    600 s only bound it: a 30 s query had ended before the diagnosis read it on a loaded machine)."""
     conn = psycopg2.connect(host=pg_db['login_host'], port=pg_db['login_port'], dbname=pg_db['login_db'],
                             user=pg_db['login_user'], password=pg_db['login_password'])
     pid = conn.get_backend_pid()
@@ -54,7 +55,7 @@ def bronze_query(pg_db):
     def run():
         try:
             with conn.cursor() as cur:
-                cur.execute('SELECT count(*) FROM bronze_contacts, pg_sleep(30)')
+                cur.execute('SELECT count(*) FROM bronze_contacts, pg_sleep(600)')
         except psycopg2.Error:
             pass
 
@@ -79,7 +80,7 @@ def test_diagnosis_shows_worker_log_and_bronze_queries(pg_db, redis_params, stuc
     assert 'heartbeat ok' not in out and 'worker started' not in out
     assert '1 bronze quer(ies) active or idle in transaction for more than 1 s' in out, out
     row = [line for line in out.splitlines() if line.strip().startswith('"%d ' % bronze_query)]
-    assert row and 'SELECT count(*) FROM bronze_contacts, pg_sleep(30)' in row[0] and ' active ' in row[0], out
+    assert row and 'SELECT count(*) FROM bronze_contacts, pg_sleep(600)' in row[0] and ' active ' in row[0], out
     assert 'Report only' in out
 
     missing = run_playbook(PLAYBOOK, extra_vars=dict(extra, cerniq_ingest_worker='cerniq-no-such-worker-%d'
