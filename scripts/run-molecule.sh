@@ -98,15 +98,15 @@ run_one() {
   return $rc
 }
 
-# What the driver's destroy playbook removes for scenario $1: its container and network, both named
-# cerniq-<scenario> by extensions/molecule/config.yml.
+# What the driver's destroy playbook removes for scenario $1: its container, cerniq-<scenario>
+# (extensions/molecule/config.yml), and the cerniq-<scenario> network older runs created.
 remove_instance() {
   podman rm -f -t 0 "cerniq-$1" >/dev/null 2>&1
   podman network rm -f "cerniq-$1" >/dev/null 2>&1
   return 0
 }
 
-# Scenarios are independent (own container names, network, Molecule directory), so
+# Scenarios are independent (own container names, Molecule directory), so
 # CERNIQ_MOLECULE_JOBS of them run at once (default 2: most of a scenario is waiting
 # on apt and systemd). With 1, the run stops at the first failure.
 JOBS=${CERNIQ_MOLECULE_JOBS:-2}
