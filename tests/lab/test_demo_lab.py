@@ -225,7 +225,7 @@ def test_site_yml_changes_nothing_on_the_converged_lab(demo, demo_again):
     scenario did): the second run's `lab.sh up` ran playbooks/site.yml on the lab the first run converged.
 
     The Redis host was recreated by that run (the test killed it), so site.yml converged it from scratch there;
-    its roles' idempotence is the redis and redis_exporter Molecule scenarios'. (A third `lab.sh up` only for
+    its roles' idempotence is the redis Molecule scenario's (a Redis host: redis and redis_exporter). (A third `lab.sh up` only for
     this check cost 3.5 minutes of the lab layer, the longest of `make test`.)
     """
     _proc, _summary, state = demo_again

@@ -1,16 +1,18 @@
-"""Verify cerniq.ops.redis_exporter inside the scenario's systemd container."""
+"""Verify cerniq.ops.redis_exporter on the Redis host, beside the Redis of cerniq.ops.redis."""
 
 import re
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
 import cerniq_testinfra  # noqa: E402
+from test_redis import PASSWORD, cli  # noqa: E402
 
 SERVICE = "prometheus-redis-exporter"
 ENV_FILE = "/etc/default/prometheus-redis-exporter"
 URL = "http://127.0.0.1:9121/metrics"
-PASSWORD = "molecule-redis-pass"
 QUEUES = [
     "bronze:ingest:csv",
     "bronze:ingest:xlsx",
@@ -19,6 +21,16 @@ QUEUES = [
     "silver:score:quality",
 ]
 STATES = ["wait", "active", "paused", "prioritized", "delayed", "failed", "completed", "waiting-children"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def queued_jobs(host):
+    """Three ids waiting in bronze:ingest:csv and one delayed job, as BullMQ keeps them."""
+    cli(host, "DEL", "bull:bronze:ingest:csv:wait", "bull:bronze:ingest:csv:delayed")
+    cli(host, "LPUSH", "bull:bronze:ingest:csv:wait", "1", "2", "3")
+    cli(host, "ZADD", "bull:bronze:ingest:csv:delayed", "1", "4")
+    yield
+    cli(host, "DEL", "bull:bronze:ingest:csv:wait", "bull:bronze:ingest:csv:delayed")
 
 
 def scrape(host, wait_for="redis_up 1"):

@@ -1,4 +1,4 @@
-"""Verify cerniq.ops.postgres_exporter inside the scenario's systemd container."""
+"""Verify cerniq.ops.postgres_exporter on the database host, beside cerniq.ops.postgresql."""
 
 import sys
 from pathlib import Path
@@ -10,8 +10,8 @@ SERVICE = "prometheus-postgres-exporter"
 ENV_FILE = "/etc/default/prometheus-postgres-exporter"
 QUERY_FILE = "/etc/prometheus/postgres_exporter_queries.yaml"
 URL = "http://127.0.0.1:9187/metrics"
-# The converge password (quote, space, dollar, backslash).
-PASSWORD = "mol'ecule pa$$ \\w0rd"
+# The exporter's password in converge.yml (quote, space, dollar, backslash).
+PASSWORD = "exp'orter pa$$ \\w0rd"
 
 
 def scrape(host, wait_for="pg_up 1"):
