@@ -22,7 +22,9 @@ export ANSIBLE_CONNECTION_PLUGINS=${ANSIBLE_CONNECTION_PLUGINS:-$ROOT/extensions
 NETWORK=cerniq-lab
 LABEL=cerniq.lab=1
 MONITOR=cerniq-lab-monitor
-CONTAINERS=(cerniq-lab-db cerniq-lab-redis cerniq-lab-worker "$MONITOR")
+REDIS=cerniq-lab-redis
+WORKER=cerniq-lab-worker
+CONTAINERS=(cerniq-lab-db "$REDIS" "$WORKER" "$MONITOR")
 
 say() { printf '[lab] %s\n' "$*"; }
 die() { say "$*"; exit 1; }
@@ -137,34 +139,58 @@ create() {  # container $1 from image $2; the monitor publishes Prometheus and A
 # playbooks/site.yml on the lab. Without extra arguments, one run per host at once (--limit): each
 # host's plays then run beside the others' instead of after them - the same plays and tasks in a
 # quarter less time (alone: 210 -> 158 s from nothing, 123 -> 92 s on the converged lab; the
-# database host is the longest). Each host's output follows when all are done; a line says when
-# each ends.
-# With arguments (a --limit, --tags, --check of the user's), one run as given.
+# database host is the longest). The lab workers (lab_workers, below) need only their own host and
+# Redis: they start as soon as those two are done, beside the database host's run. Each host's
+# output follows when all are done; a line says when each ends.
+# With arguments (a --limit, --tags, --check of the user's), one run as given, then the workers.
 run_site() {
   local site=(ansible-playbook -i inventory/lab playbooks/site.yml)
   export ANSIBLE_COLLECTIONS_PATH="$COLL_TMP" ANSIBLE_DEPRECATION_WARNINGS=false
   if [ ${#LAB_PLAYBOOK_ARGS[@]} -gt 0 ]; then
     "${site[@]}" "${LAB_PLAYBOOK_ARGS[@]}"
+    lab_workers
     return
   fi
-  local c pid failed="" t0=$SECONDS
+  local c pid failed="" done_hosts="" workers_pid="" t0=$SECONDS
   local -A host_of=()
   for c in "${CONTAINERS[@]}"; do
     "${site[@]}" --limit "$c" >"$COLL_TMP/site-$c.log" 2>&1 &
     host_of[$!]=$c
   done
   for c in "${CONTAINERS[@]}"; do
-    if wait -n -p pid; then
+    if wait -n -p pid "${!host_of[@]}"; then
       say "site.yml on ${host_of[$pid]}: done ($((SECONDS - t0)) s)"
+      done_hosts="$done_hosts ${host_of[$pid]} "
     else
       say "site.yml on ${host_of[$pid]}: FAILED ($((SECONDS - t0)) s)"
       failed="$failed ${host_of[$pid]}"
+    fi
+    unset "host_of[$pid]"
+    if [ -z "$workers_pid$failed" ] && [[ $done_hosts == *" $WORKER "* && $done_hosts == *" $REDIS "* ]]; then
+      say "lab workers: starting, beside the other hosts' site.yml"
+      lab_workers >"$COLL_TMP/lab-workers.log" 2>&1 &
+      workers_pid=$!
     fi
   done
   for c in "${CONTAINERS[@]}"; do
     cat "$COLL_TMP/site-$c.log"
   done
-  [ -z "$failed" ] || die "playbooks/site.yml failed on:$failed (output above)"
+  [ -z "$failed" ] || { [ -z "$workers_pid" ] || wait "$workers_pid"; die "playbooks/site.yml failed on:$failed (output above)"; }
+  if [ -n "$workers_pid" ]; then
+    if wait "$workers_pid"; then cat "$COLL_TMP/lab-workers.log"; else
+      cat "$COLL_TMP/lab-workers.log"; die "extensions/lab/lab_workers.yml failed (output above)"
+    fi
+  else
+    lab_workers
+  fi
+}
+
+# The stand-in workers (real BullMQ workers with the workers' metrics), from a wheelhouse
+# downloaded here once (the containers install offline from it).
+lab_workers() {
+  wheelhouse
+  say "running extensions/lab/lab_workers.yml"
+  CERNIQ_LAB_WHEELHOUSE="$WHEELS" ansible-playbook -i inventory/lab extensions/lab/lab_workers.yml "${LAB_PLAYBOOK_ARGS[@]}"
 }
 
 up() {
@@ -206,12 +232,6 @@ up() {
   ln -s "$ROOT" "$COLL_TMP/ansible_collections/cerniq/ops"
   say "running playbooks/site.yml"
   run_site
-
-  # The stand-in workers (real BullMQ workers with the workers' metrics), from a wheelhouse
-  # downloaded here once (the containers install offline from it).
-  wheelhouse
-  say "running extensions/lab/lab_workers.yml"
-  CERNIQ_LAB_WHEELHOUSE="$WHEELS" ansible-playbook -i inventory/lab extensions/lab/lab_workers.yml "${LAB_PLAYBOOK_ARGS[@]}"
 
   # One run of each maintenance job now, so that their freshness metrics exist
   # (otherwise MaintenanceStatusMissing fires until the first timer run at night);

@@ -6,6 +6,8 @@ import time
 
 import pytest
 
+from ansible_collections.cerniq.ops.plugins.module_utils import pg_backup
+from ansible_collections.cerniq.ops.plugins.module_utils.pg_connection import connect_postgres
 from cerniq_testkit.ansible_run import run_module
 
 
@@ -157,3 +159,21 @@ def test_wrong_password_is_one_line(pg_server, pg_db, source, tmp_path):
     assert result.failed and 'authentication failed' in result['msg']
     assert result['checks'] == {'found': True, 'readable': True, 'restored': False}
     assert 'Traceback' not in result['msg'] and 'not-the-password' not in result['msg']
+
+
+def test_scratch_database_left_in_use_is_dropped_by_force(pg_server, pg_db, source):
+    """The scratch database is dropped plainly first (that stops autovacuum workers, which a forced
+    drop refuses to terminate for a role that is not superuser); a session still in it after the
+    plain drop's 5 s wait, such as a restore client left behind, is then terminated by the forced one."""
+    admin = connect_postgres(source)
+    try:
+        with admin.cursor() as cur:
+            cur.execute('CREATE DATABASE restore_check_in_use')
+        left_behind = connect_postgres(dict(source, login_db='restore_check_in_use'))
+        started = time.monotonic()
+        pg_backup._drop_scratch(admin, 'restore_check_in_use')  # pylint: disable=protected-access
+        assert time.monotonic() - started >= 4  # the plain DROP waited, then the forced one ran
+        assert 'restore_check_in_use' not in _databases(pg_server)
+        left_behind.close()
+    finally:
+        admin.close()
