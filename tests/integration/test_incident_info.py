@@ -174,7 +174,7 @@ def _ends(seconds_from_now):
 def clearing_alerts():
     """Alerts that really fire and clear: two HITLTasksOverdue of two tenants (one clears 10 s after the
     other) and an EnrichmentStalled that clears with the first. The rules compare time() with fixed ends."""
-    first, second = _ends(25), _ends(35)
+    first, second = _ends(40), _ends(50)  # time for both servers to start and fire all three under load
     rules = """
 groups:
   - name: clearing
@@ -216,7 +216,8 @@ def test_status_and_timeline_follow_what_happened(clearing_alerts, pg_conn, pg_d
                                              mitigated_by='oncall-ana'))
     assert fixed['status'] == 'Mitigated' and '| Fix deployed | oncall-ana |' in fixed['markdown'], fixed['markdown']
 
-    prometheus.wait_for(lambda: len(prometheus.query('ALERTS{alertstate="firing"}')) == 1, 'the first alerts cleared',
+    # At most one left: under load the second may have cleared too by now (10 s later); `partly` reads history.
+    prometheus.wait_for(lambda: len(prometheus.query('ALERTS{alertstate="firing"}')) <= 1, 'the first alerts cleared',
                         timeout=90)
     partly = run_module('incident_info', dict(base, end=_at(first + 4)))
     assert partly['status'] == 'Mitigated' and partly['resolved_at'] is None, partly
