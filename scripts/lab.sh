@@ -175,7 +175,7 @@ run_site() {
   for c in "${CONTAINERS[@]}"; do
     cat "$COLL_TMP/site-$c.log"
   done
-  [ -z "$failed" ] || { [ -z "$workers_pid" ] || wait "$workers_pid"; die "playbooks/site.yml failed on:$failed (output above)"; }
+  [ -z "$failed" ] || { [ -z "$workers_pid" ] || wait "$workers_pid" || true; die "playbooks/site.yml failed on:$failed (output above)"; }
   if [ -n "$workers_pid" ]; then
     if wait "$workers_pid"; then cat "$COLL_TMP/lab-workers.log"; else
       cat "$COLL_TMP/lab-workers.log"; die "extensions/lab/lab_workers.yml failed (output above)"
