@@ -113,7 +113,7 @@ def test_ids_with_colons_and_limit(redis_client):
     for job_id in ('a:1', 'b:2', 'c:3'):
         redis_client.hset(keys.job(job_id), mapping={'name': 'x', 'data': '{}', 'timestamp': 1})
         redis_client.lpush(keys['active'], job_id)
-    redis_client.set(keys.lock('b:2'), 'token', px=60000)
+    redis_client.set(keys.lock('b:2'), 'token', px=3600000)
     result = Queue(redis_client, Q).repair(limit=1)
     assert result['moved'] == 1 and result['moved_sample'] == ['a:1']
     result = Queue(redis_client, Q).repair()

@@ -5,9 +5,9 @@ from cerniq_testkit.bullmq_helpers import snapshot
 
 
 def _seed(client):
-    client.set('circuit:anaf:state', 'OPEN', px=120000)
+    client.set('circuit:anaf:state', 'OPEN', px=3600000)  # TTLs outlive a slow run
     client.set('circuit:anaf:failures', 12)
-    client.set('rate_limit:anaf:remaining', 0, px=41000)
+    client.set('rate_limit:anaf:remaining', 0, px=2410000)
     client.set('circuit:termene:state', 'CLOSED')
     client.set('circuit:termene:failures', 2)
     client.set('rate_limit:termene:remaining', 87)
@@ -19,7 +19,7 @@ def test_read_reports_state_failures_and_rate_limit(redis_client, redis_params):
     assert not result.failed and result['changed'] is False
     anaf = result['sources']['anaf']
     assert anaf['state'] == 'OPEN' and anaf['open'] is True and anaf['failures'] == 12
-    assert anaf['rate_limit_remaining'] == 0 and 0 < anaf['rate_limit_reset_seconds'] <= 41
+    assert anaf['rate_limit_remaining'] == 0 and 2000 < anaf['rate_limit_reset_seconds'] <= 2410
     assert result['sources']['termene']['open'] is False
     assert result['sources']['termene']['rate_limit_remaining'] == 87
     assert result['sources']['other'] == dict(result['sources']['other'], state=None, open=False, failures=None)

@@ -156,6 +156,22 @@ def test_unreachable_alertmanager_does_not_stop_the_maintenance(pg_db, cerniq_db
     assert 'NOT silenced, Alertmanager failed: no Alertmanager answers: http://127.0.0.1:1' in result.stdout
 
 
+# The runner's slow step waits for a lock the test holds: the window stays open until the test has
+# looked, however slow the machine (a fixed pg_sleep could end before a loaded test polled).
+SLOW_STEP_LOCK = 727001
+SLOW_STEP = 'SELECT count(*) FROM (SELECT pg_advisory_xact_lock_shared(%d)) AS waited' % SLOW_STEP_LOCK
+
+
+def hold_slow_step(conn):
+    with conn.cursor() as cur:
+        cur.execute('SELECT pg_advisory_lock(%s)', (SLOW_STEP_LOCK,))
+
+
+def release_slow_step(conn):
+    with conn.cursor() as cur:
+        cur.execute('SELECT pg_advisory_unlock(%s)', (SLOW_STEP_LOCK,))
+
+
 def _runner_config(tmp_path, pg_db, alertmanager_url, steps):
     config = dict(
         job='daily', log_file=str(tmp_path / 'maintenance-daily.log'), lock_file=str(tmp_path / 'job.lock'),
@@ -175,16 +191,17 @@ def _runner_config(tmp_path, pg_db, alertmanager_url, steps):
 def test_runner_failed_run_silences_during_and_expires_after(monitoring, pg_db, cerniq_db, tmp_path):
     comment = 'cerniq.ops scheduled daily maintenance of db1 (runbook 3.1)'
     steps = [{'name': 'slow_check', 'type': 'health',
-              'options': {'sections': ['orphans'],
-                          'orphan_checks': [{'name': 'slow', 'query': 'SELECT count(*) FROM pg_sleep(4)'}]}},
+              'options': {'sections': ['orphans'], 'orphan_checks': [{'name': 'slow', 'query': SLOW_STEP}]}},
              {'name': 'broken', 'type': 'archive', 'options': {'source_table': 'no_such_table', 'older_than': '1 day'}}]
     config = _runner_config(tmp_path, pg_db, monitoring.url, steps)
+    hold_slow_step(cerniq_db)
     run = subprocess.Popen([sys.executable, RUNNER, '--config', str(config), '--lib', collections_root()],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         during = monitoring.wait_for(lambda: alert_states(monitoring)['db1:9187'] == 'suppressed'
-                                     and alert_states(monitoring), 'db1 silenced while the runner runs', timeout=30)
+                                     and alert_states(monitoring), 'db1 silenced while the runner runs', timeout=60)
         live = [s for s in silences(monitoring, comment) if s['status']['state'] == 'active']
+        release_slow_step(cerniq_db)
         output = run.communicate(timeout=120)[0]
     finally:
         if run.poll() is None:
@@ -202,15 +219,16 @@ def test_runner_failed_run_silences_during_and_expires_after(monitoring, pg_db, 
 def test_runner_terminated_still_expires_its_silence(monitoring, pg_db, cerniq_db, tmp_path):
     comment = 'cerniq.ops scheduled daily maintenance of db1 (runbook 3.1)'
     steps = [{'name': 'slow_check', 'type': 'health',
-              'options': {'sections': ['orphans'],
-                          'orphan_checks': [{'name': 'slow', 'query': 'SELECT count(*) FROM pg_sleep(2)'}]}}]
+              'options': {'sections': ['orphans'], 'orphan_checks': [{'name': 'slow', 'query': SLOW_STEP}]}}]
     config = _runner_config(tmp_path, pg_db, monitoring.url, steps)
     before = {s['id'] for s in silences(monitoring, comment)}
+    hold_slow_step(cerniq_db)
     run = subprocess.Popen([sys.executable, RUNNER, '--config', str(config), '--lib', collections_root()],
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     monitoring.wait_for(lambda: [s for s in silences(monitoring, comment) if s['status']['state'] == 'active'],
-                        'window open', timeout=30)
+                        'window open', timeout=60)
     run.terminate()  # what timeout(1) and systemd send first
+    release_slow_step(cerniq_db)  # the signal is handled when the step's statement returns
     output = run.communicate(timeout=60)[0]
     assert run.returncode == 128 + 15, output
     new = [s for s in silences(monitoring, comment) if s['id'] not in before]
