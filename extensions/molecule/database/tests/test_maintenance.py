@@ -1,17 +1,48 @@
-"""Verify cerniq.ops.maintenance (+ logrotate, node_exporter) on a database host.
+"""Verify cerniq.ops.maintenance (+ logrotate, node_exporter) on the database host.
 
-Forces a daily run through systemd, then checks the data, the metrics, the log,
-the lock and the logrotate configuration.
+Loads rows around the retention boundaries and cache keys, forces a daily run through systemd,
+then checks the data, the metrics, the log, the lock and the logrotate configuration; then a
+nightly dump and the weekly job restoring it.
 """
+
+import pytest
+
+from test_postgresql import PASSWORD
 
 RUNNER = "/opt/cerniq-maintenance/bin/cerniq-maintenance"
 CONFIG = "/etc/cerniq/maintenance/daily.json"
 PROM = "/var/lib/prometheus/node-exporter/cerniq_maintenance_daily.prom"
 LOG = "/var/log/cerniq/maintenance-daily.log"
+# This file's rows, apart from the other tests' (tenant, company).
+OWN = "00000000-0000-0000-0000-000000000001"
+DATA = """
+-- 60 contacts, one per day back; even days promoted. Due for purge: promoted and older
+-- than 30 days = days 32, 34 .. 60 = 15 rows.
+INSERT INTO bronze_contacts (tenant_id, processing_status, created_at)
+SELECT '{own}', CASE WHEN g % 2 = 0 THEN 'promoted' ELSE 'pending' END,
+       now() - (g || ' days')::interval + interval '12 hours'
+FROM generate_series(1, 60) g;
+-- 120 log rows, one per day back. Due for archiving: older than 90 days = 30 rows.
+INSERT INTO silver_enrichment_log (company_id, source, status, duration_ms, created_at)
+SELECT '{own}', 'anaf', 'success', 10, now() - (g || ' days')::interval + interval '12 hours'
+FROM generate_series(1, 120) g;
+""".format(own=OWN)
 
 
 def sql(host, query):
-    return host.check_output("sudo -u postgres psql -tAc %s cerniq_db", query)
+    return host.check_output("sudo -u postgres psql -X -tAc %s cerniq_db", query)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def due_for_maintenance(host):
+    """Rows and keys due for the daily job; CREATEDB for the weekly job's scratch restore while
+    this file runs (maintenance_backup_restore needs it; the postgresql role does not grant it)."""
+    host.run_test("sudo -u postgres psql -X -v ON_ERROR_STOP=1 -q -d cerniq_db -c %s", DATA)
+    host.run_test("for i in $(seq 1 40); do redis-cli SET cache:company:$i x >/dev/null; done")
+    host.run_test("redis-cli SET 'session:expired:a b' x && redis-cli SET session:live:1 keep")
+    sql(host, "ALTER ROLE cerniq CREATEDB")
+    yield
+    sql(host, "ALTER ROLE cerniq NOCREATEDB")
 
 
 def test_files_users_and_permissions(host):
@@ -19,7 +50,7 @@ def test_files_users_and_permissions(host):
     assert user.shell == "/usr/sbin/nologin"
     credentials = host.file("/etc/cerniq/maintenance/credentials")
     assert credentials.mode == 0o600 and credentials.user == "cerniq-maint"
-    assert "molecule-db-pass" not in host.file(CONFIG).content_string
+    assert "ecule pa$$" not in host.file(CONFIG).content_string
     assert host.file(CONFIG).mode == 0o640
     assert host.file(RUNNER).mode == 0o755
     timer = host.service("cerniq-maintenance-daily.timer")
@@ -35,9 +66,9 @@ def test_forced_daily_run_archives_purges_and_cleans(host):
     host.run_test("systemctl start cerniq-maintenance@daily.service")
     result = host.run("systemctl show -p Result --value cerniq-maintenance@daily.service")
     assert result.stdout.strip() == "success", host.file(LOG).content_string
-    assert sql(host, "SELECT count(*) FROM bronze_contacts") == "45"
-    assert sql(host, "SELECT count(*) FROM silver_enrichment_log_archive") == "30"
-    assert sql(host, "SELECT count(*) FROM silver_enrichment_log") == "90"
+    assert sql(host, "SELECT count(*) FROM bronze_contacts WHERE tenant_id = '%s'" % OWN) == "45"
+    assert sql(host, "SELECT count(*) FROM silver_enrichment_log_archive WHERE company_id = '%s'" % OWN) == "30"
+    assert sql(host, "SELECT count(*) FROM silver_enrichment_log WHERE company_id = '%s'" % OWN) == "90"
     keys = host.check_output("redis-cli --scan --pattern '*'").split()
     assert keys == ["session:live:1"]
 
@@ -55,7 +86,7 @@ def test_metrics_and_log(host):
     assert 'cerniq_maintenance_last_success_timestamp_seconds{task="daily"}' in scrape
     log = host.file(LOG).content_string
     assert "step archive_enrichment_log: ok" in log and "end: success" in log
-    assert "molecule-db-pass" not in log
+    assert "ecule pa$$" not in log and PASSWORD not in log
 
 
 def test_second_run_during_the_first_does_nothing(host):

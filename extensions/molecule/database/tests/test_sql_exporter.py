@@ -1,8 +1,9 @@
-"""Verify cerniq.ops.sql_exporter inside the scenario's systemd container.
+"""Verify cerniq.ops.sql_exporter on the database host.
 
-prepare.yml loads the CERNIQ schema and known rows and runs a Prometheus whose
-"sql" job strips sql_exporter's "sql_" prefix (the relabelling docs/exporters.md
-asks of the prometheus role), so the stored names are checked end to end.
+A module fixture loads known rows (the exporter restarted so its cached queries run on them);
+prepare.yml runs a Prometheus whose "sql" job strips sql_exporter's "sql_" prefix (the
+relabelling docs/exporters.md asks of the prometheus role), so the stored names are checked end
+to end.
 """
 
 import json
@@ -10,6 +11,7 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "shared"))
@@ -26,6 +28,44 @@ TENANT_B = "00000000-0000-0000-0000-00000000000b"
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+# Expected gauges: pending company_merge/high 2 (1 overdue), data_quality/normal 1 (0 overdue);
+# funnel A 3/2/1, B 1/3/0; batches processing 2 (1 stuck), completed 1; quality buckets 0-10:1,
+# 10-20:1, 90-100:2, unscored 1; enrichment last hour anaf 3 attempts / 2 errors, termene 1 / 0.
+ROWS = """
+TRUNCATE approval_tasks, bronze_contacts, bronze_import_batches, silver_companies, gold_companies,
+         silver_enrichment_log CASCADE;
+INSERT INTO approval_tasks (approval_type, priority, status, due_at) VALUES
+  ('company_merge', 'high', 'pending', now() - interval '1 hour'),
+  ('company_merge', 'high', 'pending', now() + interval '1 hour'),
+  ('data_quality', 'normal', 'pending', now() + interval '4 hours'),
+  ('data_quality', 'normal', 'approved', now() - interval '1 day');
+INSERT INTO bronze_import_batches (tenant_id, status, started_at, updated_at) VALUES
+  ('{a}', 'processing', now() - interval '2 hours', now() - interval '2 hours'),
+  ('{a}', 'processing', now() - interval '5 minutes', now()),
+  ('{b}', 'completed', now() - interval '1 day', now() - interval '1 day');
+INSERT INTO bronze_contacts (tenant_id) VALUES ('{a}'), ('{a}'), ('{a}'), ('{b}');
+INSERT INTO silver_companies (tenant_id, is_master_record, total_quality_score) VALUES
+  ('{a}', true, 5), ('{a}', true, 95), ('{a}', false, 50),
+  ('{b}', true, 100), ('{b}', true, 10), ('{b}', true, NULL);
+INSERT INTO gold_companies (tenant_id) VALUES ('{a}');
+INSERT INTO silver_enrichment_log (company_id, source, status, created_at) VALUES
+  (gen_random_uuid(), 'anaf', 'error', now() - interval '10 minutes'),
+  (gen_random_uuid(), 'anaf', 'timeout', now() - interval '20 minutes'),
+  (gen_random_uuid(), 'anaf', 'success', now() - interval '5 minutes'),
+  (gen_random_uuid(), 'anaf', 'error', now() - interval '2 hours'),
+  (gen_random_uuid(), 'termene', 'success', now() - interval '5 minutes');
+""".format(a=TENANT_A, b=TENANT_B)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def known_rows(host):
+    """Only these rows in the tables the queries read (the maintenance tests' are done by now),
+    then a restart: the exporter runs its queries at start and then on their 1 and 5 minute
+    intervals, serving the cached result in between."""
+    host.run_test("sudo -u postgres psql -X -v ON_ERROR_STOP=1 -q -d cerniq_db -c %s", ROWS)
+    host.run_test("systemctl restart %s", SERVICE)
 
 
 def fetch(host, url, wait_for):
