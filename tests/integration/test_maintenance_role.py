@@ -105,3 +105,37 @@ def test_defaults_dump_nightly_verify_weekly_and_analyze_the_database(tmp_path, 
     result = _apply(tmp_path, pg_db, {'maintenance_backup_path': str(backups)})
     assert result.returncode == 0, result.stdout
     assert not (tmp_path / 'etc' / 'backup.json').exists()
+
+
+def test_a_password_with_spaces_at_either_end_quotes_and_a_line_break_logs_in(tmp_path, pg_server, pg_db, cerniq_db):
+    """The credentials file keeps the password exactly: the nightly dump logs in with it."""
+    import psycopg2
+    password = ' sp\'ace "q" \\ $x #\nsecond line '
+    user = 'maint_%s' % os.getpid()
+    admin = psycopg2.connect(pg_server.dsn(pg_db['login_db'], superuser=True))
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute('DROP ROLE IF EXISTS %s' % user)
+        cur.execute('CREATE ROLE %s LOGIN PASSWORD %%s IN ROLE cerniq' % user, (password,))
+    try:
+        backups = tmp_path / 'backups'
+        backups.mkdir()
+        connection = dict(pg_db, login_user=user, login_password=password)
+        result = _apply(tmp_path, connection, {'maintenance_backup_dump': True,
+                                               'maintenance_backup_path': str(backups)})
+        assert result.returncode == 0, result.stdout
+        assert password not in result.stdout and 'sp\'ace' not in result.stdout
+        dumped = _run(tmp_path, 'backup')
+        assert dumped.returncode == 0, dumped.stdout
+        assert len(list(backups.iterdir())) == 1
+        # A line the role did not write, broken by hand: one line naming it, nothing done.
+        credentials = tmp_path / 'etc' / 'credentials'
+        credentials.write_text(credentials.read_text().replace('PGPASSWORD="', 'PGPASSWORD="\\q'))
+        broken = _run(tmp_path, 'backup')
+        assert broken.returncode == 2, broken.stdout
+        assert broken.stdout.count('\n') == 1 and 'line 4: PGPASSWORD is not a JSON string; nothing done' in broken.stdout
+        assert len(list(backups.iterdir())) == 1
+    finally:
+        with admin.cursor() as cur:
+            cur.execute('DROP OWNED BY %s; DROP ROLE %s' % (user, user))
+        admin.close()

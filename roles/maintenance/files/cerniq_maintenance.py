@@ -94,16 +94,31 @@ class Log(object):
             self.handle.flush()
 
 
+class CredentialsError(ValueError):
+    """A line of the credentials file that cannot be read."""
+
+
 def read_credentials(path):
+    """NAME=value lines; a value the role wrote is a JSON string (a password may hold spaces at
+    either end, quotes or line breaks), a hand-written one is taken as it stands."""
     values = {}
     if not path:
         return values
     with open(path) as handle:
-        for line in handle:
-            line = line.strip()
-            if line and not line.startswith('#') and '=' in line:
-                key, value = line.split('=', 1)
-                values[key.strip()] = value.strip()
+        for number, line in enumerate(handle, 1):
+            line = line.rstrip('\r\n')
+            if not line.strip() or line.lstrip().startswith('#') or '=' not in line:
+                continue
+            key, value = line.split('=', 1)
+            if value.startswith('"'):
+                try:
+                    value = json.loads(value)
+                except ValueError:
+                    value = None
+                if not isinstance(value, str):
+                    raise CredentialsError('credentials file %s, line %d: %s is not a JSON string'
+                                           % (path, number, key.strip()))
+            values[key.strip()] = value
     return values
 
 
@@ -433,6 +448,11 @@ def main(argv=None):
         config = json.load(handle)
     job = config['job']
     log = Log(config.get('log_file'), job)
+    try:
+        credentials = read_credentials(config.get('credentials_file'))
+    except CredentialsError as error:
+        log('ERROR: %s; nothing done' % error)
+        return 2
 
     lock_path = config.get('lock_file') or '/var/lib/cerniq-maintenance/%s.lock' % job
     # Read-only is enough for flock, so a lock file created by another user (root running
@@ -451,7 +471,6 @@ def main(argv=None):
     watchdog.start()
 
     engines = Engines(args.lib)
-    credentials = read_credentials(config.get('credentials_file'))
     pg, redis_params = connection_params(config, credentials)
     mode = ' (dry run)' if args.dry_run else ''
     log('start%s: %d steps, timeout %d s' % (mode, len(config.get('steps', [])), timeout))
