@@ -3,10 +3,11 @@
 SHELL := /bin/bash
 VENV ?= .venv
 
-.PHONY: help bootstrap demo demo-local demo-down lab lab-down test test-fast sanity lint unit integration rules hostile runner molecule lab-test fresh-test build changelog clean
+.PHONY: help bootstrap demo demo-incidents demo-local demo-down lab lab-down test test-fast sanity lint unit integration rules hostile runner molecule lab-test fresh-test build changelog clean
 
 help:
 	@echo "make demo       run the main job: the runbook end to end on the podman lab (see README)"
+	@echo "make demo-incidents  the lab broken and diagnosed, left for running the procedures by hand"
 	@echo "make demo-local the same procedures against local throwaway servers (no containers, ~90 s)"
 	@echo "make demo-down  remove what the demo created"
 	@echo "make test       the whole test suite (every layer; README lists them)"
@@ -19,6 +20,9 @@ bootstrap:
 
 demo: bootstrap
 	@scripts/demo.sh
+
+demo-incidents: bootstrap
+	@scripts/demo.sh incidents
 
 demo-local: bootstrap
 	@scripts/demo.sh local

@@ -1,9 +1,12 @@
 """make demo: the collection finding and fixing a broken CERNIQ pipeline on lab hosts.
 
-    scripts/demo.py          the lab demo (below)
-    scripts/demo.py local    the same procedures against local throwaway servers, no containers
-                             (scripts/demo_local.py, about 90 s)
-    scripts/demo.py down     remove what the demo created: lab containers, network, state dir
+    scripts/demo.py            the lab demo (below)
+    scripts/demo.py incidents  the demo's first five stages only: the lab broken the way runbook
+                               section 2 describes and diagnosed, left so for working the
+                               procedures by hand (the commands are printed)
+    scripts/demo.py local      the same procedures against local throwaway servers, no containers
+                               (scripts/demo_local.py, about 90 s)
+    scripts/demo.py down       remove what the demo created: lab containers, network, state dir
 
 The lab demo brings up the podman lab of ``inventory/lab`` (scripts/lab.sh: database,
 redis, monitor and worker hosts on a private network, configured by playbooks/site.yml,
@@ -103,8 +106,10 @@ def matches(alert, name, labels):
 
 
 class LabDemo:
+    STAGES = 13
+
     def __init__(self):
-        self.stages = Stages(STATE_DIR, 13)
+        self.stages = Stages(STATE_DIR, self.STAGES)
         self.secrets = lab_secrets()
         self.urls = {}
         self.receivers = {}
@@ -154,12 +159,7 @@ class LabDemo:
     # ------------------------------------------------------------------ the run
     def run(self):
         started = time.monotonic()
-        self.stage_lab()
-        self.stage_reset()
-        self.stage_seed()
-        before = self.stage_break()
-        self.stage('Diagnosis (runbook 2.1, 2.2): queues, stalled jobs, circuit breakers, rate limits')
-        self.procedure('diagnose', 'playbooks/diagnose_queues.yml', {'cerniq_confirm': False})
+        before = self.break_and_diagnose()
         self.stage('Waiting for the shipped alert rules to fire (their for: durations are not shortened)')
         fired = self.wait_alerts(firing=True) if WAIT_ALERTS else self.not_waiting()
         self.fixes_started = datetime.datetime.now(datetime.timezone.utc)   # the incident report's "Fix deployed"
@@ -184,6 +184,17 @@ class LabDemo:
         reports = self.stage_reports()
         after = self.snapshot()
         self.summary(before, after, fired, cleared, still_overdue, reports, time.monotonic() - started)
+
+    def break_and_diagnose(self):
+        """Stages 1-5: the lab up, its data reset and seeded, the pipeline broken, the diagnosis.
+        Returns what the incidents put in (the summary's "found")."""
+        self.stage_lab()
+        self.stage_reset()
+        self.stage_seed()
+        found = self.stage_break()
+        self.stage('Diagnosis (runbook 2.1, 2.2): queues, stalled jobs, circuit breakers, rate limits')
+        self.procedure('diagnose', 'playbooks/diagnose_queues.yml', {'cerniq_confirm': False})
+        return found
 
     def stage(self, title):
         self.stages.stage(title)
@@ -477,6 +488,48 @@ class LabDemo:
                            elapsed_s=round(elapsed)), handle, indent=2)
 
 
+class IncidentsOnly(LabDemo):
+    """`scripts/demo.py incidents`: the lab broken and diagnosed, left for the operator.
+
+    The same first five stages as the demo (a later `make demo` thaws the frozen worker and resets
+    everything); instead of running the procedures it prints how to run them by hand."""
+
+    STAGES = 5
+    PROCEDURES = ('playbooks/runbook/stuck_import.yml', 'playbooks/runbook/rate_limiting.yml',
+                  'playbooks/runbook/sla_breach.yml', 'playbooks/runbook/quality_anomalies.yml',
+                  'playbooks/daily_maintenance.yml')
+
+    def run(self):
+        started = time.monotonic()
+        found = self.break_and_diagnose()
+        # What the procedures need to run by hand from the checkout: the collection as cerniq.ops
+        # (a link to the checkout, kept with the state) and the lab's database host as their target.
+        tree = os.path.join(STATE_DIR, 'collections', 'ansible_collections', 'cerniq')
+        os.makedirs(tree, exist_ok=True)
+        if not os.path.lexists(os.path.join(tree, 'ops')):
+            os.symlink(REPO, os.path.join(tree, 'ops'))
+        hosts_file = os.path.join(STATE_DIR, 'lab-hosts.yml')
+        with open(hosts_file, 'w') as handle:
+            yaml.safe_dump({name: DB for name in ('cerniq_runbook_hosts', 'cerniq_queue_hosts', 'cerniq_db_hosts',
+                                                  'cerniq_report_hosts')}, handle)
+        print('\n%s== The lab is broken ==%s  (%.0f s; logs in %s)\n'
+              % (BOLD, RESET, time.monotonic() - started, STATE_DIR))
+        print(markdown_table(['what', 'found'], list(found.items())))
+        print('\nWork the incidents with the runbook procedures; each reports only until you add '
+              '-e cerniq_confirm=true:\n')
+        print('    cd %s' % REPO)
+        print('    export ANSIBLE_COLLECTIONS_PATH=%s CERNIQ_API_TOKEN=%s'
+              % (os.path.join(STATE_DIR, 'collections'), API_TOKEN))
+        for path in self.PROCEDURES:
+            print('    .venv/bin/ansible-playbook -i inventory/lab -e @%s %s' % (hosts_file, path))
+        print('\nPrometheus %(prometheus)s/alerts, Alertmanager %(alertmanager)s (the rules fire within about '
+              '6 minutes).' % self.urls)
+        print('`make demo` runs the procedures for you; `make demo-down` removes the lab.')
+        with open(os.path.join(STATE_DIR, 'summary.json'), 'w') as handle:
+            json.dump(dict(mode='incidents', found=found, urls=self.urls, procedures=list(self.PROCEDURES),
+                           incident_start=self.incident_start.isoformat()), handle, indent=2)
+
+
 def lab_progress(line):
     return line.startswith('[lab]') or line.startswith('PLAY [') or line.startswith('PLAY RECAP') or \
         ' : ok=' in line
@@ -532,11 +585,11 @@ def main(argv):
         import demo_local
         demo_local.down()
         return 0
-    if command != 'lab':
-        print('usage: scripts/demo.py [lab|local|down]', file=sys.stderr)
+    if command not in ('lab', 'incidents'):
+        print('usage: scripts/demo.py [lab|incidents|local|down]', file=sys.stderr)
         return 2
     shutil.rmtree(STATE_DIR, ignore_errors=True)
-    return run_demo(LabDemo())
+    return run_demo(IncidentsOnly() if command == 'incidents' else LabDemo())
 
 
 if __name__ == '__main__':

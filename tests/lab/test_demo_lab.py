@@ -7,12 +7,14 @@ maintenance, the alerts clearing, the incident and capacity reports. Checks the 
 summary.json against what the incidents put in, the reports against the lab's database,
 then `scripts/demo.py down` and that nothing of the lab is left.
 
-The demo then runs a second time on the running lab (`make demo` twice must work): it reuses
-the containers - except the Redis one, whose processes the test kills first, which it must
-recreate - resets the data and finds and fixes the same incidents again; its site.yml run on the
-reused hosts must change nothing. The rerun does not wait
-for the alerts a second time (CERNIQ_DEMO_WAIT_ALERTS=0): the first run proves they fire, route
-and clear; what a rerun can break is the lab reuse and the reset, and those it checks in full.
+Then the demo's first five stages run again on the running lab (`scripts/demo.py incidents`, the
+lab broken and diagnosed for working the procedures by hand): it reuses the containers - except
+the Redis one, whose processes the test kills first, which it must recreate - resets the data and
+finds the same incidents again; its site.yml run on the reused hosts must change nothing. What a
+second `make demo` can break is the lab reuse and the reset (stages 1-2, shared by both commands),
+and those it checks in full; the procedures, the alerts and the reports after stage 5 are the
+first run's to prove (a whole second demo cost 10 minutes on the longest layer, 3 of them after
+stage 5). The rerun does not wait for the alerts of the first run to end (CERNIQ_DEMO_WAIT_ALERTS=0).
 
 Takes about 20 minutes on a 2-core machine (the rules' `for:` durations are not shortened).
 """
@@ -39,10 +41,10 @@ def podman(*args):
                           text=True, check=False)
 
 
-def run_demo(state, **env_vars):
+def run_demo(state, *args, **env_vars):
     """scripts/demo.py in its own process group: on a timeout the whole run (its playbooks too) is killed."""
     env = dict(os.environ, CERNIQ_DEMO_DIR=str(state), **env_vars)
-    proc = subprocess.Popen([sys.executable, DEMO], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen([sys.executable, DEMO] + list(args), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True)
     try:
         out = proc.communicate(timeout=45 * 60)[0]
@@ -71,17 +73,18 @@ def demo(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def demo_again(demo):
-    """The same demo once more, on the lab the first one left running.
+def demo_again(demo, tmp_path_factory):
+    """The demo's stages 1-5 once more (`scripts/demo.py incidents`), on the lab the first run left running.
 
     Before it, the Redis container's processes are killed the way a killed session leaves them:
     podman still reports the container running, but nothing in it answers. The lab must notice and
-    recreate that container (and only that one).
+    recreate that container (and only that one). Its own state directory: the first run's reports stay
+    for test_down_removes_the_lab.
     """
     pids = podman('container', 'inspect', '-f', '{{.State.Pid}} {{.State.ConmonPid}}', 'cerniq-lab-redis')
     assert pids.returncode == 0, pids.stderr
     subprocess.run(['kill', '-KILL'] + pids.stdout.split(), check=True)
-    return run_demo(demo[2], CERNIQ_DEMO_WAIT_ALERTS='0')
+    return run_demo(tmp_path_factory.mktemp('demo-lab-again'), 'incidents', CERNIQ_DEMO_WAIT_ALERTS='0')
 
 
 def test_demo_runs_every_stage(demo):
@@ -195,48 +198,6 @@ def test_every_scrape_target_of_the_lab_is_up(demo):
     assert [t['scrapeUrl'] for t in targets if t['health'] != 'up'] == []
 
 
-def test_a_second_demo_reuses_the_lab_recreates_a_dead_container_and_does_it_all_again(demo, demo_again):
-    _proc, first, _state = demo
-    proc, again, _state = demo_again
-    assert proc.returncode == 0, proc.stdout[-6000:]
-    for name in LAB_CONTAINERS:
-        if name == 'cerniq-lab-redis':
-            assert '[lab] cerniq-lab-redis does not answer' in proc.stdout
-            assert '[lab] cerniq-lab-redis created' in proc.stdout
-        else:
-            assert '[lab] %s reused' % name in proc.stdout
-    # the reset put the lab back where the first run started (the counts that do not depend on timing)
-    for key in ('imports stuck in processing', 'ingest worker (cerniq-workers-ingest)', 'ANAF circuit breaker',
-                "ANAF_CONCURRENCY in the workers' env file", 'approval tasks overdue, not escalated',
-                'overdue tasks auto-approved by policy', 'unscored companies, scoring not requested',
-                'rows past retention (bronze 30 d, log 90 d)', 'Redis cache keys'):
-        assert again['found'][key] == first['found'][key], key
-    assert again['found']['ingest jobs waiting'] > 5000
-    assert again['after']['stalled ingest jobs (active, no lock)'] == 0
-    assert again['after']['imports stuck in processing'] == 0
-    assert again['after']['ANAF circuit breaker'] != 'OPEN'
-    assert again['after']['Redis cache keys'] == 0
-    assert again['after']['rows past retention (bronze 30 d, log 90 d)'] == 0
-    assert 'not waiting (CERNIQ_DEMO_WAIT_ALERTS=0)' in proc.stdout
-
-
-def test_site_yml_changes_nothing_on_the_converged_lab(demo, demo_again):
-    """Idempotence of the whole stack on the hosts the second demo reused (what the monitoring_e2e Molecule
-    scenario did): the second run's `lab.sh up` ran playbooks/site.yml on the lab the first run converged.
-
-    The Redis host was recreated by that run (the test killed it), so site.yml converged it from scratch there;
-    its roles' idempotence is the redis Molecule scenario's (a Redis host: redis and redis_exporter). (A third `lab.sh up` only for
-    this check cost 3.5 minutes of the lab layer, the longest of `make test`.)
-    """
-    _proc, _summary, state = demo_again
-    log = (state / 'logs' / '01-lab-up.log').read_text()
-    site = log.split('[lab] running playbooks/site.yml', 1)[1].split('[lab] running extensions/lab', 1)[0]
-    recap = dict(re.findall(r'^(cerniq-lab-\w+)\s+: ok=\d+\s+changed=(\d+)', site, re.MULTILINE))
-    assert set(recap) == set(LAB_CONTAINERS), site[-6000:]
-    assert int(recap.pop('cerniq-lab-redis')) > 0, site[-6000:]  # recreated: converged from scratch
-    assert recap == dict.fromkeys(set(LAB_CONTAINERS) - {'cerniq-lab-redis'}, '0'), site[-6000:]
-
-
 def test_exporters_reach_their_backends_and_the_contract_metrics_arrive(demo):
     _proc, summary, _state = demo
     base = summary['urls']['prometheus']
@@ -265,6 +226,51 @@ def test_the_lab_backup_is_dumped_and_verified(demo):
     assert checks == {'found': '1', 'fresh': '1', 'readable': '1'}, checks
     assert [series['value'][1] for series in query('cerniq_backup_verify_success')] == ['1']
     assert [series['value'][1] for series in query('cerniq_maintenance_exit_status{task="backup"}')] == ['0']
+
+
+def test_a_second_run_reuses_the_lab_recreates_a_dead_container_and_breaks_it_the_same_way(demo, demo_again):
+    _proc, first, _state = demo
+    proc, again, state = demo_again
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert '==> [5/5]' in proc.stdout and again['mode'] == 'incidents', proc.stdout[-3000:]
+    for name in LAB_CONTAINERS:
+        if name == 'cerniq-lab-redis':
+            assert '[lab] cerniq-lab-redis does not answer' in proc.stdout
+            assert '[lab] cerniq-lab-redis created' in proc.stdout
+        else:
+            assert '[lab] %s reused' % name in proc.stdout
+    # the reset put the lab back where the first run started (the counts that do not depend on timing)
+    for key in ('imports stuck in processing', 'ingest worker (cerniq-workers-ingest)', 'ANAF circuit breaker',
+                "ANAF_CONCURRENCY in the workers' env file", 'approval tasks overdue, not escalated',
+                'overdue tasks auto-approved by policy', 'unscored companies, scoring not requested',
+                'rows past retention (bronze 30 d, log 90 d)', 'Redis cache keys'):
+        assert again['found'][key] == first['found'][key], key
+    assert again['found']['ingest jobs waiting'] > 5000
+    assert again['found']['stalled ingest jobs (active, no lock)'] >= 2
+    assert again['found']['newest backup (weekly verification)'].startswith('FAILED')
+    # ... and leaves it broken for the operator, with the procedures' commands that run as printed
+    assert (state / 'logs' / '05-diagnose.log').exists()
+    assert (state / 'collections' / 'ansible_collections' / 'cerniq' / 'ops' / 'galaxy.yml').exists()
+    for path in again['procedures']:
+        assert ' -e @%s %s' % (state / 'lab-hosts.yml', path) in proc.stdout, path
+        assert os.path.exists(os.path.join(REPO, path)), path
+
+
+def test_site_yml_changes_nothing_on_the_converged_lab(demo, demo_again):
+    """Idempotence of the whole stack on the hosts the second demo reused (what the monitoring_e2e Molecule
+    scenario did): the second run's `lab.sh up` ran playbooks/site.yml on the lab the first run converged.
+
+    The Redis host was recreated by that run (the test killed it), so site.yml converged it from scratch there;
+    its roles' idempotence is the redis Molecule scenario's (a Redis host: redis and redis_exporter). (A third `lab.sh up` only for
+    this check cost 3.5 minutes of the lab layer, the longest of `make test`.)
+    """
+    _proc, _summary, state = demo_again
+    log = (state / 'logs' / '01-lab-up.log').read_text()
+    site = log.split('[lab] running playbooks/site.yml', 1)[1].split('[lab] running extensions/lab', 1)[0]
+    recap = dict(re.findall(r'^(cerniq-lab-\w+)\s+: ok=\d+\s+changed=(\d+)', site, re.MULTILINE))
+    assert set(recap) == set(LAB_CONTAINERS), site[-6000:]
+    assert int(recap.pop('cerniq-lab-redis')) > 0, site[-6000:]  # recreated: converged from scratch
+    assert recap == dict.fromkeys(set(LAB_CONTAINERS) - {'cerniq-lab-redis'}, '0'), site[-6000:]
 
 
 def test_down_removes_the_lab(demo):
