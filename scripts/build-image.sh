@@ -118,8 +118,11 @@ path-exclude /usr/share/man/*
 path-exclude /usr/share/info/*
 path-exclude /usr/share/locale/*
 EOF
+# A download retried ten times, apt waiting 1, 2, 4 ... up to 30 s between tries: a Molecule
+# converge failed on a name lookup that failed for about 30 s ("Temporary failure resolving
+# deb.debian.org"; the old APT::Acquire::Retries was not apt's key, so apt tried 3 times in ~10 s).
 cat >"$ROOTFS/etc/apt/apt.conf.d/01-cerniq" <<'EOF'
-APT::Acquire::Retries "3";
+Acquire::Retries "10";
 Dpkg::Use-Pty "false";
 EOF
 
