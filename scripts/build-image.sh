@@ -119,8 +119,8 @@ path-exclude /usr/share/info/*
 path-exclude /usr/share/locale/*
 EOF
 # A download retried ten times, apt waiting 1, 2, 4 ... up to 30 s between tries: a Molecule
-# converge failed on a name lookup that failed for about 30 s ("Temporary failure resolving
-# deb.debian.org"; the old APT::Acquire::Retries was not apt's key, so apt tried 3 times in ~10 s).
+# converge failed when a name lookup failed on all of apt's tries ("Temporary failure resolving
+# deb.debian.org"; the old APT::Acquire::Retries is not a key apt reads: it tried its default 3 times).
 cat >"$ROOTFS/etc/apt/apt.conf.d/01-cerniq" <<'EOF'
 Acquire::Retries "10";
 Dpkg::Use-Pty "false";

@@ -53,6 +53,10 @@ WORKER_PY = '/opt/cerniq-lab-worker/venv/bin/python'
 WORKER_PROGRAM = '/opt/cerniq-lab-worker/cerniq_lab_worker.py'
 WORKER_ENV = '/etc/cerniq-lab/workers.env'
 API_RECORD = '/var/lib/cerniq-lab-api/requests.jsonl'
+# The procedures' target: the lab's database host (the demo runs them there; `incidents` writes it
+# to a vars file for running them by hand).
+LAB_TARGETS = {name: DB for name in ('cerniq_runbook_hosts', 'cerniq_queue_hosts', 'cerniq_db_hosts',
+                                     'cerniq_report_hosts')}
 INGEST_QUEUE = 'bronze:ingest:csv'
 IMPORT_JOBS = 6000
 API_TOKEN = 'demo-token-not-a-secret'
@@ -152,8 +156,7 @@ class LabDemo:
 
     def procedure(self, name, path, extra=None):
         """A runbook procedure on the database host, acting unattended (as an AWX job would)."""
-        extra = dict({'cerniq_runbook_hosts': DB, 'cerniq_queue_hosts': DB, 'cerniq_db_hosts': DB,
-                      'cerniq_report_hosts': DB, 'cerniq_confirm': True}, **(extra or {}))
+        extra = dict(dict(LAB_TARGETS, cerniq_confirm=True), **(extra or {}))
         return self.playbook(name, path, extra, show=AnsibleProgress())
 
     # ------------------------------------------------------------------ the run
@@ -510,8 +513,7 @@ class IncidentsOnly(LabDemo):
             os.symlink(REPO, os.path.join(tree, 'ops'))
         hosts_file = os.path.join(STATE_DIR, 'lab-hosts.yml')
         with open(hosts_file, 'w') as handle:
-            yaml.safe_dump({name: DB for name in ('cerniq_runbook_hosts', 'cerniq_queue_hosts', 'cerniq_db_hosts',
-                                                  'cerniq_report_hosts')}, handle)
+            yaml.safe_dump(LAB_TARGETS, handle)
         print('\n%s== The lab is broken ==%s  (%.0f s; logs in %s)\n'
               % (BOLD, RESET, time.monotonic() - started, STATE_DIR))
         print(markdown_table(['what', 'found'], list(found.items())))

@@ -248,7 +248,8 @@ def test_a_second_run_reuses_the_lab_recreates_a_dead_container_and_breaks_it_th
     assert again['found']['ingest jobs waiting'] > 5000
     assert again['found']['stalled ingest jobs (active, no lock)'] >= 2
     assert again['found']['newest backup (weekly verification)'].startswith('FAILED')
-    # ... and leaves it broken for the operator, with the procedures' commands that run as printed
+    # ... and leaves it broken for the operator, printing the procedures' commands (their vars file and
+    # the collection link exist; running them is the first run's procedure stages)
     assert (state / 'logs' / '05-diagnose.log').exists()
     assert (state / 'collections' / 'ansible_collections' / 'cerniq' / 'ops' / 'galaxy.yml').exists()
     for path in again['procedures']:
