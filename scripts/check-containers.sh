@@ -17,7 +17,9 @@ say() { printf '[check-containers] %s\n' "$*"; }
 die() { say "FAILED: $*"; exit 1; }
 
 cleanup() {
-  podman rm -f -t 0 "$NAME-a" "$NAME-b" >/dev/null 2>&1 || true
+  # --ignore: without it the name of a container that is already gone ("-b" removes itself) fails
+  # the whole command, the first container stays, and `network rm -f` waits 10 s to stop it.
+  podman rm -f -i -t 0 "$NAME-a" "$NAME-b" >/dev/null 2>&1 || true
   podman network rm -f "$NET" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
