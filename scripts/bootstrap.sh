@@ -58,14 +58,54 @@ install_debian_packages() {
 
 requirements_stamp() { cat requirements.txt requirements-dev.txt constraints.txt | sha256sum | cut -d' ' -f1; }
 
+# A virtualenv is built once per set of pinned requirements (and Python) in a cache,
+# CERNIQ_VENV_CACHE (default ~/.cache/cerniq-ops/venvs; empty builds it in place), and linked
+# as .venv: another clone with the same requirements - every CI run is a clean clone - reuses
+# it instead of building it again (43 s of every run, measured). Like the project's image,
+# keyed by content: a changed requirements file builds a new one. Do not pip install into it
+# by hand (every clone sees it); entries unused for 30 days are removed.
 make_venv() {
   local venv=$1 stamp=$2; shift 2
   if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.stamp" 2>/dev/null)" = "$stamp" ]; then
     say "virtualenv $venv: up to date"
+    [ -L "$venv" ] && touch "$venv/.stamp"  # a cached one: in use
     return
   fi
   "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
     say "Python 3.11 or newer is needed for $PYTHON"; exit 1; }
+  local cache=${CERNIQ_VENV_CACHE-${XDG_CACHE_HOME:-$HOME/.cache}/cerniq-ops/venvs}
+  if [ -z "$cache" ]; then
+    [ -L "$venv" ] && rm -f "$venv"
+    build_venv "$venv" "$stamp" "$@"
+    return
+  fi
+  local name key target
+  name=$(basename "$venv" | tr -d .)
+  key=$({ echo "$stamp"; "$PYTHON" -c 'import sys; print(sys.executable, sys.version)'; } | sha256sum | cut -c1-16)
+  target=$cache/$name-$key
+  mkdir -p "$cache"
+  (
+    flock 9  # two bootstraps at once: one builds, the other waits and reuses
+    if [ "$(cat "$target/.stamp" 2>/dev/null)" = "$stamp" ]; then
+      say "virtualenv $venv: reusing $target"
+    else
+      build_venv "$target" "$stamp" "$@"
+    fi
+  ) 9>"$target.lock" || exit 1
+  [ -L "$venv" ] || rm -rf "$venv"  # one built in place by an earlier bootstrap
+  ln -sfn "$target" "$venv"
+  touch "$target/.stamp"
+  local old used
+  for old in "$cache/$name"-*; do
+    if [ ! -d "$old" ] || [ "$old" = "$target" ]; then continue; fi
+    used=$old/.stamp; [ -e "$used" ] || used=$old  # a build that never finished
+    [ -n "$(find "$used" -maxdepth 0 -mtime +30 2>/dev/null)" ] && rm -rf "$old" "$old.lock"
+  done
+  return 0
+}
+
+build_venv() {  # path stamp pip-args...
+  local venv=$1 stamp=$2; shift 2
   say "building virtualenv $venv"
   "$PYTHON" -m venv --clear "$venv"
   "$venv/bin/python" -m pip install -q --upgrade pip
