@@ -10,6 +10,7 @@ package) when it is installed; docker compose is not tested (no Docker engine).
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 
@@ -151,6 +152,24 @@ def test_docker_worker_is_recreated_through_the_engine_api(docker_api):
     finally:
         remove(name)
         remove(name + '-cerniq-old')
+        _stop_exec_monitors(name)
+
+
+def _stop_exec_monitors(name):
+    """podman 4.3's API service leaves the conmon of each `docker exec` session running after the
+    container and the service are gone: stop those of this test's container, or every run leaves
+    two processes behind."""
+    for pid in filter(str.isdigit, os.listdir('/proc')):
+        try:
+            with open('/proc/%s/cmdline' % pid, 'rb') as handle:
+                argv = handle.read().split(b'\0')
+        except OSError:
+            continue
+        if argv[0].endswith(b'conmon') and b'--exec' in argv and name.encode() in argv:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
 
 
 def test_rate_limiting_lowers_the_concurrency_of_a_podman_worker(worker, redis_params, redis_client):
