@@ -156,9 +156,9 @@ def test_docker_worker_is_recreated_through_the_engine_api(docker_api):
 
 
 def _stop_exec_monitors(name):
-    """podman 4.3's API service leaves the conmon of each `docker exec` session running after the
-    container and the service are gone: stop those of this test's container, or every run leaves
-    two processes behind."""
+    """podman 4.3's API service can leave the conmon of each `docker exec` session running after the
+    container and the service are gone (two processes lived on after runs of this test alone):
+    stop those of this test's container."""
     for pid in filter(str.isdigit, os.listdir('/proc')):
         try:
             with open('/proc/%s/cmdline' % pid, 'rb') as handle:
