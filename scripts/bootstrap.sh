@@ -68,14 +68,14 @@ make_venv() {
   local venv=$1 stamp=$2; shift 2
   if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.stamp" 2>/dev/null)" = "$stamp" ]; then
     say "virtualenv $venv: up to date"
-    [ -L "$venv" ] && touch "$venv/.stamp"  # a cached one: in use
-    return
+    if [ -L "$venv" ]; then touch "$venv/.stamp"; fi  # a cached one: in use
+    return 0
   fi
   "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
     say "Python 3.11 or newer is needed for $PYTHON"; exit 1; }
   local cache=${CERNIQ_VENV_CACHE-${XDG_CACHE_HOME:-$HOME/.cache}/cerniq-ops/venvs}
   if [ -z "$cache" ]; then
-    [ -L "$venv" ] && rm -f "$venv"
+    if [ -L "$venv" ]; then rm -f "$venv"; fi
     build_venv "$venv" "$stamp" "$@"
     return
   fi
