@@ -197,7 +197,13 @@ class PrometheusServer(_Server):
             subprocess.run([_binary('promtool'), 'tsdb', 'create-blocks-from', 'openmetrics', history,
                             os.path.join(self.base, 'data')], stdout=subprocess.DEVNULL, check=True)
         command = [_binary('prometheus'), '--config.file=' + path, '--storage.tsdb.path=' + os.path.join(self.base, 'data'),
-                   '--web.listen-address=127.0.0.1:%d' % self.port] + self.extra_args
+                   '--web.listen-address=127.0.0.1:%d' % self.port]
+        if self.alertmanager_url and not any(arg.startswith('--rules.alert.resend-delay') for arg in self.extra_args):
+            # Prometheus drops the notifications it sends before its discovery has handed the notifier
+            # the Alertmanager (updates come at most every 5 s) and resends firing alerts only after
+            # this delay, 1 minute by default: a test waiting 60 s for delivery then failed under load.
+            command.append('--rules.alert.resend-delay=1s')
+        command += self.extra_args
         if self.user:
             import pwd
             account = pwd.getpwnam(self.user)

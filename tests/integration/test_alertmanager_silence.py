@@ -143,10 +143,8 @@ groups:
         expr: label_replace(vector(1), "instance", "worker2:9464", "", "")
         labels: {severity: sev3}
 """
-    # Resent every second: Prometheus drops its first notification when it has not discovered the
-    # Alertmanager yet, and would only resend a minute later.
-    with AlertmanagerServer() as alertmanager, PrometheusServer(rules, alertmanager.url,
-                                                                extra_args=['--rules.alert.resend-delay=1s']):
+    # PrometheusServer resends firing alerts every second (its first notification may be dropped).
+    with AlertmanagerServer() as alertmanager, PrometheusServer(rules, alertmanager.url):
         alertmanager.wait_for(lambda: len(alertmanager.alerts()) == 2, 'both alerts delivered')
         created = run_module('alertmanager_silence', _args(alertmanager))
         assert not created.failed, created

@@ -56,9 +56,8 @@ with open(out, 'w') as handle:
 
 @pytest.fixture(scope='module')
 def monitoring():
-    # Resent every second: Prometheus drops the first notification sent before it discovered Alertmanager.
-    with AlertmanagerServer() as alertmanager, PrometheusServer(RULES, alertmanager.url,
-                                                                extra_args=['--rules.alert.resend-delay=1s']):
+    # PrometheusServer resends firing alerts every second (its first notification may be dropped).
+    with AlertmanagerServer() as alertmanager, PrometheusServer(RULES, alertmanager.url):
         alertmanager.wait_for(lambda: len(alertmanager.alerts()) == 2, 'both alerts in Alertmanager')
         yield alertmanager
 
